@@ -1,0 +1,33 @@
+# tjob — see README.md. Everything installs into .venv; targets need root where noted.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The whole suite. As root the root-only tests must run: TJOB_REQUIRE_ROOT makes a skip of them an error.
+test: install
+	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy
+
+demo: install
+	$(VPY) examples/demo.py
+
+bench: install
+	$(VPY) -m bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,183 @@
+"""The one interface both cgroup backends implement.
+
+A backend owns a parent cgroup (``tjob`` by default) and makes one child per job. Paths are
+arguments so tests can point a backend at a fake cgroupfs in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import select
+import signal
+from pathlib import Path
+
+from ..errors import CgroupError
+from ..status import Usage
+
+
+class ResolvedLimits:
+    """Limits with every field decided, as a backend writes them."""
+
+    __slots__ = ("cpu_percent", "device", "memory_mb", "pids", "rbps", "wbps")
+
+    def __init__(
+        self,
+        cpu_percent: int,
+        memory_mb: int,
+        pids: int,
+        rbps: int,
+        wbps: int,
+        device: tuple[int, int] | None,
+    ) -> None:
+        self.cpu_percent = cpu_percent
+        self.memory_mb = memory_mb
+        self.pids = pids
+        self.rbps = rbps
+        self.wbps = wbps
+        self.device = device
+
+
+class CgroupBackend(abc.ABC):
+    version: int
+
+    def __init__(self, root: Path, parent: str = "tjob") -> None:
+        self.root = Path(root)
+        self.parent = parent
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Check the controllers tjob needs and create the parent; raise CgroupError if unusable."""
+
+    @abc.abstractmethod
+    def create(self, job_id: str, limits: ResolvedLimits) -> None:
+        """Make the job's cgroup with its limits written; no process is in it yet."""
+
+    @abc.abstractmethod
+    def procs_files(self, job_id: str) -> list[str]:
+        """The ``cgroup.procs`` files a process writes ``0`` to, to join the job's cgroup."""
+
+    @abc.abstractmethod
+    def pids(self, job_id: str) -> list[int]:
+        """Host pids of the processes in the job's cgroup."""
+
+    @abc.abstractmethod
+    def usage(self, job_id: str) -> Usage:
+        """What the cgroup has accounted so far."""
+
+    @abc.abstractmethod
+    def oom_kills(self, job_id: str) -> int:
+        """How many processes the OOM killer killed in the job's cgroup."""
+
+    @abc.abstractmethod
+    def kill(self, job_id: str) -> None:
+        """SIGKILL every process in the job's cgroup, descendants and setsid ones included."""
+
+    @abc.abstractmethod
+    def remove(self, job_id: str) -> None:
+        """Remove the job's cgroup (it must be empty); absent is fine."""
+
+    @abc.abstractmethod
+    def job_ids(self) -> list[str]:
+        """Job cgroups that exist now (leak checks, clean-up of lost jobs)."""
+
+    def signal(self, job_id: str, sig: int) -> int:
+        """Send ``sig`` to every process in the job's cgroup through pidfds; return how many.
+
+        A pid read from ``cgroup.procs`` may exit and be reused before we signal it, so each is
+        pinned with a pidfd and checked to still be in this cgroup before the signal goes out.
+        """
+        sent = 0
+        for pid in self.pids(job_id):
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                if self._in_job(pid, job_id):
+                    signal.pidfd_send_signal(fd, sig)
+                    sent += 1
+            except OSError as e:
+                if e.errno != errno.ESRCH:
+                    raise
+            finally:
+                os.close(fd)
+        return sent
+
+    def _in_job(self, pid: int, job_id: str) -> bool:
+        suffix = f"/{self.parent}/{job_id}"
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return any(line.rstrip("\n").endswith(suffix) for line in f)
+        except OSError:
+            return False
+
+
+def read_int(path: Path, default: int | None = None) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return default
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """Parse ``key value`` lines (``memory.events``, ``cpu.stat``, ``oom_control``)."""
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def write(path: Path, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise CgroupError(f"cannot write {value!r} to {path}: {e.strerror}") from None
+
+
+def rmdir_quiet(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CgroupError(f"cannot remove cgroup {path}: {e.strerror}") from None
+
+
+def wait_exited(pids: list[int], timeout: float = 5.0) -> None:
+    """Wait on pidfds (not by polling) until these processes have exited, or ``timeout``."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except OSError:
+            pass
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        pending = len(fds)
+        while pending:
+            ready = poller.poll(timeout * 1000)
+            if not ready:
+                return
+            for fd, _ in ready:
+                poller.unregister(fd)
+                pending -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)

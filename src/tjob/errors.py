@@ -1,0 +1,35 @@
+"""One exception hierarchy for the whole package.
+
+Every expected failure raises a subclass of :class:`TjobError` with a message a user can act on;
+the CLIs print that message and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class TjobError(Exception):
+    """Base class of every error tjob raises on purpose."""
+
+
+class InvalidSpec(TjobError, ValueError):
+    """A job spec or a limit was refused before anything was created."""
+
+
+class JobNotFound(TjobError, LookupError):
+    """No job has this id (or this prefix)."""
+
+
+class AmbiguousJobId(JobNotFound):
+    """A prefix matches more than one job."""
+
+
+class CgroupError(TjobError):
+    """The cgroup filesystem is missing, lacks a controller, or refused a write."""
+
+
+class SpawnError(TjobError):
+    """The fork server or a job supervisor failed (not the command itself)."""
+
+
+class EngineClosed(TjobError):
+    """The engine was closed; it starts no more jobs."""

@@ -1,20 +1,47 @@
 """tjob: run Linux commands as isolated, resource-limited jobs.
 
-The library surface, re-exported; see README.md for an example.
+The library surface, re-exported lazily so that ``import tjob.cli.tjob`` (the CLI) and the fork
+server do not pay for the engine's imports they never use.
 """
 
-from .engine import Chunk, Engine, Job
-from .errors import (
-    AmbiguousJobId,
-    CgroupError,
-    EngineClosed,
-    InvalidSpec,
-    JobNotFound,
-    SpawnError,
-    TjobError,
-)
-from .spec import DEFAULT_LIMITS, JobSpec, Limits
-from .status import JobState, JobStatus, Stream, Usage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Chunk, Engine, Job
+    from .errors import (
+        AmbiguousJobId,
+        CgroupError,
+        EngineClosed,
+        InvalidSpec,
+        JobNotFound,
+        SpawnError,
+        TjobError,
+    )
+    from .spec import DEFAULT_LIMITS, JobSpec, Limits
+    from .status import JobState, JobStatus, Stream, Usage
+
+_WHERE = {
+    "Chunk": "engine",
+    "Engine": "engine",
+    "Job": "engine",
+    "AmbiguousJobId": "errors",
+    "CgroupError": "errors",
+    "EngineClosed": "errors",
+    "InvalidSpec": "errors",
+    "JobNotFound": "errors",
+    "SpawnError": "errors",
+    "TjobError": "errors",
+    "DEFAULT_LIMITS": "spec",
+    "JobSpec": "spec",
+    "Limits": "spec",
+    "JobState": "status",
+    "JobStatus": "status",
+    "Stream": "status",
+    "Usage": "status",
+}
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -35,3 +62,16 @@ __all__ = [
     "TjobError",
     "Usage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tjob' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

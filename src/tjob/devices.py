@@ -60,6 +60,10 @@ def _mount_source(path: str) -> str | None:
             sep = fields.index("-")
             source = fields[sep + 2]
             inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-            if inside and source.startswith("/dev/") and (best is None or len(mount_point) >= best[0]):
+            if (
+                inside
+                and source.startswith("/dev/")
+                and (best is None or len(mount_point) >= best[0])
+            ):
                 best = (len(mount_point), source)
     return best[1] if best else None

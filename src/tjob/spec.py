@@ -45,7 +45,8 @@ class Limits:
         """These limits with each unset field taken from ``defaults``."""
         return Limits(
             **{
-                f.name: getattr(defaults, f.name) if getattr(self, f.name) is None
+                f.name: getattr(defaults, f.name)
+                if getattr(self, f.name) is None
                 else getattr(self, f.name)
                 for f in dataclasses.fields(self)
             }

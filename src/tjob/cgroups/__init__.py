@@ -6,10 +6,19 @@ from pathlib import Path
 
 from ..errors import CgroupError
 from .base import CgroupBackend, ResolvedLimits
-from .v1 import CgroupV1
-from .v2 import CgroupV2
 
-__all__ = ["CgroupBackend", "CgroupV1", "CgroupV2", "ResolvedLimits", "detect"]
+__all__ = ["CgroupBackend", "ResolvedLimits", "backend", "detect"]
+
+
+def backend(version: int, root: Path, parent: str = "tjob") -> CgroupBackend:
+    """The backend of a known cgroup ``version`` (only that one is imported)."""
+    if version == 2:
+        from .v2 import CgroupV2
+
+        return CgroupV2(root, parent)
+    from .v1 import CgroupV1
+
+    return CgroupV1(root, parent)
 
 
 def detect(root: Path = Path("/sys/fs/cgroup"), parent: str = "tjob") -> CgroupBackend:
@@ -20,7 +29,7 @@ def detect(root: Path = Path("/sys/fs/cgroup"), parent: str = "tjob") -> CgroupB
     """
     root = Path(root)
     if (root / "cgroup.controllers").exists():
-        return CgroupV2(root, parent)
+        return backend(2, root, parent)
     if (root / "memory" / "cgroup.procs").exists() or (root / "cpu" / "cgroup.procs").exists():
-        return CgroupV1(root, parent)
+        return backend(1, root, parent)
     raise CgroupError(f"no cgroup filesystem found at {root} (neither v2 nor v1 controllers)")

@@ -56,7 +56,7 @@ class CgroupBackend(abc.ABC):
 
     @abc.abstractmethod
     def procs_files(self, job_id: str) -> list[str]:
-        """The ``cgroup.procs`` files a process writes ``0`` to, to join the job's cgroup."""
+        """Files a single-threaded process writes ``0`` to, to join the job's cgroup."""
 
     @abc.abstractmethod
     def pids(self, job_id: str) -> list[int]:

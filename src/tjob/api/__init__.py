@@ -1,0 +1,1 @@
+"""The gRPC face of tjob: the wire contract, the server, authorization, TLS and certificates."""

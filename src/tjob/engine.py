@@ -1,0 +1,623 @@
+"""The library face: an Engine starts jobs, a Job reports, stops, waits and streams output.
+
+The engine itself never forks: a fork server (tjob.spawner) started once per engine does, and
+each job is run by a supervisor process that outlives the engine. What the engine knows of a
+job it reads back from the job's directory (``state_dir/jobs/<id>``) — the status file the
+supervisor writes at the end and the framed output log — waking on inotify and pidfds through
+one shared watcher thread, so any number of sync or async readers cost no thread each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import secrets
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import cgroups
+from .devices import check_block_device, device_of
+from .errors import AmbiguousJobId, CgroupError, EngineClosed, InvalidSpec, JobNotFound, SpawnError
+from .logstore import Chunk, LogReader
+from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE
+from .spec import DEFAULT_LIMITS, JobSpec, Limits
+from .status import JobState, JobStatus, Stream
+from .watch import Hub
+
+__all__ = ["Chunk", "Engine", "Job"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+START_TIMEOUT = 30.0  # guards against a hung fork server, never reached in normal operation
+KILL_TIMEOUT = 30.0
+
+
+def _readable(fd: int) -> bool:
+    """True once the process behind a pidfd has exited (no waiting)."""
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+class Job:
+    """One job. Obtain from :meth:`Engine.start` or :meth:`Engine.get`; never build directly."""
+
+    def __init__(
+        self, engine: Engine, job_id: str, spec: JobSpec, created_at: float, limits: dict[str, Any]
+    ) -> None:
+        self._engine = engine
+        self.id = job_id
+        self.spec = spec
+        self.created_at = created_at
+        self.limits = limits
+        self.dir = engine.jobs_dir / job_id
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self._final: JobStatus | None = None
+        self._sup_pidfd = -1
+        self._init_pidfd = -1
+        self._lock = threading.Lock()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def owner(self) -> str:
+        return self.spec.owner
+
+    def __repr__(self) -> str:
+        return f"<tjob.Job {self.short_id} {list(self.spec.argv)!r}>"
+
+    # ---------------------------------------------------------------- status
+
+    def _attach(self, pid: int | None, started_at: float, sup_pidfd: int, init_pidfd: int) -> None:
+        self.pid, self.started_at = pid, started_at
+        self._sup_pidfd, self._init_pidfd = sup_pidfd, init_pidfd
+
+    def _release(self) -> None:
+        for fd in (self._sup_pidfd, self._init_pidfd):
+            if fd >= 0:
+                os.close(fd)
+        self._sup_pidfd = self._init_pidfd = -1
+
+    def _final_status(self) -> JobStatus | None:
+        """The recorded end of the job, if any; marks it lost if its supervisor vanished."""
+        with self._lock:
+            if self._final is not None:
+                return self._final
+            st = self._read_status()
+            if st is None and self._sup_pidfd >= 0 and _readable(self._sup_pidfd):
+                st = self._read_status() or self._engine._mark_lost(self)
+            if st is not None:
+                self._final = st
+                self._release()
+            return st
+
+    def _read_status(self) -> JobStatus | None:
+        try:
+            data = json.loads((self.dir / STATUS_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        return JobStatus.from_dict(data)
+
+    def status(self) -> JobStatus:
+        """Where the job is now; while it runs, with the cgroup's usage so far."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        return JobStatus(
+            id=self.id,
+            state=JobState.RUNNING,
+            argv=tuple(self.spec.argv),
+            owner=self.owner,
+            pid=self.pid,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            usage=self._engine._cg.usage(self.id),
+            limits=self.limits,
+        )
+
+    # ---------------------------------------------------------------- wait
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job has ended; raise TimeoutError after ``timeout`` seconds."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd) as w:
+            while True:
+                w.clear()
+                final = self._final_status()
+                if final is not None:
+                    return final
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"job {self.short_id} still running after {timeout}s")
+                w.wait(left)
+
+    async def wait_async(self, timeout: float | None = None) -> JobStatus:
+        """Like :meth:`wait`, without blocking the event loop."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd, loop) as w:
+                while True:
+                    w.clear()
+                    final = self._final_status()
+                    if final is not None:
+                        return final
+                    await w.wait_async()
+
+    # ---------------------------------------------------------------- stop
+
+    def _begin_stop(self, grace: float) -> bool:
+        """Mark the stop and, with a grace period, SIGTERM every process; False if over."""
+        if grace < 0:
+            raise InvalidSpec("grace must be >= 0")
+        if self._final_status() is not None:
+            return False
+        (self.dir / STOP_FILE).touch()
+        if grace > 0:
+            with contextlib.suppress(CgroupError):
+                self._engine._cg.signal(self.id, signal.SIGTERM)
+        return True
+
+    def _kill(self) -> None:
+        with self._lock:
+            if self._init_pidfd >= 0:
+                # Killing the namespace's init makes the kernel kill everything in it at once.
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+        with contextlib.suppress(CgroupError):
+            self._engine._cg.kill(self.id)
+
+    def stop(self, grace: float = 10.0) -> JobStatus:
+        """SIGTERM every process, wait ``grace`` seconds, then SIGKILL all that is left.
+
+        Safe to call on a finished job (returns its status) and more than once.
+        """
+        if not self._begin_stop(grace):
+            return self.status()
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                return self.wait(grace)
+        self._kill()
+        return self.wait(KILL_TIMEOUT)
+
+    async def stop_async(self, grace: float = 10.0) -> JobStatus:
+        """Like :meth:`stop`, without blocking the event loop."""
+        if not self._begin_stop(grace):
+            return self.status()
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                return await self.wait_async(grace)
+        self._kill()
+        return await self.wait_async(KILL_TIMEOUT)
+
+    # ---------------------------------------------------------------- output
+
+    def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:
+        """The job's output from its first byte, as (stream, bytes) chunks in arrival order.
+
+        With ``follow``, new output is yielded as it arrives and the iterator ends once the job
+        has ended and everything is read; without, it ends at the current end.
+        """
+        with LogReader(str(self.dir / LOG_FILE), streams) as reader:
+            if not follow:
+                yield from _drain(reader)
+                return
+            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd) as w:
+                while True:
+                    w.clear()
+                    yield from _drain(reader)
+                    if reader.ended or self._gone_without_end(reader):
+                        return
+                    w.wait(None)
+
+    async def output_async(
+        self, follow: bool = True, streams: Stream = Stream.BOTH
+    ) -> AsyncIterator[Chunk]:
+        """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
+        with LogReader(str(self.dir / LOG_FILE), streams) as reader:
+            if not follow:
+                for chunk in _drain(reader):
+                    yield chunk
+                return
+            loop = asyncio.get_running_loop()
+            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd, loop) as w:
+                while True:
+                    w.clear()
+                    for chunk in _drain(reader):
+                        yield chunk
+                    if reader.ended or self._gone_without_end(reader):
+                        return
+                    await w.wait_async()
+
+    def _gone_without_end(self, reader: LogReader) -> bool:
+        """A job marked lost has no end frame in its log: stop following once all is read."""
+        final = self._final_status()
+        if final is None or final.state is not JobState.LOST:
+            return False
+        return not any(True for _ in _drain(reader)) and not reader.ended
+
+
+def _drain(reader: LogReader) -> Iterator[Chunk]:
+    """Everything readable now."""
+    while True:
+        before = reader.offset
+        chunks = reader.read()
+        yield from chunks
+        if reader.ended or (not chunks and reader.offset == before):
+            return
+
+
+class _Prepared:
+    __slots__ = ("created_at", "dir", "job_id", "limits", "spec")
+
+    def __init__(
+        self, job_id: str, spec: JobSpec, jdir: Path, created_at: float, limits: dict[str, Any]
+    ) -> None:
+        self.job_id, self.spec, self.dir = job_id, spec, jdir
+        self.created_at, self.limits = created_at, limits
+
+
+class Engine:
+    """Starts and tracks jobs. Needs root: it writes cgroups and creates namespaces.
+
+    state_dir: where job records and output live (made mode 0700).
+    cgroup_root: the cgroup filesystem; v2 when it is a unified hierarchy, else v1.
+    cgroup_parent: the cgroup (in each hierarchy) that holds one child per job.
+    defaults: limits for fields a job leaves unset.
+    device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
+
+    One engine per state directory at a time (a lock file enforces it). Jobs keep running
+    after :meth:`close`; a later engine on the same state directory finds them again.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path = "/var/lib/tjob",
+        *,
+        cgroup_root: str | Path = "/sys/fs/cgroup",
+        cgroup_parent: str = "tjob",
+        defaults: Limits = DEFAULT_LIMITS,
+        device: str | None = None,
+    ) -> None:
+        self._closed = False
+        self._fs: subprocess.Popen[bytes] | None = None
+        self._ctl: socket.socket | None = None
+        self._fs_lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self.state_dir = Path(state_dir).absolute()
+        self.jobs_dir = self.state_dir / "jobs"
+        self.defaults = defaults.validate()
+        if device is None:
+            device = defaults.device
+        dev = check_block_device(device) if device else device_of("/")
+        self.device = f"{dev[0]}:{dev[1]}" if dev else None
+        self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent)
+        self._cg.setup()
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.jobs_dir.mkdir(mode=0o700, exist_ok=True)
+        self._lockfd = os.open(
+            self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lockfd)
+            raise SpawnError(f"another tjob engine is using {self.state_dir}") from None
+        self._hub = Hub()
+        self._load()
+        self._start_forkserver()
+
+    @property
+    def cgroup_version(self) -> int:
+        return self._cg.version
+
+    # ---------------------------------------------------------------- fork server
+
+    def _start_forkserver(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        code = (
+            f"import sys; sys.path.insert(0, {pkg_parent!r}); from tjob.spawner import main; main()"
+        )
+        with open(self.state_dir / "spawner.log", "ab") as log:
+            self._fs = subprocess.Popen(
+                [sys.executable, "-I", "-c", code, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                cwd="/",
+            )
+        theirs.close()
+        self._ctl = ours
+
+    def _send(self, prepared: _Prepared) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        msg = json.dumps({"dir": str(prepared.dir)}).encode()
+        try:
+            with self._fs_lock:
+                if self._closed or self._ctl is None:
+                    raise EngineClosed("the engine is closed")
+                try:
+                    socket.send_fds(self._ctl, [msg], [theirs.fileno()])
+                except OSError:
+                    # The fork server died (killed by hand?): start another, once.
+                    self._stop_forkserver()
+                    self._start_forkserver()
+                    assert self._ctl is not None
+                    socket.send_fds(self._ctl, [msg], [theirs.fileno()])
+        except OSError as e:
+            ours.close()
+            raise SpawnError(f"cannot reach the fork server: {e.strerror}") from None
+        finally:
+            theirs.close()
+        return ours
+
+    def _stop_forkserver(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        if self._fs is not None:
+            try:
+                self._fs.wait(5)
+            except subprocess.TimeoutExpired:
+                self._fs.kill()
+                self._fs.wait()
+            self._fs = None
+
+    # ---------------------------------------------------------------- start
+
+    def _prepare(self, spec: JobSpec) -> _Prepared:
+        if self._closed:
+            raise EngineClosed("the engine is closed")
+        spec.validate()
+        limits = spec.limits.merged(self.defaults).validate()
+        dev = check_block_device(limits.device) if limits.device else None
+        device = f"{dev[0]}:{dev[1]}" if dev else self.device
+        uid, gid, home, name = _resolve_user(spec.user)
+        job_id = secrets.token_hex(16)
+        created_at = time.time()
+        env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
+        if name:
+            env["USER"] = env["LOGNAME"] = name
+        env.update(spec.env)
+        public = {
+            "cpu_percent": limits.cpu_percent,
+            "memory_mb": limits.memory_mb,
+            "pids": limits.pids,
+            "rbps": limits.rbps,
+            "wbps": limits.wbps,
+            "device": device,
+        }
+        req = {
+            "id": job_id,
+            "dir": None,
+            "argv": list(spec.argv),
+            "env": env,
+            "cwd": spec.cwd,
+            "user": spec.user,
+            "uid": uid,
+            "gid": gid,
+            "owner": spec.owner,
+            "hostname": job_id[:8],
+            "created_at": created_at,
+            "cgroup": {
+                "version": self._cg.version,
+                "root": str(self._cg.root),
+                "parent": self._cg.parent,
+            },
+            "limits": dict(public, device=[int(x) for x in device.split(":")] if device else None),
+            "limits_public": public,
+        }
+        jdir = self.jobs_dir / job_id
+        jdir.mkdir(mode=0o700)
+        req["dir"] = str(jdir)
+        fd = os.open(jdir / SPEC_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(req).encode())
+        finally:
+            os.close(fd)
+        return _Prepared(job_id, spec, jdir, created_at, public)
+
+    def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> Job:
+        job = Job(self, prepared.job_id, prepared.spec, prepared.created_at, prepared.limits)
+        reply: dict[str, Any]
+        try:
+            reply = json.loads(msg) if msg else {"ok": False, "error": "the supervisor died"}
+        except ValueError:
+            reply = {"ok": False, "error": "the supervisor sent a malformed reply"}
+        if reply.get("ok") and len(fds) == 2:
+            job._attach(reply.get("pid"), reply["started_at"], fds[0], fds[1])
+        else:
+            for fd in fds:
+                os.close(fd)
+            job._final_status()
+            if job._final is None:
+                job._final = self._mark_lost(job, reply.get("error", "start failed"))
+        with self._jobs_lock:
+            self._jobs[job.id] = job
+        return job
+
+    def start(self, spec: JobSpec) -> Job:
+        """Start ``spec`` and return once the command has been exec'd (or failed to be).
+
+        A command that cannot start gives a job in state ``failed`` with the reason in
+        ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
+        """
+        prepared = self._prepare(spec)
+        sock = self._send(prepared)
+        with sock:
+            sock.settimeout(START_TIMEOUT)
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+            except TimeoutError:
+                msg, fds = b"", []
+        return self._finish(prepared, msg, fds)
+
+    async def start_async(self, spec: JobSpec) -> Job:
+        """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
+        prepared = self._prepare(spec)
+        sock = self._send(prepared)
+        loop = asyncio.get_running_loop()
+        with sock:
+            sock.setblocking(False)
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(sock.fileno(), _resolve, ready)
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    await ready
+                msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+            except TimeoutError:
+                msg, fds = b"", []
+            finally:
+                loop.remove_reader(sock.fileno())
+        return self._finish(prepared, msg, fds)
+
+    # ---------------------------------------------------------------- lookup
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or the only one whose id starts with it."""
+        with self._jobs_lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                return job
+            found = [j for i, j in self._jobs.items() if job_id and i.startswith(job_id)]
+        if not found:
+            raise JobNotFound(f"no job {job_id!r}")
+        if len(found) > 1:
+            raise AmbiguousJobId(f"job id prefix {job_id!r} matches {len(found)} jobs")
+        return found[0]
+
+    def jobs(self) -> list[Job]:
+        """Every job this engine knows, newest first."""
+        with self._jobs_lock:
+            jobs = list(self._jobs.values())
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+
+    # ---------------------------------------------------------------- records
+
+    def _load(self) -> None:
+        """Find the jobs of an earlier engine on this state dir (running ones included)."""
+        for jdir in self.jobs_dir.iterdir():
+            try:
+                req = json.loads((jdir / SPEC_FILE).read_bytes())
+            except (OSError, ValueError):
+                continue
+            spec = JobSpec(
+                argv=tuple(req["argv"]),
+                env={},
+                cwd=req["cwd"],
+                user=req["user"],
+                owner=req["owner"],
+            )
+            job = Job(self, req["id"], spec, req["created_at"], req["limits_public"])
+            if job._final_status() is None:
+                self._adopt(job)
+            self._jobs[job.id] = job
+
+    def _adopt(self, job: Job) -> None:
+        try:
+            run = json.loads((job.dir / RUN_FILE).read_bytes())
+            sup = os.pidfd_open(run["supervisor_pid"])
+        except (OSError, ValueError, KeyError):
+            job._final = self._mark_lost(job)
+            return
+        if not _is_supervisor(run["supervisor_pid"]):
+            os.close(sup)
+            job._final = self._mark_lost(job)
+            return
+        job._attach(run.get("pid"), run["started_at"], sup, -1)
+        job._final_status()
+
+    def _mark_lost(
+        self, job: Job, error: str = "its supervisor ended without recording an end"
+    ) -> JobStatus:
+        """Record a job nobody will report on; kill and remove whatever is left of it."""
+        with contextlib.suppress(CgroupError):
+            self._cg.kill(job.id)
+            self._cg.remove(job.id)
+        st = JobStatus(
+            id=job.id,
+            state=JobState.LOST,
+            argv=tuple(job.spec.argv),
+            owner=job.owner,
+            pid=job.pid,
+            error=error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            ended_at=time.time(),
+            limits=job.limits,
+        )
+        tmp = job.dir / (STATUS_FILE + ".tmp")
+        tmp.write_text(json.dumps(st.to_dict()))
+        os.rename(tmp, job.dir / STATUS_FILE)
+        return st
+
+    # ---------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Stop the fork server and release resources. Running jobs keep running."""
+        if self._closed:
+            return
+        with self._fs_lock:
+            self._closed = True
+            self._stop_forkserver()
+        self._hub.close()
+        with self._jobs_lock:
+            for job in self._jobs.values():
+                job._release()
+        os.close(self._lockfd)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:
+    """(uid, gid, home, name) of the account to run as; (None, None, ...) keeps ours."""
+    if user is None:
+        try:
+            pw = pwd.getpwuid(os.getuid())
+            return None, None, pw.pw_dir or "/", pw.pw_name
+        except KeyError:
+            return None, None, "/", ""
+    try:
+        pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+    except KeyError:
+        raise InvalidSpec(f"no such user: {user}") from None
+    return pw.pw_uid, pw.pw_gid, pw.pw_dir if os.path.isdir(pw.pw_dir) else "/", pw.pw_name
+
+
+def _is_supervisor(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"tjob.spawner" in f.read()
+    except OSError:
+        return False

@@ -1,0 +1,106 @@
+"""Append-only framed output of one job, and readers that parse it from any offset.
+
+File layout: the 8-byte magic, then frames of ``<stream:u8> <pad:3> <length:u32le> <bytes>``.
+Stream 1 is stdout, 2 stderr; a frame of stream 0 ends the log (its payload is the final status
+as JSON), so a reader knows the job is over from the log alone; stream 3 marks where capture
+stopped at the output cap. Bytes are never decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import NamedTuple
+
+from .status import Stream
+
+MAGIC = b"TJOBLOG1"
+HEADER = struct.Struct("<BxxxI")
+END = 0
+TRUNCATED = 3
+READ_SIZE = 1 << 20
+
+
+class Chunk(NamedTuple):
+    """A piece of output as the job wrote it: which stream, and the bytes."""
+
+    stream: Stream
+    data: bytes
+
+
+class LogWriter:
+    """The supervisor's side: one writer per job, frames written with a single writev."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.write(self.fd, MAGIC)
+        self.size = len(MAGIC)
+
+    def write(self, stream: int, data: bytes | memoryview) -> None:
+        n = os.writev(self.fd, [HEADER.pack(stream, len(data)), data])
+        self.size += n
+
+    def end(self, payload: bytes) -> None:
+        self.write(END, payload)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class LogReader:
+    """Parses frames from a log file; never blocks and never waits (followers do that)."""
+
+    def __init__(self, path: str, streams: Stream = Stream.BOTH) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.streams = streams
+        self.offset = len(MAGIC)
+        self.ended = False
+        self.end_payload: bytes | None = None
+        self.truncated = False
+        self._buf = b""
+
+    def read(self) -> list[Chunk]:
+        """Whole frames available now (up to about READ_SIZE bytes); sets ``ended`` at the end."""
+        out: list[Chunk] = []
+        if self.ended:
+            return out
+        data = os.pread(self.fd, READ_SIZE, self.offset + len(self._buf))
+        buf = self._buf + data if self._buf else data
+        pos = 0
+        size = len(buf)
+        hsize = HEADER.size
+        while pos + hsize <= size:
+            stream, length = HEADER.unpack_from(buf, pos)
+            end = pos + hsize + length
+            if end > size:
+                if length + hsize > READ_SIZE and pos == 0:
+                    # One frame larger than a read: fetch the rest of it at once.
+                    rest = os.pread(self.fd, end - size, self.offset + size)
+                    buf += rest
+                    size = len(buf)
+                    if end > size:
+                        break
+                else:
+                    break
+            if stream == END:
+                self.end_payload = bytes(buf[pos + hsize : end])
+                self.ended = True
+                pos = end
+                break
+            if stream == TRUNCATED:
+                self.truncated = True
+            elif stream & self.streams:
+                out.append(Chunk(Stream(stream), buf[pos + hsize : end]))
+            pos = end
+        self.offset += pos
+        self._buf = buf[pos:] if not self.ended else b""
+        return out
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> LogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,229 @@
+"""Wake-ups without polling: one thread multiplexes inotify and pidfds for every waiter.
+
+A waiter subscribes to a key (a job directory) and gets woken when a file in it changes or the
+job's supervisor exits. Waiters are threading events (sync readers) or asyncio events (async
+readers, woken with one ``call_soon_threadsafe`` per loop per wake-up, not one per waiter), so
+thousands of followers cost one thread and one inotify instance in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+import select
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+IN_MODIFY = 0x002
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_DELETE_SELF = 0x400
+IN_IGNORED = 0x8000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("iIII")
+DIR_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+    return ret
+
+
+class Waiter:
+    """Set when its key changes; ``clear()`` before checking, then wait: no wake-up is lost."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.sync_event = threading.Event()
+        self.async_event = asyncio.Event() if loop is not None else None
+
+    def clear(self) -> None:
+        if self.async_event is not None:
+            self.async_event.clear()
+        else:
+            self.sync_event.clear()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self.sync_event.wait(timeout)
+
+    async def wait_async(self) -> None:
+        assert self.async_event is not None
+        await self.async_event.wait()
+
+
+class _Key:
+    __slots__ = ("pidfd", "waiters", "wd")
+
+    def __init__(self) -> None:
+        self.wd = -1
+        self.pidfd = -1
+        self.waiters: set[Waiter] = set()
+
+
+class Hub:
+    """One per engine. Its thread starts on first use and stops on ``close()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, _Key] = {}
+        self._by_wd: dict[int, str] = {}
+        self._by_pidfd: dict[int, str] = {}
+        self._fd = -1
+        self._epoll: select.epoll | None = None
+        self._wake_r = self._wake_w = -1
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def _start(self) -> None:
+        self._fd = _check(_libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1")
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._fd, select.EPOLLIN)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._thread = threading.Thread(target=self._run, name="tjob-watch", daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def subscribe(
+        self, key: str, pidfd: int = -1, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Iterator[Waiter]:
+        """Watch directory ``key`` (and ``pidfd``, readable once its process exits)."""
+        waiter = Waiter(loop)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("hub closed")
+            if self._thread is None:
+                self._start()
+            k = self._keys.get(key)
+            if k is None:
+                k = self._keys[key] = _Key()
+                wd = _libc.inotify_add_watch(self._fd, key.encode(), DIR_MASK)
+                if wd < 0:
+                    del self._keys[key]
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"inotify_add_watch {key}: {os.strerror(e)}")
+                k.wd = wd
+                self._by_wd[wd] = key
+            if pidfd >= 0 and k.pidfd < 0:
+                assert self._epoll is not None
+                k.pidfd = os.dup(pidfd)
+                self._by_pidfd[k.pidfd] = key
+                self._epoll.register(k.pidfd, select.EPOLLIN)
+            k.waiters.add(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                k.waiters.discard(waiter)
+                if not k.waiters and self._keys.get(key) is k:
+                    self._drop(key, k)
+
+    def _drop(self, key: str, k: _Key) -> None:
+        del self._keys[key]
+        if k.wd >= 0 and self._by_wd.pop(k.wd, None) is not None:
+            _libc.inotify_rm_watch(self._fd, k.wd)
+        if k.pidfd >= 0:
+            assert self._epoll is not None
+            self._by_pidfd.pop(k.pidfd, None)
+            self._epoll.unregister(k.pidfd)
+            os.close(k.pidfd)
+
+    def _run(self) -> None:
+        assert self._epoll is not None
+        buf = bytearray(65536)
+        while True:
+            try:
+                events = self._epoll.poll()
+            except InterruptedError:
+                continue
+            keys: set[str] = set()
+            with self._lock:
+                if self._closed:
+                    return
+                for fd, _ in events:
+                    if fd == self._fd:
+                        self._read_inotify(buf, keys)
+                    elif fd in self._by_pidfd:
+                        # Level-triggered: a pidfd stays readable, so it fires once and goes.
+                        key = self._by_pidfd.pop(fd)
+                        self._epoll.unregister(fd)
+                        os.close(fd)
+                        k = self._keys.get(key)
+                        if k is not None:
+                            k.pidfd = -1
+                        keys.add(key)
+                self._wake(keys)
+
+    def _read_inotify(self, buf: bytearray, keys: set[str]) -> None:
+        while True:
+            try:
+                n = os.readv(self._fd, [buf])
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            pos = 0
+            while pos < n:
+                wd, mask, _cookie, length = _EVENT.unpack_from(buf, pos)
+                pos += _EVENT.size + length
+                key = self._by_wd.get(wd)
+                if key is None:
+                    continue
+                keys.add(key)
+                if mask & IN_IGNORED:
+                    # The directory is gone (job removed): its watch went with it.
+                    self._by_wd.pop(wd, None)
+                    k = self._keys.get(key)
+                    if k is not None:
+                        k.wd = -1
+
+    def _wake(self, keys: set[str]) -> None:
+        per_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+        for key in keys:
+            k = self._keys.get(key)
+            if k is None:
+                continue
+            for w in k.waiters:
+                if w.loop is None:
+                    w.sync_event.set()
+                else:
+                    assert w.async_event is not None
+                    per_loop.setdefault(w.loop, []).append(w.async_event)
+        for loop, evs in per_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_all, evs)
+            except RuntimeError:
+                pass  # that loop is closed; its waiters are gone
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            os.write(self._wake_w, b"x")
+            thread.join(5)
+            assert self._epoll is not None
+            for key, k in list(self._keys.items()):
+                self._drop(key, k)
+            self._epoll.close()
+            for fd in (self._fd, self._wake_r, self._wake_w):
+                os.close(fd)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for ev in events:
+        ev.set()

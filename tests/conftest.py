@@ -1,0 +1,60 @@
+"""Shared fixtures. Root-only tests are marked ``root``: they skip when not root, and when
+TJOB_REQUIRE_ROOT=1 (``make test`` as root, CI) a skip is turned into a failure instead."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+REQUIRE_ROOT = os.environ.get("TJOB_REQUIRE_ROOT") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    for item in items:
+        if item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.skip(reason="needs root (cgroups, namespaces)"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ROOT and report.skipped and item.get_closest_marker("root"):
+        report.outcome = "failed"
+        report.longrepr = f"root-only test skipped under TJOB_REQUIRE_ROOT=1: {report.longrepr}"
+
+
+@pytest.fixture
+def cgroup_parent() -> Iterator[str]:
+    """A cgroup parent of this test's own, so tests never see a running tjobs' jobs."""
+    name = f"tjob-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    for ctrl in Path("/sys/fs/cgroup").iterdir():
+        p = ctrl / name
+        if p.is_dir():
+            leftovers = [c.name for c in p.iterdir() if c.is_dir()]
+            assert not leftovers, f"cgroups left behind in {p}: {leftovers}"
+            p.rmdir()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, cgroup_parent: str) -> Iterator[object]:
+    import tjob
+
+    eng = tjob.Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    try:
+        yield eng
+    finally:
+        for job in eng.jobs():
+            if not job.status().state.finished:
+                job.stop(grace=0)
+        eng.close()
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)

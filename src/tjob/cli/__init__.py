@@ -1,0 +1,1 @@
+"""Command-line entry points: `tjob` (client) and `tjobs` (server)."""

@@ -17,6 +17,7 @@ import os
 import pwd
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,11 +30,20 @@ from typing import Any
 
 from . import cgroups
 from .devices import check_block_device, device_of
-from .errors import AmbiguousJobId, CgroupError, EngineClosed, InvalidSpec, JobNotFound, SpawnError
+from .errors import (
+    AmbiguousJobId,
+    CgroupError,
+    EngineClosed,
+    InvalidSpec,
+    JobNotFound,
+    SpawnError,
+    TjobError,
+)
 from .logstore import Chunk, LogReader
-from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE
+from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobState, JobStatus, Stream
+from .store import Store
 from .watch import Hub
 
 __all__ = ["Chunk", "Engine", "Job"]
@@ -101,6 +111,7 @@ class Job:
             if st is not None:
                 self._final = st
                 self._release()
+                self._engine._store.finish(self.id, st.to_dict())
             return st
 
     def _read_status(self) -> JobStatus | None:
@@ -209,13 +220,16 @@ class Job:
 
     # ---------------------------------------------------------------- output
 
-    def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:
+    def output(
+        self, follow: bool = True, streams: Stream = Stream.BOTH, skip: int = 0
+    ) -> Iterator[Chunk]:
         """The job's output from its first byte, as (stream, bytes) chunks in arrival order.
 
         With ``follow``, new output is yielded as it arrives and the iterator ends once the job
-        has ended and everything is read; without, it ends at the current end.
+        has ended and everything is read; without, it ends at the current end. ``skip`` leaves
+        out the first bytes of the selected streams (to resume after a disconnect).
         """
-        with LogReader(str(self.dir / LOG_FILE), streams) as reader:
+        with LogReader(str(self.dir / LOG_FILE), streams, skip) as reader:
             if not follow:
                 yield from _drain(reader)
                 return
@@ -223,15 +237,20 @@ class Job:
                 while True:
                     w.clear()
                     yield from _drain(reader)
-                    if reader.ended or self._gone_without_end(reader):
+                    if reader.ended:
+                        return
+                    if self._final_status() is not None:
+                        # Its supervisor is done, so all it wrote is in the file (a lost job
+                        # or a full disk leave no end frame).
+                        yield from _drain(reader)
                         return
                     w.wait(None)
 
     async def output_async(
-        self, follow: bool = True, streams: Stream = Stream.BOTH
+        self, follow: bool = True, streams: Stream = Stream.BOTH, skip: int = 0
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
-        with LogReader(str(self.dir / LOG_FILE), streams) as reader:
+        with LogReader(str(self.dir / LOG_FILE), streams, skip) as reader:
             if not follow:
                 for chunk in _drain(reader):
                     yield chunk
@@ -242,16 +261,13 @@ class Job:
                     w.clear()
                     for chunk in _drain(reader):
                         yield chunk
-                    if reader.ended or self._gone_without_end(reader):
+                    if reader.ended:
+                        return
+                    if self._final_status() is not None:
+                        for chunk in _drain(reader):
+                            yield chunk
                         return
                     await w.wait_async()
-
-    def _gone_without_end(self, reader: LogReader) -> bool:
-        """A job marked lost has no end frame in its log: stop following once all is read."""
-        final = self._final_status()
-        if final is None or final.state is not JobState.LOST:
-            return False
-        return not any(True for _ in _drain(reader)) and not reader.ended
 
 
 def _drain(reader: LogReader) -> Iterator[Chunk]:
@@ -295,8 +311,12 @@ class Engine:
         cgroup_parent: str = "tjob",
         defaults: Limits = DEFAULT_LIMITS,
         device: str | None = None,
+        output_cap: int = 1 << 30,
     ) -> None:
         self._closed = False
+        if output_cap <= 0:
+            raise InvalidSpec("output_cap must be positive")
+        self.output_cap = output_cap
         self._fs: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._fs_lock = threading.Lock()
@@ -322,6 +342,7 @@ class Engine:
         except BlockingIOError:
             os.close(self._lockfd)
             raise SpawnError(f"another tjob engine is using {self.state_dir}") from None
+        self._store = Store(self.state_dir / "jobs.db")
         self._hub = Hub()
         self._load()
         self._start_forkserver()
@@ -428,7 +449,14 @@ class Engine:
             },
             "limits": dict(public, device=[int(x) for x in device.split(":")] if device else None),
             "limits_public": public,
+            "output_cap": self.output_cap,
         }
+        self._store.add(
+            job_id,
+            spec.owner,
+            created_at,
+            {"argv": list(spec.argv), "cwd": spec.cwd, "user": spec.user, "limits": public},
+        )
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         req["dir"] = str(jdir)
@@ -518,20 +546,17 @@ class Engine:
 
     def _load(self) -> None:
         """Find the jobs of an earlier engine on this state dir (running ones included)."""
-        for jdir in self.jobs_dir.iterdir():
-            try:
-                req = json.loads((jdir / SPEC_FILE).read_bytes())
-            except (OSError, ValueError):
-                continue
+        for rec in self._store.records():
             spec = JobSpec(
-                argv=tuple(req["argv"]),
-                env={},
-                cwd=req["cwd"],
-                user=req["user"],
-                owner=req["owner"],
+                argv=tuple(rec.spec["argv"]),
+                cwd=rec.spec["cwd"],
+                user=rec.spec["user"],
+                owner=rec.owner,
             )
-            job = Job(self, req["id"], spec, req["created_at"], req["limits_public"])
-            if job._final_status() is None:
+            job = Job(self, rec.id, spec, rec.created_at, rec.spec["limits"])
+            if rec.status is not None:
+                job._final = JobStatus.from_dict(rec.status)
+            elif job._final_status() is None:
                 self._adopt(job)
             self._jobs[job.id] = job
 
@@ -547,7 +572,6 @@ class Engine:
             job._final = self._mark_lost(job)
             return
         job._attach(run.get("pid"), run["started_at"], sup, -1)
-        job._final_status()
 
     def _mark_lost(
         self, job: Job, error: str = "its supervisor ended without recording an end"
@@ -568,17 +592,49 @@ class Engine:
             ended_at=time.time(),
             limits=job.limits,
         )
-        tmp = job.dir / (STATUS_FILE + ".tmp")
-        tmp.write_text(json.dumps(st.to_dict()))
-        os.rename(tmp, job.dir / STATUS_FILE)
+        try:
+            job.dir.mkdir(mode=0o700, exist_ok=True)  # absent if we died right after recording
+            write_json(job.dir / STATUS_FILE, st.to_dict())
+        except OSError:
+            pass  # a full disk: the next engine will find it lost again
         return st
+
+    # ---------------------------------------------------------------- removal
+
+    def remove(self, job_id: str) -> None:
+        """Forget a finished job: its record, its output and its directory."""
+        job = self.get(job_id)
+        if not job.status().state.finished:
+            raise TjobError(f"job {job.short_id} is still running; stop it first")
+        with self._jobs_lock:
+            self._jobs.pop(job.id, None)
+        self._store.remove(job.id)
+        shutil.rmtree(job.dir, ignore_errors=True)
+
+    def prune(self, older_than: float) -> list[str]:
+        """Remove finished jobs that ended more than ``older_than`` seconds ago."""
+        removed = []
+        for job_id in self._store.ended_before(time.time() - older_than):
+            with contextlib.suppress(JobNotFound, TjobError):
+                self.remove(job_id)
+                removed.append(job_id)
+        return removed
 
     # ---------------------------------------------------------------- close
 
-    def close(self) -> None:
-        """Stop the fork server and release resources. Running jobs keep running."""
+    def close(self, stop_jobs: bool = False, grace: float = 10.0) -> None:
+        """Stop the fork server and release resources.
+
+        Running jobs keep running (a later engine re-adopts them) unless ``stop_jobs``.
+        """
         if self._closed:
             return
+        if stop_jobs:
+            running = [j for j in self.jobs() if not j.status().state.finished]
+            for job in running:
+                job._begin_stop(grace)
+            for job in running:
+                job.stop(grace)
         with self._fs_lock:
             self._closed = True
             self._stop_forkserver()
@@ -586,6 +642,7 @@ class Engine:
         with self._jobs_lock:
             for job in self._jobs.values():
                 job._release()
+        self._store.close()
         os.close(self._lockfd)
 
     def __enter__(self) -> Engine:

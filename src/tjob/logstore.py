@@ -8,6 +8,7 @@ stopped at the output cap. Bytes are never decoded.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from typing import NamedTuple
@@ -22,26 +23,47 @@ READ_SIZE = 1 << 20
 
 
 class Chunk(NamedTuple):
-    """A piece of output as the job wrote it: which stream, and the bytes."""
+    """A piece of output as the job wrote it: which stream, and the bytes.
+
+    A chunk with ``truncated`` set (and no data) marks where capture stopped: at the output cap
+    or because the disk was full. Output after it was not kept.
+    """
 
     stream: Stream
     data: bytes
+    truncated: bool = False
+
+
+TRUNCATION_MARK = Chunk(Stream.BOTH, b"", True)
 
 
 class LogWriter:
     """The supervisor's side: one writer per job, frames written with a single writev."""
 
     def __init__(self, path: str) -> None:
+        # Not O_APPEND: frames go at self.size, so an undone short write leaves no gap.
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         os.write(self.fd, MAGIC)
         self.size = len(MAGIC)
 
     def write(self, stream: int, data: bytes | memoryview) -> None:
-        n = os.writev(self.fd, [HEADER.pack(stream, len(data)), data])
+        """Append one whole frame, or nothing: a short write (disk full) is undone."""
+        want = HEADER.size + len(data)
+        try:
+            n = os.pwritev(self.fd, [HEADER.pack(stream, len(data)), data], self.size)
+        except OSError:
+            os.ftruncate(self.fd, self.size)
+            raise
+        if n != want:
+            os.ftruncate(self.fd, self.size)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.size += n
 
     def end(self, payload: bytes) -> None:
         self.write(END, payload)
+
+    def truncate_mark(self) -> None:
+        self.write(TRUNCATED, b"")
 
     def close(self) -> None:
         os.close(self.fd)
@@ -50,9 +72,11 @@ class LogWriter:
 class LogReader:
     """Parses frames from a log file; never blocks and never waits (followers do that)."""
 
-    def __init__(self, path: str, streams: Stream = Stream.BOTH) -> None:
+    def __init__(self, path: str, streams: Stream = Stream.BOTH, skip: int = 0) -> None:
+        """``skip``: leave out the first bytes of the selected output (to resume a reader)."""
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.streams = streams
+        self.skip = skip
         self.offset = len(MAGIC)
         self.ended = False
         self.end_payload: bytes | None = None
@@ -89,8 +113,13 @@ class LogReader:
                 break
             if stream == TRUNCATED:
                 self.truncated = True
+                out.append(TRUNCATION_MARK)
             elif stream & self.streams:
-                out.append(Chunk(Stream(stream), buf[pos + hsize : end]))
+                if self.skip >= length:
+                    self.skip -= length
+                else:
+                    out.append(Chunk(Stream(stream), buf[pos + hsize + self.skip : end]))
+                    self.skip = 0
             pos = end
         self.offset += pos
         self._buf = buf[pos:] if not self.ended else b""

@@ -52,6 +52,8 @@ RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "output.log"
 STOP_FILE = "stop-requested"
+RESERVE_FILE = "reserve"  # room kept for the final status should the disk fill up
+RESERVE_SIZE = 16384
 
 
 # --------------------------------------------------------------------------- fork server
@@ -105,6 +107,26 @@ def backend_for(req: dict[str, Any]) -> CgroupBackend:
     return cg
 
 
+def make_reserve(jdir: Path) -> None:
+    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_SIZE)
+    except OSError:
+        pass  # no room even now: the status write below may fail, and the job is then lost
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically; on a full disk, spend the job's reserve and try once more."""
+    try:
+        _write_json(path, data)
+    except OSError:
+        (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+        _write_json(path, data)
+    (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -136,6 +158,7 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
     }
 
     log = LogWriter(str(jdir / LOG_FILE))
+    make_reserve(jdir)
 
     def fail(error: str, cg: CgroupBackend | None) -> None:
         status = JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **base)
@@ -144,9 +167,12 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
                 cg.remove(job_id)
             except CgroupError:
                 pass
-        log.end(json.dumps(status.to_dict()).encode())
+        try:
+            log.end(json.dumps(status.to_dict()).encode())
+        except OSError:
+            pass  # disk full: readers end on the status file instead
         log.close()
-        _write_json(jdir / STATUS_FILE, status.to_dict())
+        write_json(jdir / STATUS_FILE, status.to_dict())
         _reply(reply, {"ok": False, "error": error})
 
     try:
@@ -226,18 +252,19 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
     )
     os.close(self_pidfd)
 
-    reported = _pump(log, out_r, err_r, reports)
+    capture = _Capture(log, int(req.get("output_cap") or 1 << 30), jdir / RESERVE_FILE)
+    reported = _pump(capture, out_r, err_r, reports)
     os.waitpid(init_pid, 0)
     os.close(init_pidfd)
     # No report: init was SIGKILLed (a stop), and the kernel SIGKILLed all in its namespace.
     wstatus = signal.SIGKILL if reported is None else reported
     usage = cg.usage(job_id)
     oom = cg.oom_kills(job_id) > 0
-    error = None
+    error = capture.cut
     try:
         cg.remove(job_id)
     except CgroupError as e:
-        error = str(e)
+        error = f"{error}; {e}" if error else str(e)
     stopped = (jdir / STOP_FILE).exists()
     status = JobStatus(
         state=JobState.STOPPED if stopped else JobState.EXITED,
@@ -247,6 +274,7 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
         oom_killed=oom,
         stopped=stopped,
         error=error,
+        output_truncated=capture.cut is not None,
         started_at=started_at,
         ended_at=time.time(),
         usage=Usage(
@@ -257,12 +285,45 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
         ),
         **base,
     )
-    log.end(json.dumps(status.to_dict()).encode())
+    try:
+        log.end(json.dumps(status.to_dict()).encode())
+    except OSError:
+        pass  # disk full: followers end on the status file instead
     log.close()
-    _write_json(jdir / STATUS_FILE, status.to_dict())
+    write_json(jdir / STATUS_FILE, status.to_dict())
 
 
-def _pump(log: LogWriter, out_r: int, err_r: int, reports: Any) -> int | None:
+class _Capture:
+    """Writes output frames until the cap or a write error; then marks the cut and drops."""
+
+    def __init__(self, log: LogWriter, cap: int, reserve: Path) -> None:
+        self.log = log
+        self.cap = cap
+        self.reserve = reserve
+        self.cut: str | None = None
+
+    def write(self, stream: int, data: bytes) -> None:
+        if self.cut is not None:
+            return
+        room = self.cap - self.log.size
+        try:
+            if len(data) + 8 <= room:
+                self.log.write(stream, data)
+                return
+            if room > 8:
+                self.log.write(stream, data[: room - 8])
+            self.cut = f"output cut at the {self.cap}-byte cap"
+        except OSError as e:
+            self.cut = f"output cut short: {e.strerror}"
+            # The reserve makes room for the mark, the end frame and the status.
+            self.reserve.unlink(missing_ok=True)
+        try:
+            self.log.truncate_mark()
+        except OSError:
+            pass
+
+
+def _pump(capture: _Capture, out_r: int, err_r: int, reports: Any) -> int | None:
     """Copy output into the log until both pipes close; return the command's wait status."""
     sel = selectors.DefaultSelector()
     sel.register(out_r, selectors.EVENT_READ, 1)
@@ -287,7 +348,7 @@ def _pump(log: LogWriter, out_r: int, err_r: int, reports: Any) -> int | None:
                     continue
                 data = b""
             if data:
-                log.write(key.data, data)
+                capture.write(key.data, data)
             else:
                 sel.unregister(fd)
                 os.close(fd)

@@ -1,0 +1,96 @@
+"""Job records in SQLite (one database per state directory, WAL mode).
+
+The record is the index the engine lists and looks up from; each job's directory beside it
+holds what its supervisor writes (spec, run info, output log, final status). A record is
+inserted and committed before the job's directory exists, so a crash at any point leaves
+either nothing or a record the next engine can account for.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(ended_at);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    owner: str
+    created_at: float
+    spec: dict[str, Any]
+    status: dict[str, Any] | None
+
+
+class Store:
+    """Thread-safe: one connection, one lock (writes are a few per job)."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # WAL: readers never block the writer; NORMAL sync is durable against a crash of the
+        # process (kill -9), which is what the server must survive.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def add(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
+                (job_id, owner, created_at, json.dumps(spec)),
+            )
+
+    def finish(self, job_id: str, status: dict[str, Any]) -> None:
+        """Record the end. Best effort: the job directory's status file is the truth, and a
+        record left unfinished (disk full) is completed from it by the next engine."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "UPDATE jobs SET status = ?, ended_at = ? WHERE id = ?",
+                    (json.dumps(status), status.get("ended_at") or 0.0, job_id),
+                )
+            except sqlite3.OperationalError:
+                pass
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def records(self) -> Iterator[Record]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, owner, created_at, spec, status FROM jobs ORDER BY created_at"
+            ).fetchall()
+        for job_id, owner, created_at, spec, status in rows:
+            yield Record(
+                job_id, owner, created_at, json.loads(spec), json.loads(status) if status else None
+            )
+
+    def ended_before(self, when: float) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ?", (when,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,201 @@
+"""Library benchmarks: B1 start latency, B2 output throughput, B6 stop, B7 start under load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import tjob
+
+from .common import Figure, Result, run_quiet, timed
+
+NS = ["--pid", "--net", "--mount", "--uts", "--ipc", "--fork", "--mount-proc"]
+GIB = 1 << 30
+
+
+def _peers(tmp: Path) -> dict[str, list[str]]:
+    """Peer commands available on this machine, each starting /bin/true isolated."""
+    peers = {"unshare": ["unshare", *NS, "/bin/true"]}
+    if shutil.which("bwrap"):
+        peers["bwrap"] = [
+            "bwrap",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-ipc",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "/bin/true",
+        ]
+    if shutil.which("runc"):
+        bundle = _runc_bundle(tmp / "runc")
+        if bundle:
+            peers["runc"] = ["runc", "run", "--bundle", str(bundle), "tjob-bench"]
+    if shutil.which("firejail"):
+        peers["firejail"] = ["firejail", "--quiet", "--net=none", "/bin/true"]
+    return peers
+
+
+def _runc_bundle(path: Path) -> Path | None:
+    """A runc bundle with CPU/memory/pids limits and a read-only bind of / as its rootfs."""
+    path.mkdir()
+    rootfs = path / "rootfs"
+    rootfs.mkdir()
+    try:
+        run_quiet(["mount", "--bind", "/", str(rootfs)])
+        run_quiet(["mount", "-o", "remount,ro,bind", str(rootfs)])
+        run_quiet(["runc", "spec", "--bundle", str(path)])
+    except subprocess.CalledProcessError:
+        return None
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["root"] = {"path": str(rootfs), "readonly": True}
+    cfg["linux"]["resources"] = {
+        "cpu": {"quota": 20000, "period": 100000},
+        "memory": {"limit": 20 << 20},
+        "pids": {"limit": 512},
+    }
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+def _unmount_runc(tmp: Path) -> None:
+    rootfs = tmp / "runc" / "rootfs"
+    if rootfs.exists():
+        subprocess.run(["umount", str(rootfs)], check=False)
+
+
+def start_latency(eng: tjob.Engine, n: int) -> Figure:
+    samples = []
+    for _ in range(n):
+        samples.append(timed(lambda: eng.start(tjob.JobSpec(["/bin/true"])).wait(30)))
+    return Figure("tjob", samples, "ms")
+
+
+def b1(eng: tjob.Engine, tmp: Path, n: int) -> Result:
+    """Library start of /bin/true -> exit observed, interleaved with the floor and peers."""
+    peers = _peers(tmp)
+    try:
+        samples: dict[str, list[float]] = {"tjob": [], **{k: [] for k in peers}}
+        start_latency(eng, 10)  # warm-up
+        for i in range(n):
+            samples["tjob"].append(timed(lambda: eng.start(tjob.JobSpec(["/bin/true"])).wait(30)))
+            for name, argv in peers.items():
+                # The slow peers get fewer runs; their medians are stable at a quarter of n.
+                if name in ("unshare", "bwrap") or i % 4 == 0:
+                    samples[name].append(timed(lambda argv=argv: run_quiet(argv)))
+    finally:
+        _unmount_runc(tmp)
+    figs = [Figure(k, v, "ms") for k, v in samples.items()]
+    floor = figs[1].p50
+    ratio = figs[0].p50 / floor
+    notes = [f"{f.name}: {f.p50 / floor:.2f}x unshare" for f in figs[1:]]
+    return Result(
+        "B1",
+        "library start(`/bin/true`) → exit observed",
+        figs,
+        f"{ratio:.2f}x unshare (p50)",
+        "p50 <= 2x unshare",
+        ratio <= 2.0,
+        "make bench BENCH=B1",
+        notes,
+    )
+
+
+def b2(eng: tjob.Engine) -> Result:
+    """1 GiB of job stdout to one library follower, against a raw pipe."""
+    t = time.perf_counter()
+    run_quiet(["sh", "-c", "head -c 1G /dev/zero | cat > /dev/null"])
+    pipe = GIB / (time.perf_counter() - t) / 1e6
+    t = time.perf_counter()
+    job = eng.start(tjob.JobSpec(["head", "-c", str(GIB), "/dev/zero"]))
+    got = sum(len(c.data) for c in job.output())
+    mbps = GIB / (time.perf_counter() - t) / 1e6
+    assert got == GIB and job.wait(30).exit_code == 0, (got, job.status())
+    eng.remove(job.id)
+    ratio = mbps / pipe
+    return Result(
+        "B2",
+        "1 GiB job stdout → one library follower (byte count checked)",
+        [Figure("tjob", [mbps], "MB/s"), Figure("pipe", [pipe], "MB/s")],
+        f"{ratio:.2f}x pipe",
+        ">= 0.5x pipe",
+        ratio >= 0.5,
+        "make bench BENCH=B2",
+    )
+
+
+def b6(eng: tjob.Engine, n: int) -> Result:
+    """stop(grace=0) of a job with 100 processes until its cgroup is empty and gone."""
+    samples = []
+    script = "for i in $(seq 100); do sleep 1000 & done; echo ready; wait"
+    for _ in range(n):
+        job = eng.start(tjob.JobSpec(["sh", "-c", script], limits=tjob.Limits(memory_mb=256)))
+        next(iter(job.output()))
+        assert len(eng._cg.pids(job.id)) == 101
+        samples.append(timed(lambda job=job: job.stop(grace=0)))
+        assert job.id not in eng._cg.job_ids()
+    fig = Figure("stop", samples, "ms")
+    return Result(
+        "B6",
+        "stop(grace=0) of 100 processes → cgroup empty and removed",
+        [fig],
+        f"p50 {fig.p50:.1f} ms",
+        "p50 <= 50 ms",
+        fig.p50 <= 50,
+        "make bench BENCH=B6",
+    )
+
+
+def b7(eng: tjob.Engine, n: int) -> Result:
+    """B1's p50 with 0, 100 and 500 jobs already running."""
+    figs = [start_latency(eng, n)]
+    figs[0].name = "0 running"
+    running = []
+    try:
+        for count in (100, 500):
+            while len(running) < count:
+                running.append(eng.start(tjob.JobSpec(["sleep", "100000"])))
+            fig = start_latency(eng, n)
+            fig.name = f"{count} running"
+            figs.append(fig)
+    finally:
+        for job in running:
+            job._begin_stop(0)
+        for job in running:
+            job.stop(grace=0)
+    ratio = figs[-1].p50 / figs[0].p50
+    return Result(
+        "B7",
+        "start latency with 0 / 100 / 500 jobs running",
+        figs,
+        f"{ratio:.2f}x from 0 to 500",
+        "<= 1.5x",
+        ratio <= 1.5,
+        "make bench BENCH=B7",
+    )
+
+
+def run(selected: set[str], quick: bool) -> list[Result]:
+    n = 50 if quick else 200
+    out: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="tjob-bench-") as d:
+        tmp = Path(d)
+        with tjob.Engine(tmp / "state", cgroup_parent="tjob-bench", output_cap=4 * GIB) as eng:
+            if "B1" in selected:
+                out.append(b1(eng, tmp, n))
+            if "B2" in selected:
+                out.append(b2(eng))
+            if "B6" in selected:
+                out.append(b6(eng, 10 if quick else 20))
+            if "B7" in selected:
+                out.append(b7(eng, 30 if quick else 100))
+    return out

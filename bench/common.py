@@ -33,9 +33,9 @@ class Figure:
     def spread(self) -> str:
         """Interquartile range: robust to the odd outlier a shared machine produces."""
         if len(self.samples) < 4:
-            return f"{min(self.samples):.3g}–{max(self.samples):.3g}"
+            return f"{min(self.samples):.3g}..{max(self.samples):.3g}"
         q = statistics.quantiles(self.samples, n=4)
-        return f"{q[0]:.3g}–{q[2]:.3g}"
+        return f"{q[0]:.3g}..{q[2]:.3g}"
 
 
 @dataclass

@@ -359,9 +359,12 @@ class Engine:
         code = (
             f"import sys; sys.path.insert(0, {pkg_parent!r}); from tjob.spawner import main; main()"
         )
+        conf = json.dumps(
+            {"version": self._cg.version, "root": str(self._cg.root), "parent": self._cg.parent}
+        )
         with open(self.state_dir / "spawner.log", "ab") as log:
             self._fs = subprocess.Popen(
-                [sys.executable, "-I", "-c", code, str(theirs.fileno())],
+                [sys.executable, "-I", "-c", code, str(theirs.fileno()), conf],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

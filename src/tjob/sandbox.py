@@ -97,7 +97,7 @@ def allow_unprivileged_ping() -> None:
         pass  # best effort: ping as root still works with raw sockets
 
 
-def enter_job_namespaces(hostname: str) -> None:
+def enter_job_namespaces() -> None:
     """Run in the job's PID 1: new mount, network, UTS and IPC namespaces, set up for a job.
 
     Open anything needed from the host's /proc or /sys before this call."""
@@ -105,4 +105,3 @@ def enter_job_namespaces(hostname: str) -> None:
     isolate_mounts()
     loopback_up()
     allow_unprivileged_ping()
-    socket.sethostname(hostname)

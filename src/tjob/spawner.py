@@ -59,52 +59,132 @@ RESERVE_SIZE = 16384
 # --------------------------------------------------------------------------- fork server
 
 
-def serve(sock: socket.socket) -> None:
-    """Fork a supervisor per request until the engine closes its end of ``sock``."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1)
-        except InterruptedError:
-            continue
-        if not msg:
-            return
-        if not fds:
-            continue
-        reply_fd = fds[0]
+class _Spare:
+    """A supervisor forked ahead of need, whose init has already built the job's namespaces:
+    a request only has to hand it the job, which takes ~3 ms of forking and namespace set-up
+    off each start."""
+
+    def __init__(self, pid: int, chan: socket.socket, busy: int) -> None:
+        self.pid, self.chan, self.busy = pid, chan, busy
+
+    @classmethod
+    def make(cls, server: socket.socket, cg: CgroupBackend) -> _Spare:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Closed by the supervisor once its job is running: the cue to build the next spare,
+        # so that doing so does not compete with this job's start for the CPUs.
+        busy_r, busy_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                sock.close()
+                server.close()
+                ours.close()
+                os.close(busy_r)
                 os.setsid()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                jdir = Path(json.loads(msg)["dir"])
-                supervise(json.loads((jdir / SPEC_FILE).read_bytes()), reply_fd)
-                code = 0
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = spare_main(theirs, cg, busy_w)
             except BaseException:
                 traceback.print_exc()  # into the engine's spawner.log
             finally:
                 os._exit(code)
-        os.close(reply_fd)
+        theirs.close()
+        os.close(busy_w)
+        return cls(pid, ours, busy_r)
+
+    def hand(self, msg: bytes, reply_fd: int) -> bool:
+        try:
+            socket.send_fds(self.chan, [msg], [reply_fd])
+            return True
+        except OSError:
+            return False
+        finally:
+            self.chan.close()
+
+
+def serve(sock: socket.socket, cg: CgroupBackend) -> None:
+    """Hand each request to a spare supervisor until the engine closes its end of ``sock``."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spare: _Spare | None = _Spare.make(sock, cg)
+    starting = -1  # the busy pipe of the job last handed over, until it is running
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    while True:
+        ready = {key.fd for key, _ in sel.select()}
+        if starting in ready:
+            sel.unregister(starting)
+            os.close(starting)
+            starting = -1
+            if spare is None:
+                spare = _Spare.make(sock, cg)
+        if sock.fileno() not in ready:
+            continue
+        msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+        if not msg:
+            if spare is not None:
+                spare.chan.close()  # the spare sees the end and exits with its init
+            return
+        if not fds:
+            continue
+        if spare is None or not spare.hand(msg, fds[0]):
+            spare = _Spare.make(sock, cg)  # none ready, or it died (killed by hand?)
+            if not spare.hand(msg, fds[0]):
+                err = {"ok": False, "error": "the job's supervisor could not be started"}
+                _reply(socket.socket(fileno=os.dup(fds[0])), err)
+        os.close(fds[0])
+        if starting >= 0:
+            sel.unregister(starting)
+            os.close(starting)
+        starting = spare.busy
+        sel.register(starting, selectors.EVENT_READ)
+        spare = None
 
 
 def main() -> None:
-    # Import both backends once here, not in every forked supervisor.
-    from .cgroups import v1, v2  # noqa: F401
+    """Entry point of the fork server: ``python -c ... FD CONFIG_JSON``."""
+    from .cgroups import v1, v2  # noqa: F401  (imported once here, not in every supervisor)
 
-    serve(socket.socket(fileno=int(sys.argv[1])))
+    conf = json.loads(sys.argv[2])
+    cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
+    cg.setup()
+    serve(socket.socket(fileno=int(sys.argv[1])), cg)
 
 
 # --------------------------------------------------------------------------- supervisor
 
 
-def backend_for(req: dict[str, Any]) -> CgroupBackend:
-    c = req["cgroup"]
-    cg = backend(c["version"], Path(c["root"]), c["parent"])
-    cg.setup()
-    return cg
+def spare_main(chan: socket.socket, cg: CgroupBackend, busy_w: int) -> int:
+    """A spare supervisor: make the job's PID namespace and its init, then wait for a job."""
+    rep_r, rep_w = os.pipe()
+    to_init, init_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sandbox.unshare(sandbox.CLONE_NEWPID)
+    init_pid = os.fork()
+    if init_pid == 0:
+        code = 1
+        try:
+            chan.close()
+            to_init.close()
+            os.close(rep_r)
+            os.close(busy_w)
+            code = run_init(init_end, rep_w, cg.root)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    init_end.close()
+    os.close(rep_w)
+    init_pidfd = os.pidfd_open(init_pid)
+    msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1)
+    chan.close()
+    if not msg or not fds:
+        to_init.close()  # init sees the end and exits
+        os.waitpid(init_pid, 0)
+        return 0
+    jdir = Path(json.loads(msg)["dir"])
+    req = json.loads((jdir / SPEC_FILE).read_bytes())
+    supervise(req, socket.socket(fileno=fds[0]), cg, init_pid, init_pidfd, to_init, rep_r, busy_w)
+    return 0
 
 
 def make_reserve(jdir: Path) -> None:
@@ -145,8 +225,17 @@ def _reply(reply: socket.socket, data: dict[str, Any], fds: list[int] = []) -> N
     reply.close()
 
 
-def supervise(req: dict[str, Any], reply_fd: int) -> None:
-    reply = socket.socket(fileno=reply_fd)
+def supervise(
+    req: dict[str, Any],
+    reply: socket.socket,
+    cg: CgroupBackend,
+    init_pid: int,
+    init_pidfd: int,
+    to_init: socket.socket,
+    rep_r: int,
+    busy_w: int,
+) -> None:
+    """Run one job to its end: cgroup, output capture, final status."""
     jdir = Path(req["dir"])
     job_id: str = req["id"]
     base = {
@@ -156,13 +245,17 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
         "created_at": req["created_at"],
         "limits": req["limits_public"],
     }
-
     log = LogWriter(str(jdir / LOG_FILE))
     make_reserve(jdir)
+    reports = os.fdopen(rep_r, "rb", buffering=0)
 
-    def fail(error: str, cg: CgroupBackend | None) -> None:
+    def fail(error: str, created: bool) -> None:
+        os.close(busy_w)
+        to_init.close()
+        os.waitpid(init_pid, 0)
+        os.close(init_pidfd)
         status = JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **base)
-        if cg is not None:
+        if created:
             try:
                 cg.remove(job_id)
             except CgroupError:
@@ -175,9 +268,8 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
         write_json(jdir / STATUS_FILE, status.to_dict())
         _reply(reply, {"ok": False, "error": error})
 
+    lim = req["limits"]
     try:
-        cg = backend_for(req)
-        lim = req["limits"]
         cg.create(
             job_id,
             ResolvedLimits(
@@ -190,53 +282,37 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
             ),
         )
     except CgroupError as e:
-        fail(str(e), None)
+        fail(str(e), created=False)
         return
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    rep_r, rep_w = os.pipe()
     for fd in (out_r, err_r):
         try:
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: the default size still works
+    job = {
+        "dir": str(jdir),
+        "hostname": req["hostname"],
+        "procs": [os.path.relpath(p, cg.root) for p in cg.procs_files(job_id)],
+    }
     try:
-        sandbox.unshare(sandbox.CLONE_NEWPID)
-        init_pid = os.fork()
-    except OSError as e:
-        for fd in (out_r, out_w, err_r, err_w, rep_r, rep_w):
-            os.close(fd)
-        fail(f"cannot create the job's namespaces: {e.strerror}", cg)
-        return
-    if init_pid == 0:
-        code = 1
-        try:
-            reply.close()
-            log.close()
-            os.close(out_r)
-            os.close(err_r)
-            os.close(rep_r)
-            code = run_init(req, cg.procs_files(job_id), out_w, err_w, rep_w)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    for fd in (out_w, err_w, rep_w):
+        socket.send_fds(to_init, [json.dumps(job).encode()], [out_w, err_w])
+    except OSError:
+        pass  # init is gone; its report (or its absence) says why
+    for fd in (out_w, err_w):
         os.close(fd)
-    init_pidfd = os.pidfd_open(init_pid)
-    reports = os.fdopen(rep_r, "rb", buffering=0)
+    to_init.close()
     first = reports.readline().decode().split()
     if not first or first[0] != "S":
-        _, wstatus = os.waitpid(init_pid, 0)
         os.close(out_r)
         os.close(err_r)
-        os.close(init_pidfd)
         if first and first[0] == "F":
             stage, err, target = first[1], int(first[2]), " ".join(first[3:])
-            fail(f"{stage} {target}: {os.strerror(err)}".replace("  ", " "), cg)
+            fail(f"{stage} {target}: {os.strerror(err)}".replace(" - ", " "), created=True)
         else:
-            fail(f"the job's init died before starting the command (wait status {wstatus})", cg)
+            fail("the job's init died before starting the command", created=True)
         return
     pid = int(first[1]) if len(first) > 1 and first[1].isdigit() else None
     started_at = time.time()
@@ -251,6 +327,7 @@ def supervise(req: dict[str, Any], reply_fd: int) -> None:
         [self_pidfd, init_pidfd],
     )
     os.close(self_pidfd)
+    os.close(busy_w)
 
     capture = _Capture(log, int(req.get("output_cap") or 1 << 30), jdir / RESERVE_FILE)
     reported = _pump(capture, out_r, err_r, reports)
@@ -361,22 +438,34 @@ def _pump(capture: _Capture, out_r: int, err_r: int, reports: Any) -> int | None
 # --------------------------------------------------------------------------- init (PID 1)
 
 
-def run_init(
-    req: dict[str, Any], procs_files: list[str], out_w: int, err_w: int, rep_w: int
-) -> int:
-    """PID 1 of the job: set up the namespaces, start the command, reap, report its end."""
+def run_init(chan: socket.socket, rep_w: int, cgroup_root: Path) -> int:
+    """PID 1 of the job: build the namespaces, wait for the job, start the command, reap."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     # If the supervisor dies, nothing records this job: take the whole namespace down with it.
     sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Opened now: the job's own /proc and /sys hide the host's (and its cgroupfs) once built.
     host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    # Opened now: the job's own /sys hides the cgroupfs once the namespaces are set up.
-    procs = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in procs_files]
+    cgroups_fd = os.open(cgroup_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        sandbox.enter_job_namespaces(req["hostname"])
+        sandbox.enter_job_namespaces()
     except OSError as e:
         os.write(rep_w, f"F namespaces {e.errno} -\n".encode())
         return 1
+    msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 2)
+    chan.close()
+    if not msg or len(fds) != 2:
+        return 0  # a spare that was never used
+    job = json.loads(msg)
+    out_w, err_w = fds
+    req = json.loads((Path(job["dir"]) / SPEC_FILE).read_bytes())
+    try:
+        socket.sethostname(job["hostname"])
+        procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroups_fd) for p in job["procs"]]
+    except OSError as e:
+        os.write(rep_w, f"F cgroup {e.errno} -\n".encode())
+        return 1
+    os.close(cgroups_fd)
     ex_r, ex_w = os.pipe()
     child = os.fork()
     if child == 0:

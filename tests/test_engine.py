@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import os
 import select
 import shutil
@@ -395,6 +397,11 @@ def test_nothing_leaks_after_200_jobs(engine: Engine) -> None:
     for _ in range(200):
         job = engine.start(JobSpec(["true"]))
         assert job.wait(30).exit_code == 0
+    # The status is written just before the supervisor exits: wait for the last one to go.
+    with contextlib.suppress(ProcessLookupError):
+        last = os.pidfd_open(json.loads((job.dir / "run.json").read_text())["supervisor_pid"])
+        assert select.select([last], [], [], 10)[0]
+        os.close(last)
     assert engine._cg.job_ids() == []
     assert len(os.listdir("/proc/self/fd")) <= fds_before
     assert threading.active_count() == threads_before

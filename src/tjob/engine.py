@@ -557,6 +557,9 @@ class Engine:
                 owner=rec.owner,
             )
             job = Job(self, rec.id, spec, rec.created_at, rec.spec["limits"])
+            if rec.status is not None and not job.dir.exists():
+                self._store.remove(rec.id)  # a removal cut short
+                continue
             if rec.status is not None:
                 job._final = JobStatus.from_dict(rec.status)
             elif job._final_status() is None:
@@ -611,8 +614,9 @@ class Engine:
             raise TjobError(f"job {job.short_id} is still running; stop it first")
         with self._jobs_lock:
             self._jobs.pop(job.id, None)
-        self._store.remove(job.id)
+        # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
+        self._store.remove(job.id)
 
     def prune(self, older_than: float) -> list[str]:
         """Remove finished jobs that ended more than ``older_than`` seconds ago."""

@@ -1,9 +1,13 @@
 """Append-only framed output of one job, and readers that parse it from any offset.
 
 File layout: the 8-byte magic, then frames of ``<stream:u8> <pad:3> <length:u32le> <bytes>``.
-Stream 1 is stdout, 2 stderr; a frame of stream 0 ends the log (its payload is the final status
-as JSON), so a reader knows the job is over from the log alone; stream 3 marks where capture
-stopped at the output cap. Bytes are never decoded.
+Stream 1 is stdout, 2 stderr; stream 3 marks where capture stopped (cap or full disk); a frame
+of stream 4 ends the log (its payload is the final status as JSON), so a reader knows the job is
+over from the log alone. Bytes are never decoded.
+
+Output is spliced from the job's pipe straight into the file (no copy through user space), the
+bytes first and their header after; a header still all zeros is a frame being written, and
+readers stop there until it is complete.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from .status import Stream
 
 MAGIC = b"TJOBLOG1"
 HEADER = struct.Struct("<BxxxI")
-END = 0
+PENDING = 0
 TRUNCATED = 3
+END = 4
 READ_SIZE = 1 << 20
 
 
@@ -59,6 +64,23 @@ class LogWriter:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.size += n
 
+    def splice(self, stream: int, src: int, limit: int) -> int:
+        """Move up to ``limit`` bytes from pipe ``src`` into a new frame; 0 at end of input."""
+        body = self.size + HEADER.size
+        try:
+            n = os.splice(src, self.fd, limit, offset_dst=body)
+        except OSError:
+            os.ftruncate(self.fd, self.size)
+            raise
+        if n:
+            try:
+                os.pwrite(self.fd, HEADER.pack(stream, n), self.size)
+            except OSError:
+                os.ftruncate(self.fd, self.size)
+                raise
+            self.size = body + n
+        return n
+
     def end(self, payload: bytes) -> None:
         self.write(END, payload)
 
@@ -81,33 +103,32 @@ class LogReader:
         self.ended = False
         self.end_payload: bytes | None = None
         self.truncated = False
-        self._buf = b""
 
     def read(self) -> list[Chunk]:
-        """Whole frames available now (up to about READ_SIZE bytes); sets ``ended`` at the end."""
+        """Whole frames available now (about READ_SIZE bytes); sets ``ended`` at the end.
+
+        Nothing is kept between calls: a frame not yet complete (its header still zeros) is
+        read again from its start next time.
+        """
         out: list[Chunk] = []
         if self.ended:
             return out
-        data = os.pread(self.fd, READ_SIZE, self.offset + len(self._buf))
-        buf = self._buf + data if self._buf else data
-        pos = 0
-        size = len(buf)
-        hsize = HEADER.size
+        buf = os.pread(self.fd, READ_SIZE, self.offset)
+        pos, size, hsize = 0, len(buf), HEADER.size
         while pos + hsize <= size:
             stream, length = HEADER.unpack_from(buf, pos)
+            if stream == PENDING:
+                break
             end = pos + hsize + length
             if end > size:
-                if length + hsize > READ_SIZE and pos == 0:
+                if pos == 0:
                     # One frame larger than a read: fetch the rest of it at once.
-                    rest = os.pread(self.fd, end - size, self.offset + size)
-                    buf += rest
+                    buf += os.pread(self.fd, end - size, self.offset + size)
                     size = len(buf)
-                    if end > size:
-                        break
-                else:
+                if end > size:
                     break
             if stream == END:
-                self.end_payload = bytes(buf[pos + hsize : end])
+                self.end_payload = buf[pos + hsize : end]
                 self.ended = True
                 pos = end
                 break
@@ -122,7 +143,6 @@ class LogReader:
                     self.skip = 0
             pos = end
         self.offset += pos
-        self._buf = buf[pos:] if not self.ended else b""
         return out
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from . import sandbox
 from .cgroups import CgroupBackend, ResolvedLimits, backend
 from .errors import CgroupError
-from .logstore import LogWriter
+from .logstore import HEADER, LogWriter
 from .status import JobState, JobStatus, Usage
 
 F_SETPIPE_SZ = 1031
@@ -371,7 +371,8 @@ def supervise(
 
 
 class _Capture:
-    """Writes output frames until the cap or a write error; then marks the cut and drops."""
+    """Moves output into the log until the cap or a write error; then marks the cut and
+    drains the pipes into nowhere, so the job never blocks."""
 
     def __init__(self, log: LogWriter, cap: int, reserve: Path) -> None:
         self.log = log
@@ -379,25 +380,26 @@ class _Capture:
         self.reserve = reserve
         self.cut: str | None = None
 
-    def write(self, stream: int, data: bytes) -> None:
-        if self.cut is not None:
-            return
-        room = self.cap - self.log.size
+    def take(self, stream: int, fd: int) -> bool:
+        """Move what the pipe holds; False at its end."""
+        if self.cut is None:
+            room = self.cap - self.log.size - HEADER.size
+            try:
+                if room > 0:
+                    return self.log.splice(stream, fd, min(room, PIPE_SIZE)) > 0
+                self.cut = f"output cut at the {self.cap}-byte cap"
+            except OSError as e:
+                self.cut = f"output cut short: {e.strerror}"
+                # The reserve makes room for the mark, the end frame and the status.
+                self.reserve.unlink(missing_ok=True)
+            try:
+                self.log.truncate_mark()
+            except OSError:
+                pass
         try:
-            if len(data) + 8 <= room:
-                self.log.write(stream, data)
-                return
-            if room > 8:
-                self.log.write(stream, data[: room - 8])
-            self.cut = f"output cut at the {self.cap}-byte cap"
-        except OSError as e:
-            self.cut = f"output cut short: {e.strerror}"
-            # The reserve makes room for the mark, the end frame and the status.
-            self.reserve.unlink(missing_ok=True)
-        try:
-            self.log.truncate_mark()
+            return len(os.read(fd, PIPE_SIZE)) > 0
         except OSError:
-            pass
+            return False
 
 
 def _pump(capture: _Capture, out_r: int, err_r: int, reports: Any) -> int | None:
@@ -418,15 +420,7 @@ def _pump(capture: _Capture, out_r: int, err_r: int, reports: Any) -> int | None
                 else:
                     sel.unregister(fd)
                 continue
-            try:
-                data = os.read(fd, PIPE_SIZE)
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
-                data = b""
-            if data:
-                capture.write(key.data, data)
-            else:
+            if not capture.take(key.data, fd):
                 sel.unregister(fd)
                 os.close(fd)
                 open_pipes -= 1

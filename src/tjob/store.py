@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import TjobError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -53,10 +55,13 @@ class Store:
 
     def add(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
-                (job_id, owner, created_at, json.dumps(spec)),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
+                    (job_id, owner, created_at, json.dumps(spec)),
+                )
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the job: {e}") from None
 
     def finish(self, job_id: str, status: dict[str, Any]) -> None:
         """Record the end. Best effort: the job directory's status file is the truth, and a
@@ -72,7 +77,10 @@ class Store:
 
     def remove(self, job_id: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            try:
+                self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot remove the job's record: {e}") from None
 
     def records(self) -> Iterator[Record]:
         with self._lock:

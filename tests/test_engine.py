@@ -452,3 +452,23 @@ def test_closed_engine_refuses_to_start(tmp_path: Path, cgroup_parent: str) -> N
     eng.close()
     with pytest.raises(tjob.EngineClosed):
         eng.start(JobSpec(["true"]))
+
+
+def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
+    """The path for a job adopted without its init: v1 freeze, SIGKILL each, thaw."""
+    job = engine.start(
+        JobSpec(["sh", "-c", "setsid sh -c 'sleep 1000 & echo ready; exec sleep 1001' & wait"])
+    )
+    next(iter(job.output()))
+    cg = engine._cg
+    fds = [os.pidfd_open(p) for p in cg.pids(job.id)]
+    try:
+        assert len(fds) >= 3
+        cg.kill(job.id)
+        assert all(select.select([fd], [], [], 10)[0] for fd in fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    st = job.wait(30)
+    assert st.signal == signal.SIGKILL and not st.stopped
+    assert job.id not in cg.job_ids()

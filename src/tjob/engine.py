@@ -187,13 +187,20 @@ class Job:
         return True
 
     def _kill(self) -> None:
+        """SIGKILL every process of the job."""
+        cg = self._engine._cg
         with self._lock:
-            if self._init_pidfd >= 0:
-                # Killing the namespace's init makes the kernel kill everything in it at once.
+            init = self._init_pidfd
+            if init >= 0:
+                # Killing the namespace's init makes the kernel kill everything in it and
+                # refuse new processes there, so one pass over the cgroup leaves no one.
                 with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(self._init_pidfd, signal.SIGKILL)
+                    signal.pidfd_send_signal(init, signal.SIGKILL)
         with contextlib.suppress(CgroupError):
-            self._engine._cg.kill(self.id)
+            if init >= 0:
+                cg.signal(self.id, signal.SIGKILL)
+            else:
+                cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
 
     def stop(self, grace: float = 10.0) -> JobStatus:
         """SIGTERM every process, wait ``grace`` seconds, then SIGKILL all that is left.
@@ -577,7 +584,7 @@ class Engine:
             os.close(sup)
             job._final = self._mark_lost(job)
             return
-        job._attach(run.get("pid"), run["started_at"], sup, -1)
+        job._attach(run.get("pid"), run["started_at"], sup, _child_pidfd(run, "init_pid"))
 
     def _mark_lost(
         self, job: Job, error: str = "its supervisor ended without recording an end"
@@ -677,6 +684,24 @@ def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, 
     except KeyError:
         raise InvalidSpec(f"no such user: {user}") from None
     return pw.pw_uid, pw.pw_gid, pw.pw_dir if os.path.isdir(pw.pw_dir) else "/", pw.pw_name
+
+
+def _child_pidfd(run: dict[str, Any], key: str) -> int:
+    """A pidfd of the supervisor's child recorded under ``key``, or -1. A pid whose parent is
+    the (live) supervisor cannot have been recycled: the supervisor has not reaped it."""
+    try:
+        fd = os.pidfd_open(run[key])
+    except (OSError, KeyError):
+        return -1
+    try:
+        with open(f"/proc/{run[key]}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        ppid = -1
+    if ppid != run["supervisor_pid"]:
+        os.close(fd)
+        return -1
+    return fd
 
 
 def _is_supervisor(pid: int) -> bool:

@@ -136,7 +136,7 @@ class CgroupV1(CgroupBackend):
         try:
             # The v1 freezer has no completion event; FREEZING turns FROZEN within microseconds
             # unless a task sits in an uninterruptible sleep, so a bounded re-read suffices.
-            for _ in range(10_000):
+            for _ in range(1000):
                 if state.read_text().strip() == "FROZEN":
                     break
                 os.sched_yield()

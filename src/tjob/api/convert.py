@@ -1,0 +1,201 @@
+"""Translate between the engine's data (``tjob.spec`` / ``tjob.status``) and the wire messages.
+
+Pure functions, no I/O: the server calls them, the client CLI may too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidSpec
+from ..spec import MIB, Limits
+from ..status import JobState, JobStatus, Stream, Usage
+from .tjob.v1 import tjob_pb2 as pb
+
+_STATE_TO_PB: dict[JobState, pb.JobState] = {
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.EXITED: pb.JOB_STATE_EXITED,
+    JobState.STOPPED: pb.JOB_STATE_STOPPED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.LOST: pb.JOB_STATE_LOST,
+}
+_STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
+
+_SELECT_TO_PB: dict[Stream, pb.StreamSelect] = {
+    Stream.BOTH: pb.STREAM_SELECT_BOTH,
+    Stream.STDOUT: pb.STREAM_SELECT_STDOUT,
+    Stream.STDERR: pb.STREAM_SELECT_STDERR,
+}
+_SELECT_FROM_PB: dict[int, Stream] = {v: k for k, v in _SELECT_TO_PB.items()}
+
+_STREAM_TO_PB: dict[Stream, pb.Stream] = {
+    Stream.STDOUT: pb.STREAM_STDOUT,
+    Stream.STDERR: pb.STREAM_STDERR,
+}
+_STREAM_FROM_PB: dict[int, Stream] = {v: k for k, v in _STREAM_TO_PB.items()}
+
+_LIMIT_FIELDS = ("cpu_percent", "memory_mb", "pids", "rbps", "wbps")
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def limits_from_pb(msg: pb.Limits) -> Limits:
+    """Requested limits: proto3's 0 / "" mean "not asked for" (the server's default)."""
+    values: dict[str, Any] = {f: getattr(msg, f) or None for f in _LIMIT_FIELDS}
+    return Limits(**values, device=msg.device or None)
+
+
+def limits_to_pb(limits: Limits | Mapping[str, Any]) -> pb.Limits:
+    """Limits (a :class:`Limits` or a status's ``limits`` dict) as a message; None becomes 0."""
+    get = limits.get if isinstance(limits, Mapping) else lambda k: getattr(limits, k, None)
+    msg = pb.Limits()
+    for f in _LIMIT_FIELDS:
+        value = get(f)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            setattr(msg, f, value)
+    device = get("device")
+    if isinstance(device, str):
+        msg.device = device
+    return msg
+
+
+def limits_dict(msg: pb.Limits) -> dict[str, Any]:
+    """A status message's limits as the engine's status dict (unset fields left out)."""
+    out: dict[str, Any] = {f: getattr(msg, f) for f in _LIMIT_FIELDS if getattr(msg, f)}
+    if msg.device:
+        out["device"] = msg.device
+    return out
+
+
+def memory_limit_bytes(limits: Mapping[str, Any]) -> int:
+    """The memory limit from a status's ``limits`` dict, in bytes (0: none known)."""
+    mb = limits.get("memory_mb")
+    return mb * MIB if isinstance(mb, int) and mb > 0 else 0
+
+
+# --- states, streams ----------------------------------------------------------------------------
+
+
+def state_to_pb(state: JobState) -> pb.JobState:
+    return _STATE_TO_PB[state]
+
+
+def state_from_pb(value: int) -> JobState | None:
+    """A state filter: None for JOB_STATE_UNSPECIFIED; InvalidSpec for an unknown number."""
+    if value == pb.JOB_STATE_UNSPECIFIED:
+        return None
+    try:
+        return _STATE_FROM_PB[value]
+    except KeyError:
+        raise InvalidSpec(f"unknown job state {value}") from None
+
+
+def select_from_pb(value: int) -> Stream:
+    """Which streams a Logs request wants; InvalidSpec for an unknown number."""
+    try:
+        return _SELECT_FROM_PB[value]
+    except KeyError:
+        raise InvalidSpec(f"unknown stream selection {value}") from None
+
+
+def select_to_pb(streams: Stream) -> pb.StreamSelect:
+    return _SELECT_TO_PB[streams]
+
+
+def stream_to_pb(stream: Stream) -> pb.Stream:
+    return _STREAM_TO_PB[stream]
+
+
+def stream_from_pb(value: int) -> Stream:
+    try:
+        return _STREAM_FROM_PB[value]
+    except KeyError:
+        raise InvalidSpec(f"unknown output stream {value}") from None
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def usage_to_pb(usage: Usage) -> pb.Usage:
+    msg = pb.Usage()
+    if usage.cpu_seconds is not None:
+        msg.cpu_seconds = usage.cpu_seconds
+    if usage.memory_peak_bytes is not None:
+        msg.memory_peak_bytes = usage.memory_peak_bytes
+    if usage.memory_current_bytes is not None:
+        msg.memory_current_bytes = usage.memory_current_bytes
+    if usage.pids_current is not None:
+        msg.pids_current = usage.pids_current
+    if usage.io_read_bytes is not None:
+        msg.io_read_bytes = usage.io_read_bytes
+    if usage.io_write_bytes is not None:
+        msg.io_write_bytes = usage.io_write_bytes
+    return msg
+
+
+def usage_from_pb(msg: pb.Usage) -> Usage:
+    def opt(name: str) -> Any:
+        return getattr(msg, name) if msg.HasField(name) else None
+
+    return Usage(
+        cpu_seconds=opt("cpu_seconds"),
+        memory_peak_bytes=opt("memory_peak_bytes"),
+        memory_current_bytes=opt("memory_current_bytes"),
+        pids_current=opt("pids_current"),
+        io_read_bytes=opt("io_read_bytes"),
+        io_write_bytes=opt("io_write_bytes"),
+    )
+
+
+def status_to_pb(st: JobStatus) -> pb.JobStatus:
+    msg = pb.JobStatus(
+        id=st.id,
+        state=state_to_pb(st.state),
+        argv=st.argv,
+        owner=st.owner,
+        oom_killed=st.oom_killed,
+        stopped=st.stopped,
+        error=st.error or "",
+        output_truncated=st.output_truncated,
+        created_at=st.created_at,
+        usage=usage_to_pb(st.usage),
+        limits=limits_to_pb(st.limits),
+    )
+    if st.pid is not None:
+        msg.pid = st.pid
+    if st.exit_code is not None:
+        msg.exit_code = st.exit_code
+    if st.signal is not None:
+        msg.signal = st.signal
+    if st.started_at is not None:
+        msg.started_at = st.started_at
+    if st.ended_at is not None:
+        msg.ended_at = st.ended_at
+    return msg
+
+
+def status_from_pb(msg: pb.JobStatus) -> JobStatus:
+    """The engine's :class:`JobStatus` back from the wire (for clients and tests)."""
+    state = state_from_pb(msg.state)
+    if state is None:
+        raise InvalidSpec("job status without a state")
+    return JobStatus(
+        id=msg.id,
+        state=state,
+        argv=tuple(msg.argv),
+        owner=msg.owner,
+        pid=msg.pid if msg.HasField("pid") else None,
+        exit_code=msg.exit_code if msg.HasField("exit_code") else None,
+        signal=msg.signal if msg.HasField("signal") else None,
+        oom_killed=msg.oom_killed,
+        stopped=msg.stopped,
+        error=msg.error or None,
+        output_truncated=msg.output_truncated,
+        created_at=msg.created_at,
+        started_at=msg.started_at if msg.HasField("started_at") else None,
+        ended_at=msg.ended_at if msg.HasField("ended_at") else None,
+        usage=usage_from_pb(msg.usage),
+        limits=limits_dict(msg.limits),
+    )

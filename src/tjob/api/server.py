@@ -1,0 +1,432 @@
+"""The gRPC servicer: translates RPCs into engine calls, and nothing more.
+
+Served by grpclib (asyncio) because it takes a standard ``ssl.SSLContext``, which is what
+enforces TLS 1.3 only (grpcio's server cannot). Health checking (``grpc.health.v1``) and server
+reflection ride along so ``grpcurl`` and probes work.
+
+Error answers (never UNKNOWN for an expected case):
+
+=====================  ===================  ===========================================
+situation              code                 message
+=====================  ===================  ===========================================
+no client identity     UNAUTHENTICATED      says so
+malformed request/id   INVALID_ARGUMENT     what is wrong (limits over a cap name it)
+ambiguous id prefix    INVALID_ARGUMENT     "... is ambiguous ..." (among your jobs)
+unknown/others' job    NOT_FOUND            "unauthorized" (the same for both)
+running-job cap        RESOURCE_EXHAUSTED   the cap
+request over 4 MiB     RESOURCE_EXHAUSTED   the size and the limit
+compressed request     UNIMPLEMENTED        says so
+shutting down          UNAVAILABLE          "tjobs is shutting down"
+engine/cgroup failure  INTERNAL             the engine's message (logged)
+bug                    INTERNAL             "internal error" (traceback logged)
+=====================  ===================  ===========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import socket
+import ssl
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+from grpclib.const import Status as Code
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.health.check import ServiceStatus
+from grpclib.health.service import Health
+from grpclib.reflection.service import ServerReflection
+from grpclib.server import Server, Stream
+
+from ..errors import AmbiguousJobId, EngineClosed, InvalidSpec, JobNotFound, TjobError
+from ..spec import JobSpec, Limits
+from ..status import JobState, JobStatus
+from . import convert
+from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
+from .tjob.v1 import tjob_pb2 as pb
+from .tjob.v1.tjob_grpc import JobServiceBase
+
+if TYPE_CHECKING:
+    from ..engine import Engine, Job
+
+log = logging.getLogger("tjobs")
+
+# Largest LogChunk payload: well under grpcio's default 4 MiB receive limit, big enough that
+# per-message overhead does not matter for throughput.
+MAX_CHUNK = 1 << 20
+# Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
+MAX_REQUEST = 4 << 20
+_PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
+DEFAULT_GRACE = 10.0
+MAX_GRACE = 24 * 3600.0
+DEFAULT_INTERVAL = 1.0
+MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0
+SHUTTING_DOWN = "tjobs is shutting down"
+
+_Req = TypeVar("_Req", bound=Message)
+
+
+class QuotaExceeded(TjobError):
+    """The caller already has as many running jobs as the server allows one identity."""
+
+
+class TooLarge(TjobError):
+    """A request message above MAX_REQUEST."""
+
+
+class Unsupported(TjobError):
+    """A request the server does not implement (a compressed message)."""
+
+
+class ShuttingDown(TjobError):
+    """The server is stopping and takes no new calls."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the server allows: its caps (also the defaults), admins, job account, job cap."""
+
+    caps: Limits
+    admins: frozenset[str] = frozenset()
+    job_user: str | int | None = "nobody"
+    max_jobs: int = 64
+
+
+@dataclass
+class _Calls:
+    """RPC handler tasks in flight, so shutdown can end streams and wait for the rest."""
+
+    streams: set[asyncio.Task[Any]] = field(default_factory=set)
+    unary: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class JobService(JobServiceBase):
+    """``tjob.v1.JobService`` over an :class:`Engine`; every job access goes through the guard."""
+
+    def __init__(self, engine: Engine, policy: Policy) -> None:
+        self._engine = engine
+        self.policy = policy
+        self.guard = Guard(engine, policy.admins)
+        self._calls = _Calls()
+        self._starting: collections.Counter[str] = collections.Counter()
+        self.closing = False
+
+    # --- the RPCs -------------------------------------------------------------------------------
+
+    async def Run(self, stream: Stream[pb.RunRequest, pb.JobStatus]) -> None:
+        with self._rpc("run", stream) as caller:
+            req = await _request(stream, pb.RunRequest)
+            spec = self._spec(caller, req)
+            if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
+                raise QuotaExceeded(
+                    f"you have {self.policy.max_jobs} running jobs, the most this server "
+                    "allows one client; stop or wait for one first"
+                )
+            self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
+            try:
+                job = await self._engine.start_async(spec)
+            finally:
+                self._starting[caller.name] -= 1
+                if not self._starting[caller.name]:
+                    del self._starting[caller.name]
+            st = job.status()
+            log.info("run %s %s %s: %s", caller, job.short_id, _argv(spec.argv), _outcome(st))
+            await stream.send_message(convert.status_to_pb(st))
+
+    async def Stop(self, stream: Stream[pb.StopRequest, pb.JobStatus]) -> None:
+        with self._rpc("stop", stream) as caller:
+            req = await _request(stream, pb.StopRequest)
+            grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
+            if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
+                raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
+            job = self.guard.job(caller, req.id)
+            was_running = job.status().state is JobState.RUNNING
+            st = await job.stop_async(grace)
+            if was_running:
+                log.info("stop %s %s grace %gs: %s", caller, job.short_id, grace, _outcome(st))
+            await stream.send_message(convert.status_to_pb(st))
+
+    async def Status(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
+        with self._rpc("status", stream) as caller:
+            req = await _request(stream, pb.JobRef)
+            job = self.guard.job(caller, req.id)
+            await stream.send_message(convert.status_to_pb(job.status()))
+
+    async def List(self, stream: Stream[pb.ListRequest, pb.ListResponse]) -> None:
+        with self._rpc("list", stream) as caller:
+            req = await _request(stream, pb.ListRequest)
+            want = convert.state_from_pb(req.state)
+            statuses = (job.status() for job in self.guard.jobs(caller))
+            out = [convert.status_to_pb(s) for s in statuses if want is None or s.state is want]
+            await stream.send_message(pb.ListResponse(jobs=out))
+
+    async def Wait(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
+        with self._rpc("wait", stream, streaming=True) as caller:
+            req = await _request(stream, pb.JobRef)
+            job = self.guard.job(caller, req.id)
+            st = await job.wait_async()
+            await stream.send_message(convert.status_to_pb(st))
+
+    async def Logs(self, stream: Stream[pb.LogsRequest, pb.LogChunk]) -> None:
+        with self._rpc("logs", stream, streaming=True) as caller:
+            req = await _request(stream, pb.LogsRequest)
+            streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
+            job = self.guard.job(caller, req.id)
+            output = job.output_async(follow=req.follow, streams=streams, skip=req.skip)
+            async with _closing(output) as chunks:
+                async for chunk in chunks:
+                    kind = convert.stream_to_pb(chunk.stream)
+                    data = chunk.data
+                    for at in range(0, len(data), MAX_CHUNK):
+                        await stream.send_message(
+                            pb.LogChunk(stream=kind, data=data[at : at + MAX_CHUNK])
+                        )
+
+    async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
+        with self._rpc("stats", stream, streaming=True) as caller:
+            req = await _request(stream, pb.StatsRequest)
+            interval = req.interval_seconds or DEFAULT_INTERVAL
+            if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+                raise InvalidSpec(
+                    f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds, not {interval}"
+                )
+            named = [self.guard.job(caller, ref) for ref in req.ids]
+            named = list({job.id: job for job in named}.values())
+            before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
+            while True:
+                jobs = named or [
+                    j for j in self.guard.jobs(caller) if j.status().state is JobState.RUNNING
+                ]
+                before = {j.id: _cpu_sample(j.status()) for j in jobs}
+                await asyncio.sleep(interval)
+                out = [_stats(j, j.status(), before.get(j.id)) for j in jobs]
+                await stream.send_message(pb.StatsResponse(jobs=out))
+                ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
+                if not req.stream or (named and ended):
+                    return
+
+    # --- the one place requests become answers --------------------------------------------------
+
+    @contextlib.contextmanager
+    def _rpc(
+        self, name: str, stream: Stream[Any, Any], *, streaming: bool = False
+    ) -> Iterator[Caller]:
+        """Authenticate the call and turn every failure into a gRPC status (and a log line).
+
+        Streaming calls (Logs, Wait, Stats) are registered so that shutdown can end them with
+        UNAVAILABLE instead of leaving clients hanging.
+        """
+        task = asyncio.current_task()
+        calls = self._calls.streams if streaming else self._calls.unary
+        if task is not None:
+            calls.add(task)
+        who = _peer(stream)
+        try:
+            if self.closing:
+                raise ShuttingDown(SHUTTING_DOWN)
+            caller = self.guard.caller(stream.peer.cert())
+            who = caller.name
+            yield caller
+        except asyncio.CancelledError:
+            if self.closing and streaming and task is not None:
+                task.uncancel()  # we cancelled it to end the stream: answer instead
+                raise GRPCError(Code.UNAVAILABLE, SHUTTING_DOWN) from None
+            raise  # the client went away
+        except (GRPCError, StreamTerminatedError):
+            raise
+        except Exception as exc:
+            code, message = _answer(exc)
+            if code is Code.INTERNAL:
+                log.error("failed %s from %s: %s", name, who, exc, exc_info=not _expected(exc))
+            else:
+                log.info("refused %s from %s: %s %s", name, who, code.name, message)
+            raise GRPCError(code, message) from None
+        finally:
+            if task is not None:
+                calls.discard(task)
+
+    def _spec(self, caller: Caller, req: pb.RunRequest) -> JobSpec:
+        limits = convert.limits_from_pb(req.limits)
+        if limits.device is not None:
+            raise InvalidSpec("the throttled device is chosen by the server (tjobs --mnt)")
+        limits.validate()
+        over = limits.exceeding(self.policy.caps)
+        if over:
+            raise InvalidSpec("; ".join(over))
+        spec = JobSpec(
+            argv=tuple(req.argv),
+            env=dict(req.env),
+            cwd=req.workdir or "/",
+            user=self.policy.job_user,
+            owner=caller.name,
+            limits=limits,
+        )
+        return spec.validate()
+
+    def _running(self, caller: Caller) -> int:
+        """How many of the caller's own jobs are running (admins are capped for their own)."""
+        mine = (j for j in self._engine.jobs() if j.owner == caller.name)
+        return sum(1 for j in mine if j.status().state is JobState.RUNNING)
+
+    def in_flight(self) -> set[asyncio.Task[Any]]:
+        """The handler tasks of the calls being served now."""
+        return self._calls.streams | self._calls.unary
+
+    async def close(self, timeout: float) -> None:
+        """Refuse new calls, end open streams with UNAVAILABLE, wait (bounded) for the rest."""
+        self.closing = True
+        for task in list(self._calls.streams):
+            task.cancel()
+        pending = self.in_flight()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+
+class ApiServer:
+    """The servicer plus health and reflection on one grpclib server over mutual TLS.
+
+    Create and use it inside the event loop that serves it.
+    """
+
+    def __init__(self, engine: Engine, policy: Policy, tls: ssl.SSLContext) -> None:
+        self.service = JobService(engine, policy)
+        self._tls = tls
+        self._health = ServiceStatus()
+        self._health.set(True)
+        health = Health({self.service: [self._health]})
+        self._server = Server(ServerReflection.extend([self.service, health]))
+        self._started = False
+        self._stopped = False
+
+    async def start(
+        self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
+    ) -> None:
+        """Listen on ``host:port`` (host None: every interface) or on a bound ``sock``."""
+        if sock is not None:
+            await self._server.start(sock=sock, ssl=self._tls)
+        else:
+            await self._server.start(host, port, ssl=self._tls, reuse_address=True)
+        self._started = True
+
+    async def shutdown(self, timeout: float = 3.0) -> None:
+        """Stop serving: health says NOT_SERVING, streams end, calls in flight get ``timeout``."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        self._health.set(False)
+        await self.service.close(timeout)
+        self._server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), timeout)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
+    """The call's one request message, read with a size cap.
+
+    grpclib buffers a message of whatever size its 5-byte prefix announces (up to 4 GiB), so
+    the prefix is read here from its protocol stream and a large message refused unread.
+    """
+    raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
+    prefix = await raw.recv_data(5)
+    if len(prefix) < 5:
+        raise InvalidSpec("the request message is missing")
+    compressed, size = _PREFIX.unpack(prefix)
+    if compressed:
+        raise Unsupported("compressed requests are not supported")
+    if size > MAX_REQUEST:
+        raise TooLarge(
+            f"the request is {size} bytes, more than the {MAX_REQUEST} this server takes"
+        )
+    data = await raw.recv_data(size)
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        raise InvalidSpec(f"the request is not a valid {kind.__name__} message") from None
+
+
+def _answer(exc: Exception) -> tuple[Code, str]:
+    """The gRPC status for an exception raised while serving a call."""
+    if isinstance(exc, AmbiguousJobId):
+        return Code.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, JobNotFound):
+        return Code.NOT_FOUND, UNAUTHORIZED  # the same words whether missing or someone else's
+    if isinstance(exc, InvalidSpec):
+        return Code.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, Unauthenticated):
+        return Code.UNAUTHENTICATED, str(exc)
+    if isinstance(exc, QuotaExceeded | TooLarge):
+        return Code.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, Unsupported):
+        return Code.UNIMPLEMENTED, str(exc)
+    if isinstance(exc, ShuttingDown | EngineClosed):
+        return Code.UNAVAILABLE, SHUTTING_DOWN
+    if isinstance(exc, TjobError):
+        return Code.INTERNAL, str(exc)
+    return Code.INTERNAL, "internal error (see the tjobs log)"
+
+
+def _expected(exc: Exception) -> bool:
+    return isinstance(exc, TjobError)
+
+
+def _peer(stream: Stream[Any, Any]) -> str:
+    addr = stream.peer.addr()
+    return f"{addr[0]}:{addr[1]}" if addr else "unknown peer"
+
+
+def _argv(argv: Iterable[str]) -> str:
+    text = " ".join(argv)
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
+def _outcome(st: JobStatus) -> str:
+    if st.state is JobState.FAILED:
+        return f"failed: {st.error}"
+    if st.state is JobState.RUNNING:
+        return "running"
+    how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
+    return f"{st.state.value} ({how})"
+
+
+def _cpu_sample(st: JobStatus) -> tuple[float, float]:
+    return time.monotonic(), st.usage.cpu_seconds or 0.0
+
+
+def _stats(job: Job, st: JobStatus, before: tuple[float, float] | None) -> pb.JobStats:
+    now, cpu = _cpu_sample(st)
+    percent = 0.0
+    if before is not None and st.state is JobState.RUNNING and now > before[0]:
+        percent = max(0.0, (cpu - before[1]) / (now - before[0]) * 100.0)
+    usage = st.usage
+    return pb.JobStats(
+        id=job.id,
+        argv=st.argv,
+        cpu_percent=percent,
+        memory_bytes=usage.memory_current_bytes or 0,
+        memory_limit_bytes=convert.memory_limit_bytes(st.limits),
+        pids=usage.pids_current or 0,
+        io_read_bytes=usage.io_read_bytes or 0,
+        io_write_bytes=usage.io_write_bytes or 0,
+        state=convert.state_to_pb(st.state),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _closing(it: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """Close an async generator on exit, so a cancelled follower releases its file and watch."""
+    try:
+        yield it
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,1 @@
+"""tjob API v1: generated from tjob.proto by `python -m tjob.api.gen` (never hand-edited)."""

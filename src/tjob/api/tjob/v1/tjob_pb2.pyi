@@ -1,0 +1,212 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_EXITED: _ClassVar[JobState]
+    JOB_STATE_STOPPED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_LOST: _ClassVar[JobState]
+
+class StreamSelect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_SELECT_BOTH: _ClassVar[StreamSelect]
+    STREAM_SELECT_STDOUT: _ClassVar[StreamSelect]
+    STREAM_SELECT_STDERR: _ClassVar[StreamSelect]
+
+class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_UNSPECIFIED: _ClassVar[Stream]
+    STREAM_STDOUT: _ClassVar[Stream]
+    STREAM_STDERR: _ClassVar[Stream]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_EXITED: JobState
+JOB_STATE_STOPPED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_LOST: JobState
+STREAM_SELECT_BOTH: StreamSelect
+STREAM_SELECT_STDOUT: StreamSelect
+STREAM_SELECT_STDERR: StreamSelect
+STREAM_UNSPECIFIED: Stream
+STREAM_STDOUT: Stream
+STREAM_STDERR: Stream
+
+class Limits(_message.Message):
+    __slots__ = ("cpu_percent", "memory_mb", "pids", "rbps", "wbps", "device")
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    RBPS_FIELD_NUMBER: _ClassVar[int]
+    WBPS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    cpu_percent: int
+    memory_mb: int
+    pids: int
+    rbps: int
+    wbps: int
+    device: str
+    def __init__(self, cpu_percent: _Optional[int] = ..., memory_mb: _Optional[int] = ..., pids: _Optional[int] = ..., rbps: _Optional[int] = ..., wbps: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("cpu_seconds", "memory_peak_bytes", "memory_current_bytes", "pids_current", "io_read_bytes", "io_write_bytes")
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_CURRENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    IO_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpu_seconds: float
+    memory_peak_bytes: int
+    memory_current_bytes: int
+    pids_current: int
+    io_read_bytes: int
+    io_write_bytes: int
+    def __init__(self, cpu_seconds: _Optional[float] = ..., memory_peak_bytes: _Optional[int] = ..., memory_current_bytes: _Optional[int] = ..., pids_current: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("id", "state", "argv", "owner", "pid", "exit_code", "signal", "oom_killed", "stopped", "error", "output_truncated", "created_at", "started_at", "ended_at", "usage", "limits")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: JobState
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    owner: str
+    pid: int
+    exit_code: int
+    signal: int
+    oom_killed: bool
+    stopped: bool
+    error: str
+    output_truncated: bool
+    created_at: float
+    started_at: float
+    ended_at: float
+    usage: Usage
+    limits: Limits
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("argv", "limits", "env", "workdir")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    limits: Limits
+    env: _containers.ScalarMap[str, str]
+    workdir: str
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ...) -> None: ...
+
+class JobRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StopRequest(_message.Message):
+    __slots__ = ("id", "grace_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    grace_seconds: float
+    def __init__(self, id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("id", "follow", "streams", "skip")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    follow: bool
+    streams: StreamSelect
+    skip: int
+    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Union[StreamSelect, str]] = ..., skip: _Optional[int] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("stream", "data")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: Stream
+    data: bytes
+    def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("ids", "stream", "interval_seconds")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    stream: bool
+    interval_seconds: float
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., stream: _Optional[bool] = ..., interval_seconds: _Optional[float] = ...) -> None: ...
+
+class JobStats(_message.Message):
+    __slots__ = ("id", "argv", "cpu_percent", "memory_bytes", "memory_limit_bytes", "pids", "io_read_bytes", "io_write_bytes", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    IO_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    pids: int
+    io_read_bytes: int
+    io_write_bytes: int
+    state: JobState
+    def __init__(self, id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cpu_percent: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobStats]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStats, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,162 @@
+"""A real tjobs API server for tests: real engine, real TLS, grpclib on its own loop thread.
+
+Clients are grpcio, as in the product's CLI. Certificates come from the product's own pki.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+
+from tjob import Engine
+from tjob.api import pki, tls
+from tjob.api.server import ApiServer, Policy
+from tjob.api.tjob.v1 import tjob_pb2 as pb
+from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
+from tjob.spec import DEFAULT_LIMITS, Limits
+from tjob.status import JobState
+
+HANG = 30.0  # seconds: only a guard against a hang, never a wait
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_skip_unless_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: a real engine (cgroups and namespaces)"
+)
+ROOT = [pytest.mark.root, _skip_unless_root]  # as a module's pytestmark
+
+
+def needs_root(fn: F) -> F:
+    """Mark one test as needing root (skipped with a reason otherwise)."""
+    return pytest.mark.root(_skip_unless_root(fn))  # type: ignore[no-any-return]
+
+
+# Client certificate stems pki.init_dir writes, and their identities.
+ALICE, BOB, ADMIN = "cli", "other", "admin"
+
+
+class Harness:
+    """Start with ``with Harness(tmp) as h:``; ``h.stub(ALICE)`` is a grpcio stub as alice."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        caps: Limits = DEFAULT_LIMITS,
+        admins: tuple[str, ...] = ("admin",),
+        max_jobs: int = 64,
+        job_user: str | int | None = "nobody",
+    ) -> None:
+        self.tmp = tmp
+        self.certs = tmp / "certs"
+        self.state = tmp / "state"
+        self.policy = Policy(
+            caps=caps, admins=frozenset(admins), job_user=job_user, max_jobs=max_jobs
+        )
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
+        self._channels: list[grpc.Channel] = []
+        self.engine: Engine | None = None
+        self.api: ApiServer | None = None
+        self.port = 0
+
+    def __enter__(self) -> Harness:
+        pki.init_dir(self.certs)
+        self.engine = Engine(self.state, defaults=self.policy.caps)
+        self._thread.start()
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        ctx = tls.server_context(*self.files("svc"))
+        self.api = self.call(self._start(ctx, sock))
+        return self
+
+    async def _start(self, ctx: Any, sock: socket.socket) -> ApiServer:
+        assert self.engine is not None
+        api = ApiServer(self.engine, self.policy, ctx)
+        await api.start(sock=sock)
+        return api
+
+    def __exit__(self, *exc: object) -> None:
+        for ch in self._channels:
+            ch.close()
+        if self.engine is not None:
+            for job in self.engine.jobs():
+                if job.status().state is JobState.RUNNING:
+                    job.stop(0)
+        if self.api is not None:
+            self.call(self.api.shutdown(5.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(HANG)
+        self.loop.close()
+        if self.engine is not None:
+            self.engine.close()
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def files(self, stem: str) -> tuple[Path, Path, Path]:
+        """(ca, cert, key) paths for a certificate stem under the harness's certs dir."""
+        return self.certs / "ca.crt", self.certs / f"{stem}.crt", self.certs / f"{stem}.key"
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's loop and return its result."""
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(HANG)
+
+    def channel(self, stem: str = ALICE, **options: Any) -> grpc.Channel:
+        creds = tls.client_credentials(*self.files(stem))
+        ch = grpc.secure_channel(self.target, creds, options=list(options.items()))
+        self._channels.append(ch)
+        return ch
+
+    def stub(self, stem: str = ALICE) -> JobServiceStub:
+        return JobServiceStub(self.channel(stem))
+
+    def run(self, argv: list[str], stem: str = ALICE, **kw: Any) -> pb.JobStatus:
+        st: pb.JobStatus = self.stub(stem).Run(pb.RunRequest(argv=argv, **kw), timeout=HANG)
+        return st
+
+    def in_flight(self) -> set[asyncio.Task[Any]]:
+        """Handler tasks of the streaming calls the server is serving now."""
+        assert self.api is not None
+        return set(self.api.service.in_flight())
+
+
+def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
+    """Call ``fn`` and return the RpcError it must raise (draining it if it is a stream)."""
+    with pytest.raises(grpc.RpcError) as info:
+        result = fn(*args, timeout=HANG, **kw)
+        if hasattr(result, "__iter__") and not isinstance(result, pb.JobStatus):
+            for _ in result:
+                pass
+    return info.value
+
+
+def logs(stub: JobServiceStub, job_id: str, follow: bool = True, **kw: Any) -> bytes:
+    """All the job's output (by default following it to its end), concatenated."""
+    req = pb.LogsRequest(id=job_id, follow=follow, **kw)
+    return b"".join(c.data for c in stub.Logs(req, timeout=HANG))
+
+
+def fds_under(path: Path) -> list[str]:
+    """This process's open file descriptors that point into ``path``."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                out.append(target)
+    return out

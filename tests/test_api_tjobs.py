@@ -1,0 +1,256 @@
+"""The ``tjobs`` command as a real process: flags, start-up refusals, signals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from apiharness import HANG, needs_root
+
+from tjob import Engine
+from tjob.api import pki, tls
+from tjob.api.tjob.v1 import tjob_pb2 as pb
+from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
+from tjob.cli.tjobs import build_parser, parse_host
+
+TJOBS = [sys.executable, "-m", "tjob.cli.tjobs"]
+
+
+def tjobs(
+    *args: str, prefix: tuple[str, ...] = (), cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *TJOBS, *args], check=False, capture_output=True, text=True, timeout=HANG, cwd=cwd
+    )
+
+
+def refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    """One line on stderr containing ``message``, non-zero exit, no traceback."""
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("tjobs: ") and message in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Path:
+    d = tmp_path / ".tjob"
+    pki.init_dir(d)
+    return d
+
+
+def cert_flags(certs: Path) -> list[str]:
+    # The seed's single-dash spellings, on purpose.
+    return [
+        "-ca",
+        str(certs / "ca.crt"),
+        "-cert",
+        str(certs / "svc.crt"),
+        "-key",
+        str(certs / "svc.key"),
+    ]
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def test_seed_and_gnu_spellings_are_the_same_flags() -> None:
+    p = build_parser()
+    seed = p.parse_args(["-mnt", "254:0", "-cpu", "30", "-host", ":9000", "-admin", "ops"])
+    gnu = p.parse_args(["--mnt", "254:0", "--cpu", "30", "--host", ":9000", "--admin", "ops"])
+    assert seed == gnu
+    assert (seed.mnt, seed.cpu, seed.host, seed.admin) == ("254:0", 30, ":9000", ["ops"])
+    d = p.parse_args([])
+    assert (d.host, d.ca, d.cert, d.key) == (
+        "localhost:8080",
+        ".tjob/ca.crt",
+        ".tjob/svc.crt",
+        ".tjob/svc.key",
+    )
+    assert (d.cpu, d.mem, d.rbps, d.wbps, d.pids, d.mnt) == (20, 20, 20971520, 20971520, 512, None)
+    assert (d.state_dir, d.job_user, d.max_jobs, d.admin) == ("/var/lib/tjob", "nobody", 64, [])
+
+
+def test_host_forms() -> None:
+    assert parse_host("localhost:8080") == ("localhost", 8080)
+    assert parse_host("[::1]:8080") == ("::1", 8080)
+    assert parse_host(":8080") == (None, 8080)
+
+
+def test_help_shows_the_seed_flags() -> None:
+    proc = tjobs("-h")
+    assert proc.returncode == 0
+    for flag in ("--host", "-host", "-mnt", "--state-dir", "--max-jobs", "--job-user", "certs"):
+        assert flag in proc.stdout
+
+
+def test_certs_subcommand(tmp_path: Path) -> None:
+    proc = tjobs("certs", "--dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in (tmp_path / "c").iterdir()}
+    assert {"ca.crt", "svc.key", "cli.crt", "other.key", "admin.crt"} <= names
+
+
+# --- refusals at start-up -----------------------------------------------------------------------
+
+
+def test_refuses_without_root(certs: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to drop root")
+    # A user namespace without a mapping: euid 65534, no capabilities, files still readable.
+    probe = subprocess.run(
+        ["unshare", "--user", "true"], check=False, capture_output=True, timeout=HANG
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a user namespace here: {probe.stderr.decode().strip()}")
+    refused(tjobs(*cert_flags(certs), prefix=("unshare", "--user")), "must run as root")
+
+
+@needs_root
+def test_refuses_missing_cert_naming_it(certs: Path, tmp_path: Path) -> None:
+    (certs / "svc.key").unlink()
+    proc = tjobs(*cert_flags(certs), "--state-dir", str(tmp_path / "state"))
+    refused(proc, f"server key {certs / 'svc.key'} not found")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = tjobs("--state-dir", str(tmp_path / "state"), cwd=empty)  # the default paths
+    refused(proc, "CA certificate .tjob/ca.crt not found")
+
+
+@needs_root
+def test_refuses_port_in_use(certs: Path, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        proc = tjobs(
+            *cert_flags(certs), "-host", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "state")
+        )
+    refused(proc, f"cannot listen on 127.0.0.1:{port}: address already in use")
+
+
+@needs_root
+def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    refused(tjobs(*cert_flags(certs), *state, "-mnt", "999:999"), "not a block device")
+    refused(tjobs(*cert_flags(certs), *state, "--cpu", "0"), "cpu_percent must be positive")
+    refused(tjobs(*cert_flags(certs), *state, "--job-user", "no-such-user-x"), "no such user")
+    refused(tjobs(*cert_flags(certs), *state, "--host", "nonsense"), "is not HOST:PORT")
+
+
+# --- a running server and its signals -----------------------------------------------------------
+
+
+class Running:
+    """``tjobs`` as a child process; stderr lines arrive on a queue as they are written."""
+
+    def __init__(self, certs: Path, state: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.certs = certs
+        self.state = state
+        self.proc = subprocess.Popen(
+            [
+                *TJOBS,
+                *cert_flags(certs),
+                "--host",
+                f"127.0.0.1:{self.port}",
+                "--state-dir",
+                str(state),
+                "--admin",
+                "admin",
+                *extra,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("")  # end of output
+
+    def expect(self, text: str) -> str:
+        """The next stderr line containing ``text`` (waiting for it, with a hang guard)."""
+        while True:
+            line = self.lines.get(timeout=HANG)
+            self.log.append(line)
+            if text in line:
+                return line
+            assert line, f"tjobs ended without printing {text!r}: {self.log}"
+
+    def stub(self, stem: str = "cli") -> JobServiceStub:
+        creds = tls.client_credentials(
+            self.certs / "ca.crt", self.certs / f"{stem}.crt", self.certs / f"{stem}.key"
+        )
+        self.channel = grpc.secure_channel(f"127.0.0.1:{self.port}", creds)
+        return JobServiceStub(self.channel)
+
+
+@pytest.fixture
+def server(certs: Path, tmp_path: Path) -> Iterator[Running]:
+    r = Running(certs, tmp_path / "state")
+    try:
+        yield r
+    finally:
+        if r.proc.poll() is None:
+            r.proc.kill()
+        r.proc.wait(HANG)
+        # Jobs outlive tjobs by design; a new engine on the same state adopts and stops them.
+        Engine(r.state).close(stop_jobs=True, grace=0)
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_streams_and_exits_cleanly(server: Running, sig: signal.Signals) -> None:
+    line = server.expect("listen on")
+    assert f"127.0.0.1:{server.port}" in line and "cgroup v" in line and "caps cpu 20%" in line
+    stub = server.stub()
+    st = stub.Run(pb.RunRequest(argv=["sh", "-c", "echo up; exec sleep 300"]), timeout=HANG)
+    server.expect(f"run alice {st.id[:8]}")
+    follower = stub.Logs(pb.LogsRequest(id=st.id, follow=True), timeout=HANG)
+    assert next(follower).data == b"up\n"
+
+    server.proc.send_signal(sig)
+    with pytest.raises(grpc.RpcError) as info:
+        next(follower)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert server.proc.wait(HANG) == 0
+    server.expect("stopped")
+    assert not any("Traceback" in line for line in server.log)
+    server.channel.close()
+
+
+@needs_root
+def test_running_server_refuses_and_logs(server: Running) -> None:
+    server.expect("listen on")
+    err = None
+    try:
+        server.stub("other").Status(pb.JobRef(id="0" * 32), timeout=HANG)
+    except grpc.RpcError as e:
+        err = e
+    assert err is not None and err.details() == "unauthorized"
+    server.expect("refused status from bob: NOT_FOUND unauthorized")
+    server.channel.close()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(HANG) == 0

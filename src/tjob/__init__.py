@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         EngineClosed,
         InvalidSpec,
         JobNotFound,
+        JobRunning,
         SpawnError,
         TjobError,
     )
@@ -32,6 +33,7 @@ _WHERE = {
     "EngineClosed": "errors",
     "InvalidSpec": "errors",
     "JobNotFound": "errors",
+    "JobRunning": "errors",
     "SpawnError": "errors",
     "TjobError": "errors",
     "DEFAULT_LIMITS": "spec",
@@ -53,6 +55,7 @@ __all__ = [
     "InvalidSpec",
     "Job",
     "JobNotFound",
+    "JobRunning",
     "JobSpec",
     "JobState",
     "JobStatus",

@@ -36,6 +36,7 @@ from .errors import (
     EngineClosed,
     InvalidSpec,
     JobNotFound,
+    JobRunning,
     SpawnError,
     TjobError,
 )
@@ -618,7 +619,7 @@ class Engine:
         """Forget a finished job: its record, its output and its directory."""
         job = self.get(job_id)
         if not job.status().state.finished:
-            raise TjobError(f"job {job.short_id} is still running; stop it first")
+            raise JobRunning(f"job {job.short_id} is still running; stop it first")
         with self._jobs_lock:
             self._jobs.pop(job.id, None)
         # Files first: they are what fills a disk, and the record needs room to be deleted.

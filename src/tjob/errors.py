@@ -23,6 +23,10 @@ class AmbiguousJobId(JobNotFound):
     """A prefix matches more than one job."""
 
 
+class JobRunning(TjobError):
+    """The job is still running, and the operation needs it finished."""
+
+
 class CgroupError(TjobError):
     """The cgroup filesystem is missing, lacks a controller, or refused a write."""
 

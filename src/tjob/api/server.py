@@ -45,7 +45,14 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from ..errors import AmbiguousJobId, EngineClosed, InvalidSpec, JobNotFound, TjobError
+from ..errors import (
+    AmbiguousJobId,
+    EngineClosed,
+    InvalidSpec,
+    JobNotFound,
+    JobRunning,
+    TjobError,
+)
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
 from . import convert
@@ -182,6 +189,9 @@ class JobService(JobServiceBase):
             output = job.output_async(follow=req.follow, streams=streams, skip=req.skip)
             async with _closing(output) as chunks:
                 async for chunk in chunks:
+                    if chunk.truncated:
+                        await stream.send_message(pb.LogChunk(truncated=True))
+                        continue
                     kind = convert.stream_to_pb(chunk.stream)
                     data = chunk.data
                     for at in range(0, len(data), MAX_CHUNK):
@@ -211,6 +221,15 @@ class JobService(JobServiceBase):
                 ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
                 if not req.stream or (named and ended):
                     return
+
+    async def Remove(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
+        with self._rpc("remove", stream) as caller:
+            req = await _request(stream, pb.JobRef)
+            job = self.guard.job(caller, req.id)
+            st = job.status()
+            await asyncio.to_thread(self._engine.remove, job.id)
+            log.info("remove %s %s", caller, job.short_id)
+            await stream.send_message(convert.status_to_pb(st))
 
     # --- the one place requests become answers --------------------------------------------------
 
@@ -368,6 +387,8 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)
+    if isinstance(exc, JobRunning):
+        return Code.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ShuttingDown | EngineClosed):
         return Code.UNAVAILABLE, SHUTTING_DOWN
     if isinstance(exc, TjobError):

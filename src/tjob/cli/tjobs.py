@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import logging
     import ssl
 
     from tjob.api.server import Policy
@@ -87,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flag(
         p,
+        "output-cap",
+        dest="output_cap",
+        type=_size,
+        default=1 << 30,
+        metavar="SIZE",
+        help="most output kept per job, e.g. 512M or 2G; past it the job runs on and readers "
+        "see a truncation mark (default 1G)",
+    )
+    _flag(
+        p,
+        "retention",
+        type=_duration,
+        default=7 * 86400,
+        metavar="DURATION",
+        help="remove finished jobs and their output this long after they end, e.g. 12h, 7d "
+        "(default 7d)",
+    )
+    _flag(
+        p,
+        "stop-on-exit",
+        dest="stop_on_exit",
+        action="store_true",
+        help="stop every running job when tjobs shuts down (default: they keep running and a "
+        "restarted tjobs re-adopts them)",
+    )
+    _flag(
+        p,
         "max-jobs",
         dest="max_jobs",
         type=int,
@@ -95,6 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     return p
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _duration(text: str) -> float:
+    """``90`` / ``90s`` / ``15m`` / ``12h`` / ``7d`` / ``2w`` -> seconds."""
+    t = text.strip().lower()
+    unit = t[-1:] if t[-1:].isalpha() else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 12h or 7d") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _size(text: str) -> int:
+    """``1048576`` / ``512M`` / ``2G`` -> bytes."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:].isalpha() else ""
+    try:
+        value = int(float(t[: len(t) - len(unit)]) * _SIZES[unit])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512M or 1G") from None
+    if value < 4096:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 4K)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,7 +257,9 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)
-        return Engine(args.state_dir, defaults=policy.caps, device=args.mnt)
+        return Engine(
+            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+        )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
     except OSError as err:
@@ -231,7 +291,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         return asyncio.run(_run(engine, policy, tls_ctx, args))
     finally:
-        engine.close()
+        engine.close(stop_jobs=args.stop_on_exit)
 
 
 async def _run(
@@ -273,12 +333,29 @@ async def _run(
         policy.job_user,
         ", ".join(sorted(policy.admins)) or "none",
     )
+    pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()
     log.info("shutting down")
+    pruner.cancel()
     await api.shutdown()
     running = sum(1 for j in engine.jobs() if not j.status().state.finished)
-    log.info("stopped; %d running jobs keep running (tjobs re-adopts them on restart)", running)
+    if args.stop_on_exit:
+        log.info("stopping %d running jobs (--stop-on-exit)", running)
+    else:
+        log.info("stopped; %d running jobs keep running (tjobs re-adopts them on restart)", running)
     return 0
+
+
+async def _prune(engine: Engine, retention: float, log: logging.Logger) -> None:
+    """Remove jobs past their retention now and then (at most hourly, at least as often as
+    the retention itself)."""
+    import asyncio
+
+    while True:
+        removed = await asyncio.to_thread(engine.prune, retention)
+        if removed:
+            log.info("removed %d finished jobs older than the retention", len(removed))
+        await asyncio.sleep(min(retention, 3600.0))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ class JobServiceBase(abc.ABC):
     async def Stats(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.StatsRequest, tjob.api.tjob.v1.tjob_pb2.StatsResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Remove(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.JobRef, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -85,6 +89,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 tjob.api.tjob.v1.tjob_pb2.StatsRequest,
                 tjob.api.tjob.v1.tjob_pb2.StatsResponse,
+            ),
+            '/tjob.v1.JobService/Remove': grpclib.const.Handler(
+                self.Remove,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                tjob.api.tjob.v1.tjob_pb2.JobRef,
+                tjob.api.tjob.v1.tjob_pb2.JobStatus,
             ),
         }
 
@@ -133,4 +143,10 @@ class JobServiceStub:
             '/tjob.v1.JobService/Stats',
             tjob.api.tjob.v1.tjob_pb2.StatsRequest,
             tjob.api.tjob.v1.tjob_pb2.StatsResponse,
+        )
+        self.Remove = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/tjob.v1.JobService/Remove',
+            tjob.api.tjob.v1.tjob_pb2.JobRef,
+            tjob.api.tjob.v1.tjob_pb2.JobStatus,
         )

@@ -75,6 +75,11 @@ class JobServiceStub:
                 request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsRequest.SerializeToString,
                 response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/tjob.v1.JobService/Remove',
+                request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.SerializeToString,
+                response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -128,6 +133,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Remove(self, request, context):
+        """Forget a finished job now (its record and output); FAILED_PRECONDITION while it runs.
+        Returns its last status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsRequest.FromString,
                     response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsResponse.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.FromString,
+                    response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +380,33 @@ class JobService:
             '/tjob.v1.JobService/Stats',
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsRequest.SerializeToString,
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tjob.v1.JobService/Remove',
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.SerializeToString,
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
             options,
             channel_credentials,
             insecure,

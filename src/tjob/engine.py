@@ -379,6 +379,8 @@ class Engine:
                 stderr=log,
                 start_new_session=True,
                 cwd="/",
+                # Jobs get explicit environments; keep the caller's out of every job's init.
+                env={"PATH": DEFAULT_PATH},
             )
         theirs.close()
         self._ctl = ours

@@ -23,8 +23,10 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 
+# The seed's CLI transcript against a tjobs it starts and stops (root). The library demo is
+# examples/demo.py.
 demo: install
-	$(VPY) examples/demo.py
+	bash examples/demo.sh
 
 bench: install
 	$(VPY) -m bench

@@ -29,6 +29,7 @@ import collections
 import contextlib
 import logging
 import math
+import shlex
 import socket
 import ssl
 import struct
@@ -406,8 +407,8 @@ def _peer(stream: Stream[Any, Any]) -> str:
 
 
 def _argv(argv: Iterable[str]) -> str:
-    text = " ".join(argv)
-    return repr(text if len(text) <= 200 else text[:200] + "...")
+    text = shlex.join(argv)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _outcome(st: JobStatus) -> str:

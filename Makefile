@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-cgroup2 lint demo bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 # The whole suite. As root the root-only tests must run: TJOB_REQUIRE_ROOT makes a skip of them an error.
 test: install
 	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests
+
+# The cgroup v2 lane (root): boots a pure-v2 kernel under qemu and runs the tests marked cgroup2
+# in it (this host is cgroup v1).
+test-cgroup2: install
+	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples

@@ -182,7 +182,7 @@ def test_state_changes_are_logged(h: Harness, caplog: pytest.LogCaptureFixture) 
     st = h.run(["sleep", "300"], ADMIN)
     h.stub(ADMIN).Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)
     lines = [r.getMessage() for r in caplog.records if r.name == "tjobs"]
-    assert any(m.startswith(f"run admin {st.id[:8]} 'sleep 300'") for m in lines), lines
+    assert any(m.startswith(f"run admin {st.id[:8]} sleep 300") for m in lines), lines
     assert any(m.startswith(f"stop admin {st.id[:8]} grace 0s: stopped") for m in lines), lines
 
 

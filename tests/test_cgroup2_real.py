@@ -1,0 +1,250 @@
+"""The engine on a real cgroup v2 kernel: detection, limits, OOM, stop and clean-up.
+
+These run inside the guest that ``make test-cgroup2`` boots (tests/cgroup2/run.sh): a pure-v2
+kernel whose ``/sys/fs/cgroup`` is the unified hierarchy with every controller. Elsewhere, and
+on this project's cgroup v1 machines, they skip. What they check is what a fake cgroupfs cannot
+show: which writes the kernel accepts (the "no internal processes" rule, ``subtree_control``,
+``io.max`` syntax) and what it reports (``cpu.stat``, ``memory.events``, ``memory.peak``).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tjob
+from tjob import Engine, JobSpec, JobState, Limits, Stream
+from tjob.cgroups import detect
+from tjob.cgroups.v2 import CgroupV2
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+ON_V2 = os.geteuid() == 0 and (CGROUP_ROOT / "cgroup.controllers").exists()
+
+# Not marked ``root``: under TJOB_REQUIRE_ROOT=1 a skipped root test fails, and these skip on
+# every cgroup v1 host, root or not.
+pytestmark = [
+    pytest.mark.cgroup2,
+    pytest.mark.skipif(
+        not ON_V2,
+        reason="needs root on a cgroup v2 host (/sys/fs/cgroup unified): make test-cgroup2",
+    ),
+]
+
+
+@pytest.fixture
+def parent() -> Iterator[str]:
+    """A parent cgroup of this test's own; it must hold no job cgroup when the test ends."""
+    name = f"tjob-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    p = CGROUP_ROOT / name
+    if p.is_dir():
+        leftovers = [c.name for c in p.iterdir() if c.is_dir()]
+        assert not leftovers, f"cgroups left behind in {p}: {leftovers}"
+        p.rmdir()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, parent: str) -> Iterator[Engine]:
+    eng = Engine(tmp_path / "state", cgroup_root=CGROUP_ROOT, cgroup_parent=parent)
+    try:
+        yield eng
+    finally:
+        for job in eng.jobs():
+            if not job.status().state.finished:
+                job.stop(grace=0)
+        eng.close()
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+def run(engine: Engine, argv: list[str], limits: Limits | None = None) -> tjob.JobStatus:
+    return engine.start(JobSpec(argv, limits=limits or Limits())).wait(60)
+
+
+# ------------------------------------------------------------------ detection and placement
+
+
+def test_detection_chooses_v2_and_sets_up_the_parent(engine: Engine, parent: str) -> None:
+    assert engine.cgroup_version == 2
+    assert isinstance(detect(CGROUP_ROOT), CgroupV2)
+    # The parent passes the controllers on to the jobs (and, by the kernel's rule, holds no
+    # process itself).
+    enabled = (CGROUP_ROOT / parent / "cgroup.subtree_control").read_text().split()
+    assert {"cpu", "memory", "pids"} <= set(enabled)
+    assert (CGROUP_ROOT / parent / "cgroup.procs").read_text() == ""
+
+
+def test_parent_under_a_cgroup_with_processes_is_refused_with_advice(
+    tmp_path: Path, parent: str
+) -> None:
+    # "No internal processes": a cgroup holding processes cannot enable controllers for its
+    # children, so tjob's parent cannot sit below one (as under a systemd service's own cgroup).
+    busy = CGROUP_ROOT / parent
+    busy.mkdir()
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        with pytest.raises(tjob.CgroupError, match="leaf cgroup"):
+            Engine(tmp_path / "state", cgroup_root=CGROUP_ROOT, cgroup_parent=f"{parent}/jobs")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_running_job_is_in_its_own_leaf_cgroup(engine: Engine, parent: str) -> None:
+    job = engine.start(JobSpec(["sh", "-c", "echo ready; exec sleep 1000"]))
+    next(iter(job.output()))
+    assert job.pid is not None
+    assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{parent}/{job.id}\n"
+    jdir = CGROUP_ROOT / parent / job.id
+    assert job.pid in engine._cg.pids(job.id)
+    assert (jdir / "pids.max").read_text().strip() == "512"
+    assert (jdir / "memory.max").read_text().strip() == str(20 << 20)
+    assert (jdir / "cpu.max").read_text().split() == ["20000", "100000"]
+    st = job.status()
+    assert st.state is JobState.RUNNING and (st.usage.pids_current or 0) >= 1
+    job.stop(grace=0)
+    assert engine._cg.job_ids() == []
+
+
+def test_exit_code_and_usage_are_reported(engine: Engine) -> None:
+    # A little work at the default 20% of a CPU, under software emulation: keep it short.
+    st = run(engine, ["sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; exit 3"])
+    assert (st.state, st.exit_code, st.signal) == (JobState.EXITED, 3, None)
+    assert st.usage.cpu_seconds is not None and st.usage.cpu_seconds > 0
+    # memory.peak exists from kernel 5.19 (the guest runs 6.1).
+    assert st.usage.memory_peak_bytes is not None and st.usage.memory_peak_bytes > 0
+    assert engine._cg.job_ids() == []
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_cpu_limit_holds_by_cpu_stat(engine: Engine) -> None:
+    # Output to /dev/null: the supervisor copying yes's output would compete for the 2 CPUs.
+    job = engine.start(JobSpec(["sh", "-c", "exec yes >/dev/null"], limits=Limits(cpu_percent=20)))
+    with pytest.raises(TimeoutError):
+        job.wait(3)  # let it run 3 s
+    st = job.stop(grace=0)
+    assert st.started_at is not None and st.ended_at is not None
+    share = (st.usage.cpu_seconds or 0) / (st.ended_at - st.started_at)
+    assert 0.05 < share <= 0.25, share
+
+
+def test_memory_hog_is_oom_killed_and_counted_in_memory_events(engine: Engine) -> None:
+    st = run(engine, ["tail", "/dev/zero"], Limits(memory_mb=20))
+    assert st.state is JobState.EXITED
+    assert st.signal == signal.SIGKILL and st.oom_killed
+    assert st.usage.memory_peak_bytes is not None
+    assert 0 < st.usage.memory_peak_bytes <= 20 << 20
+
+
+def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine) -> None:
+    # Each f returns as soon as it has forked: the command execs sleep so that the job (whose
+    # end takes its whole PID namespace along) outlives the bomb's first generation.
+    job = engine.start(
+        JobSpec(
+            ["sh", "-c", "f() { f | f & }; f; exec sleep 1000"],
+            limits=Limits(pids=64, memory_mb=200),
+        )
+    )
+    # The bomb has hit the cap once the shell reports that it cannot fork.
+    for chunk in job.output(streams=Stream.STDERR):
+        if b"fork" in chunk.data.lower():
+            break
+    jdir = CGROUP_ROOT / engine._cg.parent / job.id
+    assert int((jdir / "pids.current").read_text()) <= 64
+    events = dict(line.split() for line in (jdir / "pids.events").read_text().splitlines())
+    assert int(events["max"]) > 0  # forks the kernel refused at pids.max
+    st = job.stop(grace=0)
+    assert st.state is JobState.STOPPED and st.stopped
+    assert job.id not in engine._cg.job_ids()
+
+
+def test_direct_io_read_is_throttled_by_io_max(engine: Engine) -> None:
+    scratch = os.environ.get("TJOB_CGROUP2_DISK")
+    if not scratch:
+        pytest.skip("no scratch block device (make test-cgroup2 gives the guest one)")
+    data = Path(scratch) / f"tjob-io-{uuid.uuid4().hex[:8]}"
+    with open(data, "wb") as f:
+        f.write(os.urandom(1 << 20) * 50)
+        os.fsync(f.fileno())
+    try:
+        dev = os.stat(data).st_dev
+        device = f"{os.major(dev)}:{os.minor(dev)}"
+        job = engine.start(
+            JobSpec(
+                ["dd", f"if={data}", "of=/dev/null", "bs=1M", "iflag=direct"],
+                limits=Limits(rbps=10 << 20, device=device),
+            )
+        )
+        io_max = (CGROUP_ROOT / engine._cg.parent / job.id / "io.max").read_text()
+        st = job.wait(60)
+        assert io_max.startswith(f"{device} rbps={10 << 20} ")
+        assert st.exit_code == 0 and st.limits["device"] == device
+        assert st.ended_at and st.started_at and st.ended_at - st.started_at >= 4.0
+        assert (st.usage.io_read_bytes or 0) >= 50 << 20
+    finally:
+        data.unlink()
+
+
+# ------------------------------------------------------------------ stop and clean-up
+
+
+def test_stop_kills_setsid_descendants(engine: Engine) -> None:
+    job = engine.start(
+        JobSpec(
+            [
+                "sh",
+                "-c",
+                "setsid sh -c 'sleep 1000 & echo ready; exec sleep 1001' & exec sleep 1002",
+            ]
+        )
+    )
+    next(iter(job.output()))  # "ready": the double-forked daemon exists
+    pids = engine._cg.pids(job.id)
+    assert len(pids) >= 3
+    fds = [os.pidfd_open(p) for p in pids]
+    try:
+        st = job.stop(grace=0)
+        assert st.state is JobState.STOPPED and st.signal == signal.SIGKILL
+        assert all(select.select([fd], [], [], 10)[0] for fd in fds)  # every one has exited
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert engine._cg.job_ids() == []
+
+
+def test_backend_kill_uses_cgroup_kill(engine: Engine, parent: str) -> None:
+    # Kernel 5.14+ has cgroup.kill, which the backend's kill() writes (the engine's last resort
+    # when it has no pidfd of the job's init): no supervisor or init is needed.
+    job = engine.start(JobSpec(["sh", "-c", "setsid sleep 1000 & echo ready; wait"]))
+    next(iter(job.output()))
+    assert (CGROUP_ROOT / parent / job.id / "cgroup.kill").exists()
+    pids = engine._cg.pids(job.id)
+    fds = [os.pidfd_open(p) for p in pids]
+    try:
+        engine._cg.kill(job.id)
+        assert all(select.select([fd], [], [], 10)[0] for fd in fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    st = job.wait(30)
+    assert st.signal == signal.SIGKILL
+    assert engine._cg.job_ids() == []
+
+
+def test_no_cgroup_is_left_after_many_jobs(engine: Engine, parent: str) -> None:
+    jobs = [engine.start(JobSpec(["true"])) for _ in range(10)]
+    jobs.append(engine.start(JobSpec(["sleep", "1000"])))
+    jobs[-1].stop(grace=0)
+    assert all(j.wait(30).state.finished for j in jobs)
+    assert engine._cg.job_ids() == []
+    assert [p.name for p in (CGROUP_ROOT / parent).iterdir() if p.is_dir()] == []

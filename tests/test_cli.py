@@ -372,6 +372,22 @@ def test_wait_exits_with_the_last_jobs_code(server: Server) -> None:
 
 
 @pytest.mark.root
+def test_rm_removes_finished_jobs_only(server: Server) -> None:
+    done = server.run("true")
+    running = server.run("sleep", "1000")
+    server.ok("wait", done)
+    proc = server.tjob("rm", running, done)
+    assert proc.returncode == 1
+    assert proc.stdout == f"{done}\n".encode()
+    assert (
+        proc.stderr == f"tjob: {running}: job {running} is still running; stop it first\n".encode()
+    )
+    assert server.tjob("ps", done).stderr == b"tjob: unauthorized\n"
+    server.ok("stop", "-t", "0", running)
+    assert server.ok("rm", running) == f"{running}\n"
+
+
+@pytest.mark.root
 def test_several_jobs_some_refused(server: Server) -> None:
     job = server.run("true")
     server.ok("wait", job)

@@ -62,6 +62,7 @@ Commands:
   logs   [OPTIONS] JOB                print a job's output, following it until it ends
   wait   JOB...                       wait for jobs to end; exit with the last one's code
   stats  [OPTIONS] [JOB...]           live resource use of running jobs
+  rm     JOB...                       remove finished jobs and their output
 
 Options (before or after COMMAND; -ca, -cert, -host, -key work too):
   --ca FILE       CA cert file (default ".tjob/ca.crt", or $TJOB_CA)
@@ -272,6 +273,14 @@ def wait_parser() -> _Parser:
     return p
 
 
+def rm_parser() -> _Parser:
+    p, _ = _command_parser(
+        "rm", "JOB...", "Remove finished jobs (their record and output); print each id removed."
+    )
+    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    return p
+
+
 def stats_parser() -> _Parser:
     p, o = _command_parser(
         "stats",
@@ -342,6 +351,7 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "logs": logs_parser,
     "wait": wait_parser,
     "stats": stats_parser,
+    "rm": rm_parser,
 }
 
 
@@ -724,6 +734,9 @@ def _attach(c: Client, job_id: str) -> int:
 
 def _copy_chunks(chunks: Iterable[pb.LogChunk]) -> None:
     for chunk in chunks:
+        if chunk.truncated:
+            _warn("the rest of this job's output was not kept (output cap or full disk)")
+            continue
         _write(2 if chunk.stream == 2 else 1, chunk.data)  # STREAM_STDERR
 
 
@@ -798,6 +811,17 @@ def cmd_stop(c: Client, args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
+def cmd_rm(c: Client, args: argparse.Namespace) -> int:
+    reqs = [(ref, c.pb.JobRef(id=ref)) for ref in args.jobs]
+    failed = False
+    for _ref, st in _each(c, "Remove", reqs, CALL_TIMEOUT):
+        if st is None:
+            failed = True
+        else:
+            _out(st.id[:SHORT_ID])
+    return EXIT_ERROR if failed else 0
+
+
 def cmd_wait(c: Client, args: argparse.Namespace) -> int:
     pb = c.pb
     reqs = [(ref, pb.JobRef(id=ref)) for ref in args.jobs]
@@ -863,6 +887,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "logs": cmd_logs,
     "wait": cmd_wait,
     "stats": cmd_stats,
+    "rm": cmd_rm,
 }
 
 

@@ -56,6 +56,8 @@ class Harness:
         admins: tuple[str, ...] = ("admin",),
         max_jobs: int = 64,
         job_user: str | int | None = "nobody",
+        output_cap: int = 1 << 30,
+        cgroup_parent: str = "tjob",
     ) -> None:
         self.tmp = tmp
         self.certs = tmp / "certs"
@@ -63,6 +65,8 @@ class Harness:
         self.policy = Policy(
             caps=caps, admins=frozenset(admins), job_user=job_user, max_jobs=max_jobs
         )
+        self.output_cap = output_cap
+        self.cgroup_parent = cgroup_parent
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
         self._channels: list[grpc.Channel] = []
@@ -72,7 +76,12 @@ class Harness:
 
     def __enter__(self) -> Harness:
         pki.init_dir(self.certs)
-        self.engine = Engine(self.state, defaults=self.policy.caps)
+        self.engine = Engine(
+            self.state,
+            defaults=self.policy.caps,
+            output_cap=self.output_cap,
+            cgroup_parent=self.cgroup_parent,
+        )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -149,6 +158,12 @@ def logs(stub: JobServiceStub, job_id: str, follow: bool = True, **kw: Any) -> b
     """All the job's output (by default following it to its end), concatenated."""
     req = pb.LogsRequest(id=job_id, follow=follow, **kw)
     return b"".join(c.data for c in stub.Logs(req, timeout=HANG))
+
+
+def open_gate(fifo: Path) -> None:
+    """Let every job blocked on the ``gate`` fixture's FIFO go on."""
+    with open(fifo, "wb"):
+        pass
 
 
 def fds_under(path: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +59,26 @@ def engine(tmp_path: Path, cgroup_parent: str) -> Iterator[object]:
                 job.stop(grace=0)
         eng.close()
         shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+@pytest.fixture
+def gate() -> Iterator[Path]:
+    """A FIFO a job can block on (``cat GATE``) until the test opens it: no sleeps anywhere."""
+    d = Path(tempfile.mkdtemp(prefix="tjob-gate-"))
+    d.chmod(0o755)  # jobs run as nobody
+    fifo = d / "gate"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    yield fifo
+    fifo.unlink()
+    d.rmdir()
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Path:
+    """The product's certificates (ca, svc, cli/alice, other/bob, admin) in tmp/.tjob."""
+    from tjob.api import pki
+
+    d = tmp_path / ".tjob"
+    pki.init_dir(d)
+    return d

@@ -4,10 +4,7 @@ state dir; running jobs re-adopted; Remove; the output cap's truncation mark on 
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,30 +13,9 @@ from apiharness import HANG, ROOT
 from test_api_tjobs import Running
 
 from tjob import Engine
-from tjob.api import pki
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 
 pytestmark = ROOT
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
-    d = tmp_path / ".tjob"
-    pki.init_dir(d)
-    return d
-
-
-@pytest.fixture
-def gate() -> Iterator[Path]:
-    """A FIFO a job blocks on (``cat GATE``) until the test opens it: no sleeps."""
-    d = Path(tempfile.mkdtemp(prefix="tjob-gate-"))
-    d.chmod(0o755)  # jobs run as nobody
-    fifo = d / "gate"
-    os.mkfifo(fifo)
-    fifo.chmod(0o666)
-    yield fifo
-    fifo.unlink()
-    d.rmdir()
 
 
 def start(certs: Path, state: Path, *extra: str) -> Running:

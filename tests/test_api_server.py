@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +10,18 @@ from typing import Any
 
 import grpc
 import pytest
-from apiharness import ADMIN, ALICE, BOB, HANG, ROOT, Harness, fds_under, logs, rpc_error
+from apiharness import (
+    ADMIN,
+    ALICE,
+    BOB,
+    HANG,
+    ROOT,
+    Harness,
+    fds_under,
+    logs,
+    open_gate,
+    rpc_error,
+)
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2
 
@@ -30,24 +39,6 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     with Harness(tmp_path_factory.mktemp("server")) as harness:
         yield harness
-
-
-@pytest.fixture
-def gate() -> Iterator[Path]:
-    """A FIFO a job can block on (``cat GATE``) until the test opens it: no sleeps anywhere."""
-    d = Path(tempfile.mkdtemp(prefix="tjob-gate-"))
-    d.chmod(0o755)  # jobs run as nobody
-    fifo = d / "gate"
-    os.mkfifo(fifo)
-    fifo.chmod(0o666)
-    yield fifo
-    fifo.unlink()
-    d.rmdir()
-
-
-def open_gate(fifo: Path) -> None:
-    with open(fifo, "wb"):
-        pass
 
 
 def healthy(h: Harness) -> bool:

@@ -18,7 +18,7 @@ import pytest
 from apiharness import HANG, needs_root
 
 from tjob import Engine
-from tjob.api import pki, tls
+from tjob.api import tls
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
 from tjob.cli.tjobs import build_parser, parse_host
@@ -48,13 +48,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
-    d = tmp_path / ".tjob"
-    pki.init_dir(d)
-    return d
 
 
 def cert_flags(certs: Path) -> list[str]:

@@ -40,7 +40,7 @@ from .errors import (
     SpawnError,
     TjobError,
 )
-from .logstore import Chunk, LogReader
+from .logstore import READ_SIZE, Chunk, LogReader
 from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobState, JobStatus, Stream
@@ -229,15 +229,20 @@ class Job:
     # ---------------------------------------------------------------- output
 
     def output(
-        self, follow: bool = True, streams: Stream = Stream.BOTH, skip: int = 0
+        self,
+        follow: bool = True,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        read_size: int = READ_SIZE,
     ) -> Iterator[Chunk]:
         """The job's output from its first byte, as (stream, bytes) chunks in arrival order.
 
         With ``follow``, new output is yielded as it arrives and the iterator ends once the job
         has ended and everything is read; without, it ends at the current end. ``skip`` leaves
-        out the first bytes of the selected streams (to resume after a disconnect).
+        out the first bytes of the selected streams (to resume after a disconnect);
+        ``read_size`` bounds what one step reads (and so the memory a reader holds).
         """
-        with LogReader(str(self.dir / LOG_FILE), streams, skip) as reader:
+        with LogReader(str(self.dir / LOG_FILE), streams, skip, read_size) as reader:
             if not follow:
                 yield from _drain(reader)
                 return
@@ -255,10 +260,14 @@ class Job:
                     w.wait(None)
 
     async def output_async(
-        self, follow: bool = True, streams: Stream = Stream.BOTH, skip: int = 0
+        self,
+        follow: bool = True,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        read_size: int = READ_SIZE,
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
-        with LogReader(str(self.dir / LOG_FILE), streams, skip) as reader:
+        with LogReader(str(self.dir / LOG_FILE), streams, skip, read_size) as reader:
             if not follow:
                 for chunk in _drain(reader):
                     yield chunk

@@ -92,58 +92,78 @@ class LogWriter:
 
 
 class LogReader:
-    """Parses frames from a log file; never blocks and never waits (followers do that)."""
+    """Parses frames from a log file; never blocks and never waits (followers do that).
 
-    def __init__(self, path: str, streams: Stream = Stream.BOTH, skip: int = 0) -> None:
+    Each :meth:`read` takes at most ``read_size`` bytes from the file, splitting a long frame
+    across calls, so many readers at once hold little memory each.
+    """
+
+    def __init__(
+        self, path: str, streams: Stream = Stream.BOTH, skip: int = 0, read_size: int = READ_SIZE
+    ) -> None:
         """``skip``: leave out the first bytes of the selected output (to resume a reader)."""
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.streams = streams
         self.skip = skip
+        self.read_size = max(read_size, 4096)
         self.offset = len(MAGIC)
         self.ended = False
         self.end_payload: bytes | None = None
         self.truncated = False
+        self._stream = 0  # the frame whose payload is being read, and how much of it is left
+        self._left = 0
 
     def read(self) -> list[Chunk]:
-        """Whole frames available now (about READ_SIZE bytes); sets ``ended`` at the end.
+        """What is available now, up to ``read_size`` bytes; sets ``ended`` at the end.
 
-        Nothing is kept between calls: a frame not yet complete (its header still zeros) is
-        read again from its start next time.
+        A header still all zeros is a frame being written: reading stops there and resumes
+        from it next time. A header once written means its whole payload is in the file.
         """
         out: list[Chunk] = []
         if self.ended:
             return out
-        buf = os.pread(self.fd, READ_SIZE, self.offset)
+        buf = os.pread(self.fd, self.read_size, self.offset)
         pos, size, hsize = 0, len(buf), HEADER.size
-        while pos + hsize <= size:
+        while pos < size:
+            if self._left:
+                n = min(self._left, size - pos)
+                self._emit(out, buf[pos : pos + n])
+                pos += n
+                self._left -= n
+                continue
+            if pos + hsize > size:
+                break
             stream, length = HEADER.unpack_from(buf, pos)
             if stream == PENDING:
                 break
-            end = pos + hsize + length
-            if end > size:
-                if pos == 0:
-                    # One frame larger than a read: fetch the rest of it at once.
-                    buf += os.pread(self.fd, end - size, self.offset + size)
-                    size = len(buf)
-                if end > size:
-                    break
             if stream == END:
-                self.end_payload = buf[pos + hsize : end]
+                body = buf[pos + hsize : pos + hsize + length]
+                if len(body) < length:
+                    if pos:
+                        break  # read it whole next time
+                    body = os.pread(self.fd, length, self.offset + hsize)
+                self.end_payload = body
                 self.ended = True
-                pos = end
+                pos += hsize + length
                 break
+            pos += hsize
             if stream == TRUNCATED:
                 self.truncated = True
                 out.append(TRUNCATION_MARK)
-            elif stream & self.streams:
-                if self.skip >= length:
-                    self.skip -= length
-                else:
-                    out.append(Chunk(Stream(stream), buf[pos + hsize + self.skip : end]))
-                    self.skip = 0
-            pos = end
+            else:
+                self._stream, self._left = stream, length
         self.offset += pos
         return out
+
+    def _emit(self, out: list[Chunk], data: bytes) -> None:
+        if not self._stream & self.streams:
+            return
+        if self.skip:
+            if self.skip >= len(data):
+                self.skip -= len(data)
+                return
+            data, self.skip = data[self.skip :], 0
+        out.append(Chunk(Stream(self._stream), data))
 
     def close(self) -> None:
         os.close(self.fd)

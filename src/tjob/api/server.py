@@ -62,13 +62,15 @@ from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Job
+    from ..engine import Chunk, Engine, Job
 
 log = logging.getLogger("tjobs")
 
 # Largest LogChunk payload: well under grpcio's default 4 MiB receive limit, big enough that
 # per-message overhead does not matter for throughput.
 MAX_CHUNK = 1 << 20
+MIN_READ = 16 << 10
+LOGS_BUDGET = 32 << 20  # bytes all Logs followers may read ahead of their clients, together
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
@@ -124,6 +126,7 @@ class JobService(JobServiceBase):
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
+        self._followers = 0
         self.closing = False
 
     # --- the RPCs -------------------------------------------------------------------------------
@@ -187,18 +190,29 @@ class JobService(JobServiceBase):
             req = await _request(stream, pb.LogsRequest)
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
-            output = job.output_async(follow=req.follow, streams=streams, skip=req.skip)
-            async with _closing(output) as chunks:
-                async for chunk in chunks:
-                    if chunk.truncated:
-                        await stream.send_message(pb.LogChunk(truncated=True))
-                        continue
+            # Followers share a budget of bytes in flight: one gets big reads (throughput),
+            # a thousand get small ones (the server's memory stays bounded).
+            self._followers += 1
+            read_size = max(MIN_READ, min(MAX_CHUNK, LOGS_BUDGET // self._followers))
+            output = job.output_async(
+                follow=req.follow, streams=streams, skip=req.skip, read_size=read_size
+            )
+            try:
+                await self._send_output(stream, output)
+            finally:
+                self._followers -= 1
+
+    async def _send_output(
+        self, stream: Stream[pb.LogsRequest, pb.LogChunk], output: AsyncIterator[Chunk]
+    ) -> None:
+        # Reads are at most MAX_CHUNK, so each chunk fits one message under the clients' limit.
+        async with _closing(output) as chunks:
+            async for chunk in chunks:
+                if chunk.truncated:
+                    await stream.send_message(pb.LogChunk(truncated=True))
+                else:
                     kind = convert.stream_to_pb(chunk.stream)
-                    data = chunk.data
-                    for at in range(0, len(data), MAX_CHUNK):
-                        await stream.send_message(
-                            pb.LogChunk(stream=kind, data=data[at : at + MAX_CHUNK])
-                        )
+                    await stream.send_message(pb.LogChunk(stream=kind, data=chunk.data))
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
         with self._rpc("stats", stream, streaming=True) as caller:

@@ -1,0 +1,87 @@
+"""The framed output log on its own: frames, partial reads, frames still being written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tjob.logstore import HEADER, LogReader, LogWriter
+from tjob.status import Stream
+
+
+def all_chunks(reader: LogReader) -> list[tuple[Stream, bytes, bool]]:
+    out = []
+    while True:
+        before = reader.offset
+        got = reader.read()
+        out += [(c.stream, bytes(c.data), c.truncated) for c in got]
+        if reader.ended or (not got and reader.offset == before):
+            return out
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> tuple[LogWriter, str]:
+    path = str(tmp_path / "output.log")
+    return LogWriter(path), path
+
+
+def test_frames_round_trip_with_stream_selection(log: tuple[LogWriter, str]) -> None:
+    w, path = log
+    w.write(1, b"out\x00\xff")
+    w.write(2, b"err")
+    w.truncate_mark()
+    w.end(b'{"state": "exited"}')
+    r = LogReader(path)
+    assert all_chunks(r) == [
+        (Stream.STDOUT, b"out\x00\xff", False),
+        (Stream.STDERR, b"err", False),
+        (Stream.BOTH, b"", True),
+    ]
+    assert r.ended and r.end_payload == b'{"state": "exited"}' and r.truncated
+    assert [c[1] for c in all_chunks(LogReader(path, Stream.STDERR))] == [b"err", b""]
+
+
+def test_small_reads_split_long_frames_and_skip_resumes(log: tuple[LogWriter, str]) -> None:
+    w, path = log
+    data = os.urandom(50_000)
+    w.write(1, data[:30_000])
+    w.write(2, b"E" * 10)
+    w.write(1, data[30_000:])
+    w.end(b"{}")
+    r = LogReader(path, Stream.STDOUT, read_size=4096)
+    pieces = []
+    while not r.ended:
+        got = r.read()
+        assert sum(len(c.data) for c in got) <= 4096
+        pieces += [c.data for c in got]
+    assert b"".join(pieces) == data and len(pieces) > 10
+    resumed = LogReader(path, Stream.STDOUT, skip=12_345, read_size=4096)
+    assert b"".join(c[1] for c in all_chunks(resumed)) == data[12_345:]
+
+
+def test_a_frame_being_written_is_not_read_until_its_header_is(
+    tmp_path: Path, log: tuple[LogWriter, str]
+) -> None:
+    w, path = log
+    w.write(1, b"first")
+    # The writer splices the bytes first and writes their header after: mimic the moment
+    # in between (the header still zeros).
+    os.pwrite(w.fd, b"\0" * HEADER.size + b"second", w.size)
+    r = LogReader(path)
+    assert all_chunks(r) == [(Stream.STDOUT, b"first", False)]
+    os.pwrite(w.fd, HEADER.pack(1, 6), w.size)
+    assert all_chunks(r) == [(Stream.STDOUT, b"second", False)]
+    assert not r.ended
+
+
+def test_splice_moves_a_pipe_into_a_frame(log: tuple[LogWriter, str]) -> None:
+    w, path = log
+    rfd, wfd = os.pipe()
+    os.write(wfd, b"spliced bytes")
+    os.close(wfd)
+    assert w.splice(2, rfd, 1 << 20) == 13
+    assert w.splice(2, rfd, 1 << 20) == 0  # end of the pipe: no empty frame
+    os.close(rfd)
+    assert all_chunks(LogReader(path)) == [(Stream.STDERR, b"spliced bytes", False)]

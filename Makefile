@@ -27,6 +27,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict bench
 
 # The seed's CLI transcript against a tjobs it starts and stops (root). The library demo is
 # examples/demo.py.

@@ -43,7 +43,7 @@ from .errors import (
 from .logstore import READ_SIZE, Chunk, LogReader
 from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
-from .status import JobState, JobStatus, Stream
+from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
 from .watch import Hub
 
@@ -122,8 +122,14 @@ class Job:
             return None
         return JobStatus.from_dict(data)
 
-    def status(self) -> JobStatus:
-        """Where the job is now; while it runs, with the cgroup's usage so far."""
+    @property
+    def running(self) -> bool:
+        """Cheaper than ``status()`` when that is all one needs to know."""
+        return self._final_status() is None
+
+    def status(self, usage: bool = True) -> JobStatus:
+        """Where the job is now; while it runs, with the cgroup's usage so far (reading it is
+        a few files per job: listings of many jobs pass ``usage=False``)."""
         final = self._final_status()
         if final is not None:
             return final
@@ -135,7 +141,7 @@ class Job:
             pid=self.pid,
             created_at=self.created_at,
             started_at=self.started_at,
-            usage=self._engine._cg.usage(self.id),
+            usage=self._engine._cg.usage(self.id) if usage else Usage(),
             limits=self.limits,
         )
 

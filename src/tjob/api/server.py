@@ -158,7 +158,7 @@ class JobService(JobServiceBase):
             if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
                 raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
             job = self.guard.job(caller, req.id)
-            was_running = job.status().state is JobState.RUNNING
+            was_running = job.running
             st = await job.stop_async(grace)
             if was_running:
                 log.info("stop %s %s grace %gs: %s", caller, job.short_id, grace, _outcome(st))
@@ -174,7 +174,8 @@ class JobService(JobServiceBase):
         with self._rpc("list", stream) as caller:
             req = await _request(stream, pb.ListRequest)
             want = convert.state_from_pb(req.state)
-            statuses = (job.status() for job in self.guard.jobs(caller))
+            # No live usage in listings: reading it for every running job is what made List slow.
+            statuses = (job.status(usage=False) for job in self.guard.jobs(caller))
             out = [convert.status_to_pb(s) for s in statuses if want is None or s.state is want]
             await stream.send_message(pb.ListResponse(jobs=out))
 
@@ -227,7 +228,7 @@ class JobService(JobServiceBase):
             before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
             while True:
                 jobs = named or [
-                    j for j in self.guard.jobs(caller) if j.status().state is JobState.RUNNING
+                    j for j in self.guard.jobs(caller) if j.running
                 ]
                 before = {j.id: _cpu_sample(j.status()) for j in jobs}
                 await asyncio.sleep(interval)
@@ -307,7 +308,7 @@ class JobService(JobServiceBase):
     def _running(self, caller: Caller) -> int:
         """How many of the caller's own jobs are running (admins are capped for their own)."""
         mine = (j for j in self._engine.jobs() if j.owner == caller.name)
-        return sum(1 for j in mine if j.status().state is JobState.RUNNING)
+        return sum(1 for j in mine if j.running)
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The handler tasks of the calls being served now."""

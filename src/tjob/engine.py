@@ -47,7 +47,7 @@ from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
 from .watch import Hub
 
-__all__ = ["Chunk", "Engine", "Job"]
+__all__ = ["Chunk", "Engine", "Follower", "Job"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT = 30.0  # guards against a hung fork server, never reached in normal operation
@@ -248,22 +248,14 @@ class Job:
         out the first bytes of the selected streams (to resume after a disconnect);
         ``read_size`` bounds what one step reads (and so the memory a reader holds).
         """
-        with LogReader(str(self.dir / LOG_FILE), streams, skip, read_size) as reader:
-            if not follow:
-                yield from _drain(reader)
-                return
-            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd) as w:
-                while True:
-                    w.clear()
-                    yield from _drain(reader)
-                    if reader.ended:
-                        return
-                    if self._final_status() is not None:
-                        # Its supervisor is done, so all it wrote is in the file (a lost job
-                        # or a full disk leave no end frame).
-                        yield from _drain(reader)
-                        return
-                    w.wait(None)
+        with self.follower(streams, skip) as f:
+            while True:
+                chunks = f.take(read_size)
+                if chunks is None or (not chunks and not follow):
+                    return
+                yield from chunks
+                if not chunks:
+                    f.wait()
 
     async def output_async(
         self,
@@ -273,34 +265,79 @@ class Job:
         read_size: int = READ_SIZE,
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
-        with LogReader(str(self.dir / LOG_FILE), streams, skip, read_size) as reader:
-            if not follow:
-                for chunk in _drain(reader):
+        with self.follower(streams, skip, asyncio.get_running_loop()) as f:
+            while True:
+                chunks = f.take(read_size)
+                if chunks is None or (not chunks and not follow):
+                    return
+                for chunk in chunks:
                     yield chunk
-                return
-            loop = asyncio.get_running_loop()
-            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd, loop) as w:
-                while True:
-                    w.clear()
-                    for chunk in _drain(reader):
-                        yield chunk
-                    if reader.ended:
-                        return
-                    if self._final_status() is not None:
-                        for chunk in _drain(reader):
-                            yield chunk
-                        return
-                    await w.wait_async()
+                if not chunks:
+                    await f.wait_async()
+
+    def follower(
+        self,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Follower:
+        """A reader of this job's output paced by its caller: a server serving many readers
+        decides how much each one takes and when (see :class:`Follower`)."""
+        return Follower(self, streams, skip, loop)
 
 
-def _drain(reader: LogReader) -> Iterator[Chunk]:
-    """Everything readable now."""
-    while True:
-        before = reader.offset
-        chunks = reader.read()
-        yield from chunks
-        if reader.ended or (not chunks and reader.offset == before):
-            return
+class Follower:
+    """One reader of a job's output, from byte 0 to the job's end.
+
+    ``take(n)`` returns what is there now (never waits); ``wait()`` / ``wait_async()`` sleep
+    until there may be more, on the engine's shared watcher (no polling). Use as a context
+    manager; ``loop`` is needed for ``wait_async``.
+    """
+
+    def __init__(
+        self, job: Job, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self._job = job
+        self._stack = contextlib.ExitStack()
+        self._reader = self._stack.enter_context(
+            LogReader(str(job.dir / LOG_FILE), streams, skip)
+        )
+        self._waiter = self._stack.enter_context(
+            job._engine._hub.subscribe(str(job.dir), job._sup_pidfd, loop)
+        )
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def take(self, size: int) -> list[Chunk] | None:
+        """Up to ``size`` bytes of output now: [] if none yet, None once all is read."""
+        r = self._reader
+        r.read_size = size
+        self._waiter.clear()  # before reading: a write after this read wakes the next wait
+        finished = False
+        while True:
+            before = r.offset
+            chunks = r.read()
+            if chunks:
+                return chunks
+            if r.ended or (finished and r.offset == before):
+                return None
+            if r.offset == before:
+                # Nothing new. Once its supervisor is done, all it wrote is in the file (a lost
+                # job or a full disk leave no end frame): read once more, then it is over.
+                finished = self._job._final_status() is not None
+                if not finished:
+                    return []
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the job writes more, ends, or ``timeout`` passes."""
+        self._waiter.wait(timeout)
+
+    async def wait_async(self) -> None:
+        await self._waiter.wait_async()
 
 
 class _Prepared:

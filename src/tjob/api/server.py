@@ -62,7 +62,7 @@ from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Chunk, Engine, Job
+    from ..engine import Engine, Follower, Job
 
 log = logging.getLogger("tjobs")
 
@@ -70,7 +70,9 @@ log = logging.getLogger("tjobs")
 # per-message overhead does not matter for throughput.
 MAX_CHUNK = 1 << 20
 MIN_READ = 16 << 10
-LOGS_BUDGET = 32 << 20  # bytes all Logs followers may read ahead of their clients, together
+# Output all Logs calls together may hold between reading and handing it to the connection
+# (protobuf and HTTP/2 framing copy each piece twice more on the way).
+LOGS_BUDGET = 32 << 20
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
@@ -117,6 +119,30 @@ class _Calls:
     unary: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
+class _BytePool:
+    """Bytes of job output the Logs calls may hold at once, shared fairly among them."""
+
+    def __init__(self, total: int) -> None:
+        self.total = self.free = total
+        self.users = 0
+        self._changed = asyncio.Condition()
+
+    def share(self) -> int:
+        return max(MIN_READ, min(MAX_CHUNK, self.total // max(1, self.users)))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, n: int) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= n)
+            self.free -= n
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.free += n
+                self._changed.notify_all()
+
+
 class JobService(JobServiceBase):
     """``tjob.v1.JobService`` over an :class:`Engine`; every job access goes through the guard."""
 
@@ -126,7 +152,7 @@ class JobService(JobServiceBase):
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
-        self._followers = 0
+        self._pool = _BytePool(LOGS_BUDGET)
         self.closing = False
 
     # --- the RPCs -------------------------------------------------------------------------------
@@ -191,29 +217,37 @@ class JobService(JobServiceBase):
             req = await _request(stream, pb.LogsRequest)
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
-            # Followers share a budget of bytes in flight: one gets big reads (throughput),
-            # a thousand get small ones (the server's memory stays bounded).
-            self._followers += 1
-            read_size = max(MIN_READ, min(MAX_CHUNK, LOGS_BUDGET // self._followers))
-            output = job.output_async(
-                follow=req.follow, streams=streams, skip=req.skip, read_size=read_size
-            )
-            try:
-                await self._send_output(stream, output)
-            finally:
-                self._followers -= 1
+            loop = asyncio.get_running_loop()
+            with job.follower(streams, req.skip, loop) as follower:
+                await self._send_output(stream, follower, req.follow)
 
     async def _send_output(
-        self, stream: Stream[pb.LogsRequest, pb.LogChunk], output: AsyncIterator[Chunk]
+        self, stream: Stream[pb.LogsRequest, pb.LogChunk], follower: Follower, follow: bool
     ) -> None:
-        # Reads are at most MAX_CHUNK, so each chunk fits one message under the clients' limit.
-        async with _closing(output) as chunks:
-            async for chunk in chunks:
-                if chunk.truncated:
-                    await stream.send_message(pb.LogChunk(truncated=True))
-                else:
-                    kind = convert.stream_to_pb(chunk.stream)
-                    await stream.send_message(pb.LogChunk(stream=kind, data=chunk.data))
+        """Send what the job writes, within the budget all Logs calls share: one follower
+        takes big reads (throughput), a thousand take small ones, and data read but not yet
+        handed to the connection never exceeds the budget (the server's memory stays flat)."""
+        pool = self._pool
+        pool.users += 1
+        try:
+            while True:
+                size = pool.share()
+                async with pool.hold(size):
+                    chunks = follower.take(size)
+                    if chunks is None or (not chunks and not follow):
+                        return
+                    for chunk in chunks:
+                        if chunk.truncated:
+                            msg = pb.LogChunk(truncated=True)
+                        else:
+                            msg = pb.LogChunk(
+                                stream=convert.stream_to_pb(chunk.stream), data=chunk.data
+                            )
+                        await stream.send_message(msg)
+                if not chunks:
+                    await follower.wait_async()  # holding nothing while the job is quiet
+        finally:
+            pool.users -= 1
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
         with self._rpc("stats", stream, streaming=True) as caller:
@@ -456,14 +490,3 @@ def _stats(job: Job, st: JobStatus, before: tuple[float, float] | None) -> pb.Jo
         io_write_bytes=usage.io_write_bytes or 0,
         state=convert.state_to_pb(st.state),
     )
-
-
-@contextlib.asynccontextmanager
-async def _closing(it: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
-    """Close an async generator on exit, so a cancelled follower releases its file and watch."""
-    try:
-        yield it
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -72,7 +72,7 @@ MAX_CHUNK = 1 << 20
 MIN_READ = 16 << 10
 # Output all Logs calls together may hold between reading and handing it to the connection
 # (protobuf and HTTP/2 framing copy each piece twice more on the way).
-LOGS_BUDGET = 32 << 20
+LOGS_BUDGET = 16 << 20
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length

@@ -55,8 +55,11 @@ KILL_TIMEOUT = 30.0
 
 
 def _readable(fd: int) -> bool:
-    """True once the process behind a pidfd has exited (no waiting)."""
-    return bool(select.select([fd], [], [], 0)[0])
+    """True once the process behind a pidfd has exited (no waiting). poll, not select:
+    a server with many connections has descriptors above select's 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class Job:
@@ -299,9 +302,7 @@ class Follower:
     ) -> None:
         self._job = job
         self._stack = contextlib.ExitStack()
-        self._reader = self._stack.enter_context(
-            LogReader(str(job.dir / LOG_FILE), streams, skip)
-        )
+        self._reader = self._stack.enter_context(LogReader(str(job.dir / LOG_FILE), streams, skip))
         self._waiter = self._stack.enter_context(
             job._engine._hub.subscribe(str(job.dir), job._sup_pidfd, loop)
         )
@@ -384,7 +385,7 @@ class Engine:
         self._jobs_lock = threading.Lock()
         self.state_dir = Path(state_dir).absolute()
         self.jobs_dir = self.state_dir / "jobs"
-        self.defaults = defaults.validate()
+        self.defaults = defaults.merged(DEFAULT_LIMITS).validate()
         if device is None:
             device = defaults.device
         dev = check_block_device(device) if device else device_of("/")

@@ -261,9 +261,7 @@ class JobService(JobServiceBase):
             named = list({job.id: job for job in named}.values())
             before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
             while True:
-                jobs = named or [
-                    j for j in self.guard.jobs(caller) if j.running
-                ]
+                jobs = named or [j for j in self.guard.jobs(caller) if j.running]
                 before = {j.id: _cpu_sample(j.status()) for j in jobs}
                 await asyncio.sleep(interval)
                 out = [_stats(j, j.status(), before.get(j.id)) for j in jobs]
@@ -406,7 +404,11 @@ async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
     the prefix is read here from its protocol stream and a large message refused unread.
     """
     raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
-    prefix = await raw.recv_data(5)
+    try:
+        prefix = await raw.recv_data(5)
+    except AssertionError:
+        # grpclib asserts when the stream ends before the length asked for.
+        raise InvalidSpec("the request message is cut short") from None
     if len(prefix) < 5:
         raise InvalidSpec("the request message is missing")
     compressed, size = _PREFIX.unpack(prefix)
@@ -416,7 +418,10 @@ async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
         raise TooLarge(
             f"the request is {size} bytes, more than the {MAX_REQUEST} this server takes"
         )
-    data = await raw.recv_data(size)
+    try:
+        data = await raw.recv_data(size)
+    except AssertionError:
+        raise InvalidSpec("the request message is cut short") from None
     try:
         return kind.FromString(data)
     except DecodeError:

@@ -223,9 +223,10 @@ def _policy(args: argparse.Namespace) -> Policy:
 def _job_user(name: str) -> str | int:
     import pwd
 
-    if name.isdigit():
-        return int(name)
     try:
+        if name.isdigit():
+            pwd.getpwuid(int(name))
+            return int(name)
         pwd.getpwnam(name)
     except KeyError:
         _fail(f"--job-user {name!r}: no such user on this host")
@@ -286,6 +287,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     # The engine (and its fork server) only once the cheap checks have passed.
     engine = _engine(args, policy)
+    # Every connection is a descriptor: the usual soft limit of 1024 would let a thousand
+    # stalled handshakes lock clients out. (After the fork server starts: jobs keep the usual.)
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         import asyncio
 

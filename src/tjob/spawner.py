@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import json
 import os
 import selectors
@@ -148,6 +149,10 @@ def main() -> None:
     conf = json.loads(sys.argv[2])
     cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
     cg.setup()
+    # Every supervisor and init is a fork of this process: keep the collector away from the
+    # objects they inherit, so its passes do not copy those pages into each of them.
+    gc.collect()
+    gc.freeze()
     serve(socket.socket(fileno=int(sys.argv[1])), cg)
 
 

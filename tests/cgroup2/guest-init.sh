@@ -26,16 +26,19 @@ fstype() { stat -f -c %T "$1" 2>/dev/null || true; }
 [ "$(fstype /sys)" = sysfs ] || mount -t sysfs sysfs /sys
 [ "$(fstype /dev)" = tmpfs ] || mount -t devtmpfs devtmpfs /dev
 [ "$(fstype /run)" = tmpfs ] || mount -t tmpfs -o mode=0755 tmpfs /run
-# The root is read-only: /tmp is where state, pytest's basetemp and caches go.
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The root is read-only: a tmpfs takes state, pytest's basetemp and caches. Not on /tmp, which
+# would hide the project if it lives there (CI may clone anywhere).
+scratch=/run/tjob-scratch
+mkdir -p "$scratch"
+mount -t tmpfs -o mode=1777 tmpfs "$scratch"
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 echo "guest: kernel $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 
 # The scratch disk from run.sh, for the io.max test (the 9p root has no block device).
 disk=$(lsblk -dnro NAME,TYPE 2>/dev/null | awk '$2 == "disk" { print $1; exit }' || true)
-if [ -n "$disk" ] && mkdir -p /tmp/disk && mount "/dev/$disk" /tmp/disk; then
-    export TJOB_CGROUP2_DISK=/tmp/disk
-    echo "guest: scratch disk /dev/$disk ($(cat "/sys/block/$disk/dev")) on /tmp/disk"
+if [ -n "$disk" ] && mkdir -p "$scratch/disk" && mount "/dev/$disk" "$scratch/disk"; then
+    export TJOB_CGROUP2_DISK=$scratch/disk
+    echo "guest: scratch disk /dev/$disk ($(cat "/sys/block/$disk/dev")) on $scratch/disk"
 fi
 
 # Default: every test file, the marker selects; run.sh's arguments replace that (paths, -k ...).
@@ -47,15 +50,15 @@ fi
 
 cd "$project"
 py=$project/.venv/bin/python
-# Nothing may be written to the read-only project: no .pyc, no .pytest_cache, tmp in /tmp.
+# Nothing may be written to the read-only project: no .pyc, no .pytest_cache, tmp in scratch.
 # --timeout: each test takes seconds here; a stuck one must leave time for the rest (run.sh
 # gives the whole guest 360 s).
-export HOME=/tmp TMPDIR=/tmp PYTHONDONTWRITEBYTECODE=1
+export HOME=$scratch TMPDIR=$scratch PYTHONDONTWRITEBYTECODE=1
 # Import tjob from this tree, even if the venv's editable install points at another checkout.
 export PYTHONPATH=$project/src
 "$py" -c 'import sys, tjob; print("guest: python", sys.version.split()[0], "tjob from", tjob.__path__[0])'
 set +e
-"$py" -m pytest -p no:cacheprovider -p no:hypothesispytest --basetemp=/tmp/pytest \
+"$py" -m pytest -p no:cacheprovider -p no:hypothesispytest --color=no --basetemp="$scratch/pytest" \
     --timeout=60 -m cgroup2 -v "${args[@]}"
 rc=$?
 set -e

@@ -51,7 +51,6 @@ if [ -z "$kver" ]; then
     exit 1
 fi
 
-# Not under /tmp: the guest mounts a tmpfs there, which would hide this directory from it.
 work=$(mktemp -d /var/tmp/tjob-cgroup2.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM # so that the EXIT trap runs

@@ -472,3 +472,10 @@ def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
     st = job.wait(30)
     assert st.signal == signal.SIGKILL and not st.stopped
     assert job.id not in cg.job_ids()
+
+
+def test_command_starts_with_default_signal_dispositions(engine: Engine) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: not for a job."""
+    job = engine.start(JobSpec(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]))
+    assert job.wait(30).exit_code == 0
+    assert out(job).split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]

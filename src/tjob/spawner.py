@@ -48,6 +48,8 @@ FORWARDED = (
     signal.SIGUSR2,
 )
 
+IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
+
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
@@ -528,12 +530,10 @@ def _exec_command(req: dict[str, Any], procs: list[int], out_w: int, err_w: int,
             os.write(fd, b"0")
             os.close(fd)
         stage, target = "setup", "-"
-        # Python ignores SIGPIPE and friends; an exec'd command must start with defaults.
-        for sig in range(1, signal.NSIG):
-            try:
-                signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError, RuntimeError):
-                pass
+        # exec resets handled signals but keeps ignored ones: Python ignores SIGPIPE and
+        # SIGXFSZ, and a command must start with the defaults.
+        for sig in IGNORED_BY_PYTHON:
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)

@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.rename(tmp, path)  # atomic: readers see the whole file or none
 
 
-def _reply(reply: socket.socket, data: dict[str, Any], fds: list[int] = []) -> None:  # noqa: B006
+def _reply(reply: socket.socket, data: dict[str, Any], fds: Sequence[int] = ()) -> None:
     try:
         socket.send_fds(reply, [json.dumps(data).encode()], fds)
     except OSError:

@@ -479,3 +479,13 @@ def test_command_starts_with_default_signal_dispositions(engine: Engine) -> None
     job = engine.start(JobSpec(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]))
     assert job.wait(30).exit_code == 0
     assert out(job).split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
+
+
+def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(engine: Engine) -> None:
+    """A job that spent its quota would otherwise take up to a CFS period (100 ms) to die."""
+    job = engine.start(JobSpec(["sleep", "1000"], limits=Limits(cpu_percent=20)))
+    quota = Path("/sys/fs/cgroup/cpu") / engine._cg.parent / job.id / "cpu.cfs_quota_us"
+    assert quota.read_text().strip() == "20000"
+    engine._cg.unthrottle(job.id)
+    assert quota.read_text().strip() == "-1"
+    job.stop(grace=0)

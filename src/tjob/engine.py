@@ -79,7 +79,7 @@ class Job:
         self._final: JobStatus | None = None
         self._sup_pidfd = -1
         self._init_pidfd = -1
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _final_status may mark lost, which kills
 
     @property
     def short_id(self) -> str:
@@ -199,6 +199,8 @@ class Job:
     def _kill(self) -> None:
         """SIGKILL every process of the job."""
         cg = self._engine._cg
+        with contextlib.suppress(CgroupError):
+            cg.unthrottle(self.id)
         with self._lock:
             init = self._init_pidfd
             if init >= 0:
@@ -646,8 +648,8 @@ class Engine:
         self, job: Job, error: str = "its supervisor ended without recording an end"
     ) -> JobStatus:
         """Record a job nobody will report on; kill and remove whatever is left of it."""
+        job._kill()
         with contextlib.suppress(CgroupError):
-            self._cg.kill(job.id)
             self._cg.remove(job.id)
         st = JobStatus(
             id=job.id,

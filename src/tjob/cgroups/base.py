@@ -71,6 +71,11 @@ class CgroupBackend(abc.ABC):
         """How many processes the OOM killer killed in the job's cgroup."""
 
     @abc.abstractmethod
+    def unthrottle(self, job_id: str) -> None:
+        """Lift the CPU quota before a SIGKILL: dying processes still need CPU time to exit,
+        and a job that spent its quota would wait up to a whole period (100 ms) to die."""
+
+    @abc.abstractmethod
     def kill(self, job_id: str) -> None:
         """SIGKILL every process in the job's cgroup, descendants and setsid ones included."""
 

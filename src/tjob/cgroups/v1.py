@@ -126,6 +126,9 @@ class CgroupV1(CgroupBackend):
     def oom_kills(self, job_id: str) -> int:
         return read_keyed(self._dir("memory", job_id) / "memory.oom_control").get("oom_kill", 0)
 
+    def unthrottle(self, job_id: str) -> None:
+        write(self._dir("cpu", job_id) / "cpu.cfs_quota_us", "-1")
+
     def kill(self, job_id: str) -> None:
         # v1 has no cgroup.kill: freeze so nothing can fork or exit while we read the member
         # list, SIGKILL each (the kill lands on thaw), then thaw.

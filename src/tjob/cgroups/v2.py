@@ -117,6 +117,9 @@ class CgroupV2(CgroupBackend):
     def oom_kills(self, job_id: str) -> int:
         return read_keyed(self._dir(job_id) / "memory.events").get("oom_kill", 0)
 
+    def unthrottle(self, job_id: str) -> None:
+        write(self._dir(job_id) / "cpu.max", f"max {CPU_PERIOD_US}")
+
     def kill(self, job_id: str) -> None:
         d = self._dir(job_id)
         if (d / "cgroup.kill").exists():

@@ -34,8 +34,9 @@ lint: install
 demo: install
 	bash examples/demo.sh
 
+# Benchmarks (root; not part of test). `make bench BENCH=B1,B3` runs some of them.
 bench: install
-	$(VPY) -m bench
+	$(VPY) -m bench $(if $(BENCH),--only $(BENCH))
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -475,10 +475,14 @@ def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
 
 
 def test_command_starts_with_default_signal_dispositions(engine: Engine) -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: not for a job."""
+    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: not for a job.
+    (Signals 32 and 33 are glibc's own; an ignored one can be inherited from whoever started
+    the engine, and glibc takes it back when it needs it.)"""
     job = engine.start(JobSpec(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]))
     assert job.wait(30).exit_code == 0
-    assert out(job).split() == [b"SigBlk:", b"0" * 16, b"SigIgn:", b"0" * 16]
+    blocked, ignored = (int(v, 16) for v in out(job).split()[1::2])
+    glibc = (1 << 31) | (1 << 32)
+    assert blocked == 0 and ignored & ~glibc == 0, (hex(blocked), hex(ignored))
 
 
 def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(engine: Engine) -> None:

@@ -49,8 +49,6 @@ FORWARDED = (
     signal.SIGUSR2,
 )
 
-IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
-
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
@@ -531,10 +529,14 @@ def _exec_command(req: dict[str, Any], procs: list[int], out_w: int, err_w: int,
             os.write(fd, b"0")
             os.close(fd)
         stage, target = "setup", "-"
-        # exec resets handled signals but keeps ignored ones: Python ignores SIGPIPE and
-        # SIGXFSZ, and a command must start with the defaults.
-        for sig in IGNORED_BY_PYTHON:
-            signal.signal(sig, signal.SIG_DFL)
+        # exec resets handled signals but keeps ignored ones (Python ignores SIGPIPE and
+        # SIGXFSZ; the engine's caller may ignore others): a command starts with the defaults.
+        for sig in range(1, signal.NSIG):
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass  # 32 and 33 belong to glibc, which refuses to change them
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)

@@ -173,7 +173,7 @@ class JobService(JobServiceBase):
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
                     del self._starting[caller.name]
-            st = job.status()
+            st = job.status(usage=False)  # a job just started has used nothing yet
             log.info("run %s %s %s: %s", caller, job.short_id, _argv(spec.argv), _outcome(st))
             await stream.send_message(convert.status_to_pb(st))
 

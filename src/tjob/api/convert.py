@@ -5,6 +5,7 @@ Pure functions, no I/O: the server calls them, the client CLI may too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -118,21 +119,13 @@ def stream_from_pb(value: int) -> Stream:
 # --- status -------------------------------------------------------------------------------------
 
 
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value: an unset proto3 ``optional`` field reads back as None."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def usage_to_pb(usage: Usage) -> pb.Usage:
-    msg = pb.Usage()
-    if usage.cpu_seconds is not None:
-        msg.cpu_seconds = usage.cpu_seconds
-    if usage.memory_peak_bytes is not None:
-        msg.memory_peak_bytes = usage.memory_peak_bytes
-    if usage.memory_current_bytes is not None:
-        msg.memory_current_bytes = usage.memory_current_bytes
-    if usage.pids_current is not None:
-        msg.pids_current = usage.pids_current
-    if usage.io_read_bytes is not None:
-        msg.io_read_bytes = usage.io_read_bytes
-    if usage.io_write_bytes is not None:
-        msg.io_write_bytes = usage.io_write_bytes
-    return msg
+    return pb.Usage(**_present(**dataclasses.asdict(usage)))
 
 
 def usage_from_pb(msg: pb.Usage) -> Usage:
@@ -150,7 +143,7 @@ def usage_from_pb(msg: pb.Usage) -> Usage:
 
 
 def status_to_pb(st: JobStatus) -> pb.JobStatus:
-    msg = pb.JobStatus(
+    return pb.JobStatus(
         id=st.id,
         state=state_to_pb(st.state),
         argv=st.argv,
@@ -162,18 +155,14 @@ def status_to_pb(st: JobStatus) -> pb.JobStatus:
         created_at=st.created_at,
         usage=usage_to_pb(st.usage),
         limits=limits_to_pb(st.limits),
+        **_present(
+            pid=st.pid,
+            exit_code=st.exit_code,
+            signal=st.signal,
+            started_at=st.started_at,
+            ended_at=st.ended_at,
+        ),
     )
-    if st.pid is not None:
-        msg.pid = st.pid
-    if st.exit_code is not None:
-        msg.exit_code = st.exit_code
-    if st.signal is not None:
-        msg.signal = st.signal
-    if st.started_at is not None:
-        msg.started_at = st.started_at
-    if st.ended_at is not None:
-        msg.ended_at = st.ended_at
-    return msg
 
 
 def status_from_pb(msg: pb.JobStatus) -> JobStatus:

@@ -799,27 +799,25 @@ def _each(
             _cancel(fut)
 
 
-def cmd_stop(c: Client, args: argparse.Namespace) -> int:
-    pb = c.pb
-    reqs = [(ref, pb.StopRequest(id=ref, grace_seconds=args.time)) for ref in args.jobs]
+def _ids_of(c: Client, method: str, reqs: Sequence[tuple[str, Any]], timeout: float) -> int:
+    """Issue the calls; print each job's short id as its call succeeds."""
     failed = False
-    for _ref, st in _each(c, "Stop", reqs, args.time + CALL_TIMEOUT):
+    for _ref, st in _each(c, method, reqs, timeout):
         if st is None:
             failed = True
         else:
             _out(st.id[:SHORT_ID])
     return EXIT_ERROR if failed else 0
+
+
+def cmd_stop(c: Client, args: argparse.Namespace) -> int:
+    reqs = [(ref, c.pb.StopRequest(id=ref, grace_seconds=args.time)) for ref in args.jobs]
+    return _ids_of(c, "Stop", reqs, args.time + CALL_TIMEOUT)
 
 
 def cmd_rm(c: Client, args: argparse.Namespace) -> int:
     reqs = [(ref, c.pb.JobRef(id=ref)) for ref in args.jobs]
-    failed = False
-    for _ref, st in _each(c, "Remove", reqs, CALL_TIMEOUT):
-        if st is None:
-            failed = True
-        else:
-            _out(st.id[:SHORT_ID])
-    return EXIT_ERROR if failed else 0
+    return _ids_of(c, "Remove", reqs, CALL_TIMEOUT)
 
 
 def cmd_wait(c: Client, args: argparse.Namespace) -> int:

@@ -28,9 +28,9 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import sandbox
 from .cgroups import CgroupBackend, ResolvedLimits, backend
@@ -61,6 +61,17 @@ RESERVE_SIZE = 16384
 # --------------------------------------------------------------------------- fork server
 
 
+def _child(body: Callable[[], int]) -> NoReturn:
+    """The whole life of a forked child: it never returns into its parent's code."""
+    code = 1
+    try:
+        code = body()
+    except BaseException:
+        traceback.print_exc()  # into the engine's spawner.log
+    finally:
+        os._exit(code)
+
+
 class _Spare:
     """A supervisor forked ahead of need, whose init has already built the job's namespaces:
     a request only has to hand it the job, which takes ~3 ms of forking and namespace set-up
@@ -77,19 +88,17 @@ class _Spare:
         busy_r, busy_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            code = 1
-            try:
+
+            def spare() -> int:
                 server.close()
                 ours.close()
                 os.close(busy_r)
                 os.setsid()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = spare_main(theirs, cg, busy_w)
-            except BaseException:
-                traceback.print_exc()  # into the engine's spawner.log
-            finally:
-                os._exit(code)
+                return spare_main(theirs, cg, busy_w)
+
+            _child(spare)
         theirs.close()
         os.close(busy_w)
         return cls(pid, ours, busy_r)
@@ -167,17 +176,15 @@ def spare_main(chan: socket.socket, cg: CgroupBackend, busy_w: int) -> int:
     sandbox.unshare(sandbox.CLONE_NEWPID)
     init_pid = os.fork()
     if init_pid == 0:
-        code = 1
-        try:
+
+        def init() -> int:
             chan.close()
             to_init.close()
             os.close(rep_r)
             os.close(busy_w)
-            code = run_init(init_end, rep_w, cg.root)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+            return run_init(init_end, rep_w, cg.root)
+
+        _child(init)
     init_end.close()
     os.close(rep_w)
     init_pidfd = os.pidfd_open(init_pid)

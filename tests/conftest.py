@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 IS_ROOT = os.geteuid() == 0
+
+# Jobs get a /tmp of their own: files a test shares with its jobs (tmp_path, FIFOs) live under
+# /var/tmp instead, unless TMPDIR says otherwise (the cgroup v2 guest's is a tmpfs elsewhere).
+if "TMPDIR" not in os.environ:
+    tempfile.tempdir = "/var/tmp"
 REQUIRE_ROOT = os.environ.get("TJOB_REQUIRE_ROOT") == "1"
 
 

@@ -493,3 +493,18 @@ def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(engine: Engi
     engine._cg.unthrottle(job.id)
     assert quota.read_text().strip() == "-1"
     job.stop(grace=0)
+
+
+def test_tmp_and_dev_shm_are_the_jobs_own(engine: Engine) -> None:
+    host_file = Path("/tmp") / f"tjob-host-{os.getpid()}"
+    host_file.write_text("host")
+    try:
+        job = engine.start(
+            JobSpec(["sh", "-c", f"ls -A /tmp /dev/shm; echo job > /tmp/x; cat {host_file}"])
+        )
+        st = job.wait(30)
+        assert st.exit_code != 0  # the host's file is not there
+        assert out(job, Stream.STDOUT).split() == [b"/dev/shm:", b"/tmp:"]
+        assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "job\n"
+    finally:
+        host_file.unlink()

@@ -60,10 +60,13 @@ def unshare(flags: int) -> None:
         raise _fail("unshare")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     src = source.encode() if source else None
     fs = fstype.encode() if fstype else None
-    if _libc.mount(src, target.encode(), fs, flags, None) != 0:
+    opts = data.encode() if data else None
+    if _libc.mount(src, target.encode(), fs, flags, opts) != 0:
         raise _fail(f"mount {target}")
 
 
@@ -73,11 +76,16 @@ def prctl(option: int, arg: int) -> None:
 
 
 def isolate_mounts() -> None:
-    """Private mount tree (nothing propagates back to the host), then a /proc of this PID ns
-    and a read-only /sys of this network namespace, which also hides the host's cgroupfs."""
+    """Private mount tree (nothing propagates back to the host), then a /proc of this PID ns,
+    a read-only /sys of this network namespace (which also hides the host's cgroupfs), and a
+    /tmp and /dev/shm of the job's own, so jobs (all of one account) cannot reach each other's
+    scratch files. Their pages count against the job's memory limit."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for scratch in ("/tmp", "/dev/shm"):
+        if os.path.isdir(scratch):
+            mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
 
 
 def loopback_up() -> None:

@@ -559,14 +559,10 @@ def test_job_ignoring_sigterm_is_killed_after_the_grace(case: Case) -> None:
 # --- what the sandbox does not cover ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: every client's jobs run as the one job user (nobody) on the "
-    "host's filesystem, so a job can read and change files another client's job left in "
-    "/tmp, /var/tmp or /dev/shm (no private /tmp, no per-client uid)",
-)
-def test_another_clients_files_in_tmp_are_out_of_reach(case: Case) -> None:
-    secret = Path("/tmp") / f"tjob-adv-{uuid.uuid4().hex}"
+@pytest.mark.parametrize("scratch", ["/tmp", "/dev/shm"])
+def test_another_clients_files_in_tmp_are_out_of_reach(case: Case, scratch: str) -> None:
+    """Every job has a /tmp and /dev/shm of its own (all jobs share one account)."""
+    secret = Path(scratch) / f"tjob-adv-{uuid.uuid4().hex}"
     try:
         with fifo() as written, fifo() as gate, fifo() as seen:
             bobs = f"umask 077; echo s3cret > {secret}; echo ok > {written}; cat {gate}"
@@ -578,5 +574,6 @@ def test_another_clients_files_in_tmp_are_out_of_reach(case: Case) -> None:
             gate.release()
             wait(case, bob.id, stem=BOB)
         assert b"s3cret" not in got
+        assert not secret.exists()  # nor did it land on the host
     finally:
         secret.unlink(missing_ok=True)

@@ -568,7 +568,8 @@ def test_another_clients_files_in_tmp_are_out_of_reach(case: Case, scratch: str)
             bobs = f"umask 077; echo s3cret > {secret}; echo ok > {written}; cat {gate}"
             bob = run(case, ["sh", "-c", bobs], stem=BOB)
             assert written.wait() == b"ok\n"  # bob's private file is there (mode 0600)
-            mine = run(case, ["sh", "-c", f"cat {secret} > {seen} 2>&1 || echo no > {seen}"])
+            # One open of the FIFO: a second writer could find its reader gone.
+            mine = run(case, ["sh", "-c", f"{{ cat {secret} || echo no; }} > {seen} 2>&1"])
             got = seen.wait()
             wait(case, mine.id)
             gate.release()

@@ -21,7 +21,7 @@ test: install
 # The cgroup v2 lane (root): boots a pure-v2 kernel under qemu and runs the tests marked cgroup2
 # in it (this host is cgroup v1).
 test-cgroup2: install
-	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py
+	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples

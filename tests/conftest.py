@@ -41,11 +41,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 @pytest.fixture
 def cgroup_parent() -> Iterator[str]:
-    """A cgroup parent of this test's own, so tests never see a running tjobs' jobs."""
+    """A cgroup parent of this test's own, so tests never see a running tjobs' jobs; it must
+    hold no job cgroup when the test ends (v2: one directory; v1: one per hierarchy)."""
     name = f"tjob-test-{uuid.uuid4().hex[:8]}"
     yield name
-    for ctrl in Path("/sys/fs/cgroup").iterdir():
-        p = ctrl / name
+    root = Path("/sys/fs/cgroup")
+    unified = (root / "cgroup.controllers").exists()
+    for p in [root / name] if unified else [c / name for c in root.iterdir()]:
         if p.is_dir():
             leftovers = [c.name for c in p.iterdir() if c.is_dir()]
             assert not leftovers, f"cgroups left behind in {p}: {leftovers}"

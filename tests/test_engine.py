@@ -1,4 +1,7 @@
-"""The engine against the real kernel: real processes, namespaces and cgroup v1 limits."""
+"""The engine against the real kernel: real processes, namespaces and cgroup limits.
+
+Here on the host's cgroup v1; the tests marked ``cgroup2`` also run, unchanged, on a real
+cgroup v2 kernel in the VM of ``make test-cgroup2``."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def out(job: tjob.Job, streams: Stream = Stream.BOTH) -> bytes:
 # ------------------------------------------------------------------ status
 
 
+@pytest.mark.cgroup2
 def test_exit_code_is_reported_exactly(engine: Engine) -> None:
     st = run(engine, ["sh", "-c", "exit 3"])
     assert (st.state, st.exit_code, st.signal) == (JobState.EXITED, 3, None)
@@ -40,6 +44,7 @@ def test_exit_code_is_reported_exactly(engine: Engine) -> None:
     assert st.created_at <= st.started_at <= st.ended_at
 
 
+@pytest.mark.cgroup2
 def test_signal_is_reported_exactly(engine: Engine) -> None:
     st = run(engine, ["sh", "-c", "kill -KILL $$"])
     assert (st.state, st.exit_code, st.signal, st.signal_name) == (
@@ -75,6 +80,7 @@ def test_bad_workdir_fails_with_reason(engine: Engine) -> None:
     assert st.state is JobState.FAILED and "chdir /no/such/dir" in (st.error or "")
 
 
+@pytest.mark.cgroup2
 def test_usage_is_reported_at_end(engine: Engine) -> None:
     st = run(engine, ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
     assert st.exit_code == 0
@@ -161,6 +167,7 @@ def test_missing_user_is_refused(engine: Engine) -> None:
 # ------------------------------------------------------------------ limits
 
 
+@pytest.mark.cgroup2
 def test_memory_hog_is_oom_killed_and_reported(engine: Engine) -> None:
     st = run(engine, ["tail", "/dev/zero"], limits=Limits(memory_mb=20))
     assert st.signal == signal.SIGKILL and st.oom_killed and st.state is JobState.EXITED
@@ -168,6 +175,7 @@ def test_memory_hog_is_oom_killed_and_reported(engine: Engine) -> None:
     assert st.usage.memory_peak_bytes <= 20 * 1024 * 1024
 
 
+@pytest.mark.cgroup2
 def test_cpu_limit_holds_by_the_cgroups_own_accounting(engine: Engine) -> None:
     job = engine.start(JobSpec(["yes"], limits=Limits(cpu_percent=20)))
     with pytest.raises(TimeoutError):
@@ -178,6 +186,7 @@ def test_cpu_limit_holds_by_the_cgroups_own_accounting(engine: Engine) -> None:
     assert 0.05 < share <= 0.25, share
 
 
+@pytest.mark.cgroup2
 def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine) -> None:
     job = engine.start(
         JobSpec(
@@ -196,6 +205,7 @@ def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine) -> None:
     assert job.id not in cg.job_ids()
 
 
+@pytest.mark.cgroup2
 def test_double_forked_setsid_descendants_die_on_stop(engine: Engine) -> None:
     job = engine.start(
         JobSpec(
@@ -277,6 +287,7 @@ def test_stop_forwards_sigterm_and_reports_the_commands_answer(engine: Engine) -
     assert (st.state, st.exit_code, st.stopped) == (JobState.STOPPED, 7, True)
 
 
+@pytest.mark.cgroup2
 def test_job_ignoring_sigterm_is_killed_after_the_grace(engine: Engine) -> None:
     job = engine.start(JobSpec(["sh", "-c", "trap '' TERM; echo ready; while :; do :; done"]))
     next(iter(job.output()))
@@ -390,6 +401,7 @@ def test_many_async_followers_share_one_watcher(engine: Engine) -> None:
 # ------------------------------------------------------------------ lifecycle
 
 
+@pytest.mark.cgroup2
 def test_nothing_leaks_after_200_jobs(engine: Engine) -> None:
     engine.start(JobSpec(["sleep", "1000"])).stop(grace=0)  # starts the watcher thread
     fds_before = len(os.listdir("/proc/self/fd"))
@@ -454,6 +466,7 @@ def test_closed_engine_refuses_to_start(tmp_path: Path, cgroup_parent: str) -> N
         eng.start(JobSpec(["true"]))
 
 
+@pytest.mark.cgroup2
 def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
     """The path for a job adopted without its init: v1 freeze, SIGKILL each, thaw."""
     job = engine.start(

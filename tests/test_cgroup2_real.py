@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,31 +39,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def parent() -> Iterator[str]:
-    """A parent cgroup of this test's own; it must hold no job cgroup when the test ends."""
-    name = f"tjob-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    p = CGROUP_ROOT / name
-    if p.is_dir():
-        leftovers = [c.name for c in p.iterdir() if c.is_dir()]
-        assert not leftovers, f"cgroups left behind in {p}: {leftovers}"
-        p.rmdir()
-
-
-@pytest.fixture
-def engine(tmp_path: Path, parent: str) -> Iterator[Engine]:
-    eng = Engine(tmp_path / "state", cgroup_root=CGROUP_ROOT, cgroup_parent=parent)
-    try:
-        yield eng
-    finally:
-        for job in eng.jobs():
-            if not job.status().state.finished:
-                job.stop(grace=0)
-        eng.close()
-        shutil.rmtree(tmp_path / "state", ignore_errors=True)
-
-
 def run(engine: Engine, argv: list[str], limits: Limits | None = None) -> tjob.JobStatus:
     return engine.start(JobSpec(argv, limits=limits or Limits())).wait(60)
 
@@ -73,39 +46,41 @@ def run(engine: Engine, argv: list[str], limits: Limits | None = None) -> tjob.J
 # ------------------------------------------------------------------ detection and placement
 
 
-def test_detection_chooses_v2_and_sets_up_the_parent(engine: Engine, parent: str) -> None:
+def test_detection_chooses_v2_and_sets_up_the_parent(engine: Engine, cgroup_parent: str) -> None:
     assert engine.cgroup_version == 2
     assert isinstance(detect(CGROUP_ROOT), CgroupV2)
     # The parent passes the controllers on to the jobs (and, by the kernel's rule, holds no
     # process itself).
-    enabled = (CGROUP_ROOT / parent / "cgroup.subtree_control").read_text().split()
+    enabled = (CGROUP_ROOT / cgroup_parent / "cgroup.subtree_control").read_text().split()
     assert {"cpu", "memory", "pids"} <= set(enabled)
-    assert (CGROUP_ROOT / parent / "cgroup.procs").read_text() == ""
+    assert (CGROUP_ROOT / cgroup_parent / "cgroup.procs").read_text() == ""
 
 
 def test_parent_under_a_cgroup_with_processes_is_refused_with_advice(
-    tmp_path: Path, parent: str
+    tmp_path: Path, cgroup_parent: str
 ) -> None:
     # "No internal processes": a cgroup holding processes cannot enable controllers for its
     # children, so tjob's parent cannot sit below one (as under a systemd service's own cgroup).
-    busy = CGROUP_ROOT / parent
+    busy = CGROUP_ROOT / cgroup_parent
     busy.mkdir()
     sleeper = subprocess.Popen(["sleep", "1000"])
     try:
         (busy / "cgroup.procs").write_text(str(sleeper.pid))
         with pytest.raises(tjob.CgroupError, match="leaf cgroup"):
-            Engine(tmp_path / "state", cgroup_root=CGROUP_ROOT, cgroup_parent=f"{parent}/jobs")
+            Engine(
+                tmp_path / "state", cgroup_root=CGROUP_ROOT, cgroup_parent=f"{cgroup_parent}/jobs"
+            )
     finally:
         sleeper.kill()
         sleeper.wait()
 
 
-def test_running_job_is_in_its_own_leaf_cgroup(engine: Engine, parent: str) -> None:
+def test_running_job_is_in_its_own_leaf_cgroup(engine: Engine, cgroup_parent: str) -> None:
     job = engine.start(JobSpec(["sh", "-c", "echo ready; exec sleep 1000"]))
     next(iter(job.output()))
     assert job.pid is not None
-    assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{parent}/{job.id}\n"
-    jdir = CGROUP_ROOT / parent / job.id
+    assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{cgroup_parent}/{job.id}\n"
+    jdir = CGROUP_ROOT / cgroup_parent / job.id
     assert job.pid in engine._cg.pids(job.id)
     assert (jdir / "pids.max").read_text().strip() == "512"
     assert (jdir / "memory.max").read_text().strip() == str(20 << 20)
@@ -149,12 +124,12 @@ def test_direct_io_read_is_throttled_by_io_max(engine: Engine) -> None:
 # ------------------------------------------------------------------ stop and clean-up
 
 
-def test_backend_kill_uses_cgroup_kill(engine: Engine, parent: str) -> None:
+def test_backend_kill_uses_cgroup_kill(engine: Engine, cgroup_parent: str) -> None:
     # Kernel 5.14+ has cgroup.kill, which the backend's kill() writes (the engine's last resort
     # when it has no pidfd of the job's init): no supervisor or init is needed.
     job = engine.start(JobSpec(["sh", "-c", "setsid sleep 1000 & echo ready; wait"]))
     next(iter(job.output()))
-    assert (CGROUP_ROOT / parent / job.id / "cgroup.kill").exists()
+    assert (CGROUP_ROOT / cgroup_parent / job.id / "cgroup.kill").exists()
     pids = engine._cg.pids(job.id)
     fds = [os.pidfd_open(p) for p in pids]
     try:
@@ -168,10 +143,10 @@ def test_backend_kill_uses_cgroup_kill(engine: Engine, parent: str) -> None:
     assert engine._cg.job_ids() == []
 
 
-def test_no_cgroup_is_left_after_many_jobs(engine: Engine, parent: str) -> None:
+def test_no_cgroup_is_left_after_many_jobs(engine: Engine, cgroup_parent: str) -> None:
     jobs = [engine.start(JobSpec(["true"])) for _ in range(10)]
     jobs.append(engine.start(JobSpec(["sleep", "1000"])))
     jobs[-1].stop(grace=0)
     assert all(j.wait(30).state.finished for j in jobs)
     assert engine._cg.job_ids() == []
-    assert [p.name for p in (CGROUP_ROOT / parent).iterdir() if p.is_dir()] == []
+    assert [p.name for p in (CGROUP_ROOT / cgroup_parent).iterdir() if p.is_dir()] == []

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cgroups
+from .cgroups import ResolvedLimits
 from .devices import check_block_device, device_of
 from .errors import (
     AmbiguousJobId,
@@ -40,8 +41,20 @@ from .errors import (
     SpawnError,
     TjobError,
 )
-from .logstore import READ_SIZE, Chunk, LogReader
-from .spawner import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
+from .jobdir import (
+    EXEC_FILE,
+    LOG_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+    STATUS_FILE,
+    STOP_FILE,
+    create_file,
+    exec_blob,
+    make_reserve,
+    record_end,
+    write_json,
+)
+from .logstore import READ_SIZE, Chunk, LogReader, LogWriter
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
@@ -344,13 +357,14 @@ class Follower:
 
 
 class _Prepared:
-    __slots__ = ("created_at", "dir", "job_id", "limits", "spec")
+    __slots__ = ("created_at", "dir", "failed", "job_id", "limits", "spec")
 
     def __init__(
         self, job_id: str, spec: JobSpec, jdir: Path, created_at: float, limits: dict[str, Any]
     ) -> None:
         self.job_id, self.spec, self.dir = job_id, spec, jdir
         self.created_at, self.limits = created_at, limits
+        self.failed = False  # its cgroup could not be made: recorded failed, nothing to start
 
 
 class Engine:
@@ -442,7 +456,7 @@ class Engine:
 
     def _send(self, prepared: _Prepared) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        msg = json.dumps({"dir": str(prepared.dir)}).encode()
+        msg = os.fsencode(prepared.dir) + b"\0" + str(self.output_cap).encode()
         try:
             with self._fs_lock:
                 if self._closed or self._ctl is None:
@@ -498,26 +512,13 @@ class Engine:
             "wbps": limits.wbps,
             "device": device,
         }
+        # What the supervisor needs to record the end; the rest is in exec.bin for the init.
         req = {
             "id": job_id,
-            "dir": None,
             "argv": list(spec.argv),
-            "env": env,
-            "cwd": spec.cwd,
-            "user": spec.user,
-            "uid": uid,
-            "gid": gid,
             "owner": spec.owner,
-            "hostname": job_id[:8],
             "created_at": created_at,
-            "cgroup": {
-                "version": self._cg.version,
-                "root": str(self._cg.root),
-                "parent": self._cg.parent,
-            },
-            "limits": dict(public, device=[int(x) for x in device.split(":")] if device else None),
             "limits_public": public,
-            "output_cap": self.output_cap,
         }
         self._store.add(
             job_id,
@@ -527,13 +528,32 @@ class Engine:
         )
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
-        req["dir"] = str(jdir)
-        fd = os.open(jdir / SPEC_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        create_file(jdir / SPEC_FILE, json.dumps(req).encode())
+        LogWriter(str(jdir / LOG_FILE)).close()
+        make_reserve(jdir)
+        prepared = _Prepared(job_id, spec, jdir, created_at, public)
+        resolved = _resolved(limits, device)
         try:
-            os.write(fd, json.dumps(req).encode())
-        finally:
-            os.close(fd)
-        return _Prepared(job_id, spec, jdir, created_at, public)
+            self._cg.create(job_id, resolved)
+        except CgroupError as e:
+            prepared.failed = True
+            status = JobStatus(
+                id=job_id,
+                state=JobState.FAILED,
+                argv=tuple(spec.argv),
+                owner=spec.owner,
+                error=str(e),
+                created_at=created_at,
+                ended_at=time.time(),
+                limits=public,
+            )
+            record_end(jdir, status)
+            return prepared
+        procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
+        ids = (uid, gid) if uid is not None and gid is not None else None
+        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env)
+        create_file(jdir / EXEC_FILE, blob)
+        return prepared
 
     def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> Job:
         job = Job(self, prepared.job_id, prepared.spec, prepared.created_at, prepared.limits)
@@ -561,6 +581,8 @@ class Engine:
         ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
         """
         prepared = self._prepare(spec)
+        if prepared.failed:
+            return self._finish(prepared, b"", [])
         sock = self._send(prepared)
         with sock:
             sock.settimeout(START_TIMEOUT)
@@ -573,6 +595,8 @@ class Engine:
     async def start_async(self, spec: JobSpec) -> Job:
         """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
         prepared = self._prepare(spec)
+        if prepared.failed:
+            return self._finish(prepared, b"", [])
         sock = self._send(prepared)
         loop = asyncio.get_running_loop()
         with sock:
@@ -727,6 +751,21 @@ class Engine:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:
+    """Limits merged with the engine's complete defaults, as the cgroup backend takes them."""
+    cpu, mem, pids, rbps, wbps = (
+        limits.cpu_percent,
+        limits.memory_mb,
+        limits.pids,
+        limits.rbps,
+        limits.wbps,
+    )
+    assert cpu is not None and mem is not None and pids is not None
+    assert rbps is not None and wbps is not None
+    major, _, minor = (device or "").partition(":")
+    return ResolvedLimits(cpu, mem, pids, rbps, wbps, (int(major), int(minor)) if device else None)
 
 
 def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:

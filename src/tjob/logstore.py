@@ -51,6 +51,14 @@ class LogWriter:
         os.write(self.fd, MAGIC)
         self.size = len(MAGIC)
 
+    @classmethod
+    def resume(cls, path: str) -> LogWriter:
+        """The log a supervisor wrote, to append its end frame."""
+        self = cls.__new__(cls)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self.fd).st_size
+        return self
+
     def write(self, stream: int, data: bytes | memoryview) -> None:
         """Append one whole frame, or nothing: a short write (disk full) is undone."""
         want = HEADER.size + len(data)

@@ -30,6 +30,8 @@ class CgroupV1(CgroupBackend):
     def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "tjob") -> None:
         super().__init__(root, parent)
         self._hier: dict[str, Path] = {}
+        self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
+        self._memsw = False
 
     def _dir(self, controller: str, job_id: str | None = None) -> Path:
         base = self._hier[controller] / self.parent
@@ -41,23 +43,22 @@ class CgroupV1(CgroupBackend):
             if not (path / "cgroup.procs").exists():
                 raise CgroupError(f"cgroup v1 controller {c!r} is not mounted at {path}")
             self._hier[c] = path
-        for hier in self._distinct():
+        # cpu and cpuacct are often one hierarchy (cpu,cpuacct) reached by two symlinks.
+        seen: dict[Path, Path] = {}
+        for c in CONTROLLERS:
+            seen.setdefault(self._hier[c].resolve(), self._hier[c])
+        self._hiers = list(seen.values())
+        self._memsw = (self._hier["memory"] / "memory.memsw.limit_in_bytes").exists()
+        for hier in self._hiers:
             try:
                 (hier / self.parent).mkdir(exist_ok=True)
             except OSError as e:
                 raise CgroupError(f"cannot create {hier / self.parent}: {e.strerror}") from None
 
-    def _distinct(self) -> list[Path]:
-        # cpu and cpuacct are often one hierarchy (cpu,cpuacct) reached by two symlinks.
-        seen: dict[Path, Path] = {}
-        for c in CONTROLLERS:
-            seen.setdefault(self._hier[c].resolve(), self._hier[c])
-        return list(seen.values())
-
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
         made: list[Path] = []
         try:
-            for hier in self._distinct():
+            for hier in self._hiers:
                 d = hier / self.parent / job_id
                 d.mkdir()
                 made.append(d)
@@ -68,7 +69,7 @@ class CgroupV1(CgroupBackend):
             nbytes = str(limits.memory_mb * MIB)
             # A fresh cgroup is unlimited, so memory goes first, then memory+swap (must be >=).
             write(mem / "memory.limit_in_bytes", nbytes)
-            if (mem / "memory.memsw.limit_in_bytes").exists():
+            if self._memsw:
                 write(mem / "memory.memsw.limit_in_bytes", nbytes)
             write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
             if limits.device is not None:
@@ -88,7 +89,7 @@ class CgroupV1(CgroupBackend):
     def procs_files(self, job_id: str) -> list[str]:
         # "tasks", not "cgroup.procs": moving one thread skips the global threadgroup rwsem,
         # whose RCU grace period costs ~10 ms per job. The caller is single-threaded.
-        return [str(h / self.parent / job_id / "tasks") for h in self._distinct()]
+        return [str(h / self.parent / job_id / "tasks") for h in self._hiers]
 
     def pids(self, job_id: str) -> list[int]:
         try:
@@ -151,7 +152,7 @@ class CgroupV1(CgroupBackend):
         if not self._hier:
             return
         wait_exited(self.pids(job_id))
-        for hier in self._distinct():
+        for hier in self._hiers:
             d = hier / self.parent / job_id
             for attempt in range(2):
                 try:
@@ -168,7 +169,7 @@ class CgroupV1(CgroupBackend):
         if not self._hier:
             return []
         found: set[str] = set()
-        for hier in self._distinct():
+        for hier in self._hiers:
             try:
                 found.update(p.name for p in (hier / self.parent).iterdir() if p.is_dir())
             except FileNotFoundError:

@@ -1,0 +1,100 @@
+"""A job's directory: the files in it and how they are written.
+
+spec.json       the request, as the engine accepted it
+exec.bin        what the job's init needs to start the command (read by the C init)
+output.log      the framed output (logstore.py)
+reserve         room kept for the final status should the disk fill up
+run.json        written by the supervisor once the command runs (pids, start time)
+status.json     the final status; its presence means the job is over
+stop-requested  present if the job was stopped on request
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .logstore import LogWriter
+from .status import JobStatus
+
+SPEC_FILE = "spec.json"
+EXEC_FILE = "exec.bin"
+RUN_FILE = "run.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "output.log"
+STOP_FILE = "stop-requested"
+RESERVE_FILE = "reserve"
+RESERVE_SIZE = 16384
+
+
+def create_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def exec_blob(
+    hostname: str,
+    cwd: str,
+    ids: tuple[int, int] | None,
+    procs: Sequence[str],
+    argv: Sequence[str],
+    env: Mapping[str, str],
+) -> bytes:
+    """exec.bin for the C init (_shim.c): NUL-terminated fields, lists led by their length.
+
+    ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
+    relative to the cgroup root."""
+    uid, gid = (str(ids[0]), str(ids[1])) if ids else ("-", "-")
+    fields = [hostname, cwd, uid, gid, str(len(procs)), *procs, str(len(argv)), *argv]
+    fields += [str(len(env)), *(f"{k}={v}" for k, v in env.items())]
+    return b"".join(os.fsencode(f) + b"\0" for f in fields)
+
+
+def make_reserve(jdir: Path) -> None:
+    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_SIZE)
+    except OSError:
+        pass  # no room even now: the status write may fail, and the job is then lost
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically; on a full disk, spend the job's reserve and try once more."""
+    try:
+        _write_json(path, data)
+    except OSError:
+        (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+        _write_json(path, data)
+    (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(data).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)  # atomic: readers see the whole file or none
+
+
+def record_end(jdir: Path, status: JobStatus) -> None:
+    """End the log with the final status (followers stop there), then write status.json."""
+    data = status.to_dict()
+    try:
+        log = LogWriter.resume(str(jdir / LOG_FILE))
+        try:
+            log.end(json.dumps(data).encode())
+        finally:
+            log.close()
+    except OSError:
+        pass  # disk full: followers end on the status file instead
+    write_json(jdir / STATUS_FILE, data)

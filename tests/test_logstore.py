@@ -74,14 +74,3 @@ def test_a_frame_being_written_is_not_read_until_its_header_is(
     os.pwrite(w.fd, HEADER.pack(1, 6), w.size)
     assert all_chunks(r) == [(Stream.STDOUT, b"second", False)]
     assert not r.ended
-
-
-def test_splice_moves_a_pipe_into_a_frame(log: tuple[LogWriter, str]) -> None:
-    w, path = log
-    rfd, wfd = os.pipe()
-    os.write(wfd, b"spliced bytes")
-    os.close(wfd)
-    assert w.splice(2, rfd, 1 << 20) == 13
-    assert w.splice(2, rfd, 1 << 20) == 0  # end of the pipe: no empty frame
-    os.close(rfd)
-    assert all_chunks(LogReader(path)) == [(Stream.STDERR, b"spliced bytes", False)]

@@ -25,6 +25,8 @@ PENDING = 0
 TRUNCATED = 3
 END = 4
 READ_SIZE = 1 << 20
+# Read at a frame header: enough for many short frames in one system call.
+WINDOW = 64 << 10
 
 
 class Chunk(NamedTuple):
@@ -43,7 +45,8 @@ TRUNCATION_MARK = Chunk(Stream.BOTH, b"", True)
 
 
 class LogWriter:
-    """The supervisor's side: one writer per job, frames written with a single writev."""
+    """Creates a job's log and appends whole frames (the end, in tests any), each with one
+    pwritev. The job's output itself is spliced in by its supervisor, in C (_shim.c)."""
 
     def __init__(self, path: str) -> None:
         # Not O_APPEND: frames go at self.size, so an undone short write leaves no gap.
@@ -72,23 +75,6 @@ class LogWriter:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.size += n
 
-    def splice(self, stream: int, src: int, limit: int) -> int:
-        """Move up to ``limit`` bytes from pipe ``src`` into a new frame; 0 at end of input."""
-        body = self.size + HEADER.size
-        try:
-            n = os.splice(src, self.fd, limit, offset_dst=body)
-        except OSError:
-            os.ftruncate(self.fd, self.size)
-            raise
-        if n:
-            try:
-                os.pwrite(self.fd, HEADER.pack(stream, n), self.size)
-            except OSError:
-                os.ftruncate(self.fd, self.size)
-                raise
-            self.size = body + n
-        return n
-
     def end(self, payload: bytes) -> None:
         self.write(END, payload)
 
@@ -102,8 +88,8 @@ class LogWriter:
 class LogReader:
     """Parses frames from a log file; never blocks and never waits (followers do that).
 
-    Each :meth:`read` takes at most ``read_size`` bytes from the file, splitting a long frame
-    across calls, so many readers at once hold little memory each.
+    Each :meth:`read` takes at most ``read_size`` bytes of output from the file, splitting a
+    long frame across calls, so many readers at once hold little memory each.
     """
 
     def __init__(
@@ -120,58 +106,88 @@ class LogReader:
         self.truncated = False
         self._stream = 0  # the frame whose payload is being read, and how much of it is left
         self._left = 0
+        self._peek = WINDOW  # how much to read at a header: just the header after a long frame
 
     def read(self) -> list[Chunk]:
         """What is available now, up to ``read_size`` bytes; sets ``ended`` at the end.
 
         A header still all zeros is a frame being written: reading stops there and resumes
         from it next time. A header once written means its whole payload is in the file.
+
+        Short frames are parsed from one read of several; a long payload is read on its own at
+        its offset, which gives its bytes without a second copy (and a page-fault-prone second
+        large allocation) to slice it out of a bigger buffer. Output left out (another stream,
+        ``skip``) is stepped over without reading it.
         """
         out: list[Chunk] = []
-        if self.ended:
-            return out
-        buf = os.pread(self.fd, self.read_size, self.offset)
-        pos, size, hsize = 0, len(buf), HEADER.size
-        while pos < size:
+        budget = self.read_size
+        while budget > 0 and not self.ended:
             if self._left:
-                n = min(self._left, size - pos)
-                self._emit(out, buf[pos : pos + n])
-                pos += n
+                n = min(self._left, budget)
+                wanted = self._stream & self.streams
+                if wanted and self.skip:
+                    n = min(n, self.skip)
+                    self.skip -= n
+                elif wanted:
+                    data = os.pread(self.fd, n, self.offset)
+                    if not data:
+                        break  # cannot happen for a written header; never loop on it
+                    n = len(data)
+                    out.append(Chunk(Stream(self._stream), data))
+                self.offset += n
                 self._left -= n
+                budget -= n
                 continue
-            if pos + hsize > size:
-                break
+            want = max(HEADER.size, min(self._peek, budget))
+            buf = os.pread(self.fd, want, self.offset)
+            pos, used, stop = self._frames(buf, out)
+            self.offset += pos
+            budget -= used
+            if stop or (len(buf) < want and not self._left):
+                break  # a frame being written, the end, or all there is for now
+        return out
+
+    def _frames(self, buf: bytes, out: list[Chunk]) -> tuple[int, int, bool]:
+        """Parse the frames wholly in ``buf``; stop at the first that is not, after its header.
+
+        Returns the bytes consumed, the output bytes among them, and whether reading must stop
+        (a frame being written, or the end).
+        """
+        pos, used, size, hsize = 0, 0, len(buf), HEADER.size
+        while pos + hsize <= size:
             stream, length = HEADER.unpack_from(buf, pos)
             if stream == PENDING:
-                break
+                return pos, used, True
+            body = pos + hsize
             if stream == END:
-                body = buf[pos + hsize : pos + hsize + length]
-                if len(body) < length:
-                    if pos:
-                        break  # read it whole next time
-                    body = os.pread(self.fd, length, self.offset + hsize)
-                self.end_payload = body
+                payload = buf[body : body + length]
+                if len(payload) < length:
+                    payload = os.pread(self.fd, length, self.offset + body)
+                self.end_payload = payload
                 self.ended = True
-                pos += hsize + length
-                break
-            pos += hsize
+                return body + length, used, True
             if stream == TRUNCATED:
                 self.truncated = True
                 out.append(TRUNCATION_MARK)
-            else:
-                self._stream, self._left = stream, length
-        self.offset += pos
-        return out
+                pos = body + length
+                continue
+            self._peek = HEADER.size if length >= WINDOW else WINDOW
+            if body + length > size:
+                self._stream, self._left = stream, length  # read at its offset by the caller
+                return body, used, False
+            if length and stream & self.streams:
+                self._emit(out, stream, buf[body : body + length])
+            pos = body + length
+            used += length
+        return pos, used, False
 
-    def _emit(self, out: list[Chunk], data: bytes) -> None:
-        if not self._stream & self.streams:
-            return
+    def _emit(self, out: list[Chunk], stream: int, data: bytes) -> None:
         if self.skip:
             if self.skip >= len(data):
                 self.skip -= len(data)
                 return
             data, self.skip = data[self.skip :], 0
-        out.append(Chunk(Stream(self._stream), data))
+        out.append(Chunk(Stream(stream), data))
 
     def close(self) -> None:
         os.close(self.fd)

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #define PIPE_SIZE (1 << 20)
+#define CHUNK (256 << 10) /* per read from a pipe: faster than 64 KiB, as fast as 1 MiB */
 #define HEADER_SIZE 8
 #define STREAM_TRUNCATED 3
 
@@ -454,6 +455,8 @@ static int read_line(struct lines *r, char *out, size_t size) {
 
 /* Moves output into the log until the cap or a write error; then marks the cut and drains
  * the pipes into nowhere, so the job never blocks. */
+static char chunk[CHUNK]; /* only the pages a job's output touched become resident */
+
 struct capture {
     int log, devnull;
     off_t size;
@@ -462,6 +465,19 @@ struct capture {
     char reserve[PATH_MAX];
 };
 
+static int pwrite_all(int fd, const char *buf, size_t len, off_t at) {
+    while (len) {
+        ssize_t n = pwrite(fd, buf, len, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) errno = ENOSPC;
+        if (n <= 0) return -1;
+        buf += n;
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static int put_header(struct capture *c, off_t at, int stream, uint32_t len) {
     unsigned char h[HEADER_SIZE] = {(unsigned char)stream, 0, 0, 0, (unsigned char)len,
                                     (unsigned char)(len >> 8), (unsigned char)(len >> 16),
@@ -469,20 +485,23 @@ static int put_header(struct capture *c, off_t at, int stream, uint32_t len) {
     return pwrite(c->log, h, HEADER_SIZE, at) == HEADER_SIZE ? 0 : -1;
 }
 
-/* Move what pipe `fd` holds; 0 at its end. */
+/* Move what pipe `fd` holds; 0 at its end. The payload goes first and its header after, so a
+ * header still all zeros (a hole) tells readers the frame is being written. */
 static int take(struct capture *c, int stream, int fd) {
     if (!c->cut[0]) {
         long long room = c->cap - (long long)c->size - HEADER_SIZE;
         if (room > 0) {
-            loff_t body = c->size + HEADER_SIZE;
-            ssize_t n = splice(fd, NULL, c->log, &body, room < PIPE_SIZE ? (size_t)room : PIPE_SIZE,
-                               0);
+            /* read+pwrite, not splice: splice into an ext4 file holds the pipe's lock while it
+             * copies page by page, and moves a GiB ~2.5x slower here than this does. */
+            size_t want = room < CHUNK ? (size_t)room : CHUNK;
+            ssize_t n = read(fd, chunk, want);
             if (n == 0) return 0;
-            if (n > 0 && put_header(c, c->size, stream, (uint32_t)n) == 0) {
+            if (n < 0 && errno == EINTR) return 1;
+            if (n > 0 && pwrite_all(c->log, chunk, (size_t)n, c->size + HEADER_SIZE) == 0 &&
+                put_header(c, c->size, stream, (uint32_t)n) == 0) {
                 c->size += HEADER_SIZE + n;
                 return 1;
             }
-            if (n < 0 && errno == EINTR) return 1;
             int e = errno ? errno : ENOSPC;
             (void)!ftruncate(c->log, c->size); /* undo the partial frame, if it can be */
             snprintf(c->cut, sizeof c->cut, "output cut short: %s", strerror(e));

@@ -8,7 +8,8 @@ STAMP   := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# setup.py builds tjob-shim from src/tjob/shim.c into the package (needs a C compiler).
+$(STAMP): pyproject.toml setup.py src/tjob/shim.c
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'

@@ -111,3 +111,7 @@ def write_report(path: Path, results: list[Result], command: str) -> None:
         lines.append(f"- **{r.id}** `{r.command}`")
         lines.extend(f"  - {n}" for n in r.notes)
     path.write_text("\n".join(lines) + "\n")
+
+
+# Scratch for files a job must see (FIFOs, scripts): a job's /tmp is a tmpfs of its own.
+SHARED_TMP = "/var/tmp"

@@ -1,38 +1,34 @@
-"""The fork server, and the Python ends of each job's supervisor.
+"""The fork server: starts jobs through the C shim, and records how each ended.
 
-The fork server is a fresh, single-threaded interpreter started once per engine, so forking is
-safe even when the engine's process has threads (an asyncio server, a gRPC library). It keeps
-one *spare* supervisor forked ahead of need, in a session of its own, whose init has already
-built the job's namespaces; a request only hands it the job. The supervisor outlives both the
-fork server and the engine: it holds the job's output pipes, writes the log, and records the
-final status, as containerd-shim and conmon do.
-
-From the fork until the job is over the supervisor and its init run C (``_shim.c``: the
-process tree, the namespaces, the output capture), so they do not copy the Python heap they
-share with this process. Then the supervisor returns here to record the end: cgroup usage, the
-cgroup's removal, the final status.
+The fork server is a fresh, single-threaded interpreter started once per engine. It starts one
+*zygote* (``tjob-shim``, a small C program built from ``shim.c``), which keeps one spare
+supervisor forked ahead of need, in a session of its own, whose init has already built the
+job's namespaces; a request only hands the spare its job. The supervisor outlives both the fork
+server and the engine: it holds the job's output pipes and writes the log, as containerd-shim
+and conmon do. When the job is over it reports here, and the fork server, warm, records the
+final status: cgroup usage and OOM kills, the cgroup's removal, ``status.json``. A supervisor
+whose fork server is gone (the engine closed or died) runs :func:`record_main` instead.
 
 Messages: engine -> fork server: one SEQPACKET datagram ``DIR\0CAP`` with the reply socket
 attached; supervisor -> engine: one datagram of JSON on that socket, with pidfds of itself and
-of init.
+of init; supervisor -> fork server: the end (see shim.c).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import selectors
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from . import _shim
 from .cgroups import CgroupBackend, backend
 from .errors import CgroupError
 from .jobdir import SPEC_FILE, STATUS_FILE, STOP_FILE, record_end
@@ -41,25 +37,26 @@ from .status import JobState, JobStatus, Usage
 # --------------------------------------------------------------------------- fork server
 
 
-def _child(body: Callable[[], int]) -> NoReturn:
-    """The whole life of a forked child: it never returns into its parent's code."""
-    code = 1
-    try:
-        code = body()
-    except BaseException:
-        traceback.print_exc()  # into the engine's spawner.log
-    finally:
-        os._exit(code)
+SHIM = Path(__file__).with_name("tjob-shim")
+RECORDER = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+    "from tjob.spawner import record_main; record_main()"
+)
 
 
 class _Zygote:
-    """A child of the fork server that forks the spares, in C: the fork server itself forks
-    once, so it does not copy (fault on) every page it touches after each fork."""
+    """The C process that forks the spares (``tjob-shim zygote``)."""
 
-    def __init__(self, cg: CgroupBackend) -> None:
+    def __init__(self, cg: CgroupBackend, conf: str) -> None:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        if os.fork() == 0:
-            _child(lambda: finish(_shim.zygote(theirs.fileno(), str(cg.root)), cg))
+        # Reaped by the kernel (SIGCHLD is ignored here); stderr is the engine's spawner.log.
+        ctl = str(theirs.fileno())
+        subprocess.Popen(
+            [str(SHIM), "zygote", ctl, str(cg.root), sys.executable, RECORDER, conf],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         theirs.close()
 
 
@@ -95,12 +92,12 @@ class _Spare:
             return False
 
 
-def serve(sock: socket.socket, cg: CgroupBackend) -> None:
+def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
     """Hand each request to a spare supervisor, and record the ends its supervisors report,
     until the engine closes its end of ``sock``."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    zygote = _Zygote(cg)
+    zygote = _Zygote(cg, conf)
     spare: _Spare | None = _Spare.make(zygote)
     starting = -1  # the busy pipe of the job last handed over, until it is running
     running: dict[int, tuple[socket.socket, Path]] = {}  # channels of handed-over jobs
@@ -133,7 +130,7 @@ def serve(sock: socket.socket, cg: CgroupBackend) -> None:
         if not spare.hand(msg, fds[0]):
             # It died (killed by hand?), perhaps with the zygote.
             zygote.ctl.close()
-            zygote = _Zygote(cg)
+            zygote = _Zygote(cg, conf)
             spare = _Spare.make(zygote)
             if not spare.hand(msg, fds[0]):
                 err = {"ok": False, "error": "the job's supervisor could not be started"}
@@ -152,22 +149,28 @@ def serve(sock: socket.socket, cg: CgroupBackend) -> None:
 
 
 def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None:
-    """A supervisor reports its job's end ("WSTATUS PID STARTED_AT CUT"): record it here, and
-    answer "k" (the supervisor exits) or "n" (it records the end itself)."""
+    """A supervisor reports its job's end: record it here, and answer "k" (the supervisor
+    exits) or "n" (it records the end itself)."""
     try:
-        report = chan.recv(1024).decode()
+        msg, fds, _flags, _addr = socket.recv_fds(chan, 4096, 1)
     except OSError:
         return
-    if not report:
-        return  # it died, or failed to start the job and records that itself
+    reply = socket.socket(fileno=fds[0]) if fds else None
+    if not msg:
+        return  # it died: the engine finds the job lost
+    report = msg.decode(errors="replace")
     done = False
     try:
-        if not cg.pids(jdir.name):  # else waiting for them to go would stall every start
-            wstatus, pid, started_at, cut = report.split(" ", 3)
-            record_exit(jdir, cg, int(wstatus), cut or None, int(pid), float(started_at))
+        # A job whose processes are still going (they ignore SIGKILL's delivery only until
+        # they leave the kernel) is recorded by its supervisor: waiting here stalls every start.
+        if report.startswith("F") or not cg.pids(jdir.name):
+            record(jdir, cg, report, reply)
             done = True
     except Exception:
         traceback.print_exc()  # into spawner.log; the supervisor tries for itself
+    finally:
+        if reply is not None and not done:
+            reply.close()
     try:
         chan.send(b"k" if done else b"n")
     except OSError:
@@ -181,35 +184,45 @@ def main() -> None:
     conf = json.loads(sys.argv[2])
     cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
     cg.setup()
-    # Every supervisor and init is a fork of this process: keep the collector away from the
-    # objects they inherit, so its passes do not copy those pages into each of them.
-    gc.collect()
-    gc.freeze()
-    serve(socket.socket(fileno=int(sys.argv[1])), cg)
+    serve(socket.socket(fileno=int(sys.argv[1])), cg, sys.argv[2])
 
 
 # --------------------------------------------------------------------------- supervisor's end
 
 
-def finish(result: tuple[Any, ...], cg: CgroupBackend) -> int:
-    """In a supervisor back from ``_shim.supervise``: record how the job ended."""
-    jdir = Path(os.fsdecode(result[1]))
-    if result[0] == "failed":
-        _, _, line, reply_fd = result
-        words = line.decode(errors="replace").split()
-        if words and words[0] == "F" and len(words) >= 3 and words[2].isdigit():
-            target = " ".join(words[3:])
-            error = f"{words[1]} {target}: {os.strerror(int(words[2]))}".replace(" - ", " ")
-        else:
-            error = "the job's init died before starting the command"
-        _remove(cg, jdir.name)
-        req = json.loads((jdir / SPEC_FILE).read_bytes())
-        status = JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **_base(req))
-        record_end(jdir, status)
-        _reply(socket.socket(fileno=reply_fd), {"ok": False, "error": error})
-    elif not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died
-        record_exit(jdir, cg, *result[2:])
-    return 0
+def record_main() -> None:
+    """A supervisor whose fork server is gone records its job's end here:
+    ``python -I -c RECORDER CONF DIR REPORT [REPLY_FD]``."""
+    conf = json.loads(sys.argv[1])
+    cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
+    cg.setup()
+    reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
+    jdir = Path(sys.argv[2])
+    if not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died
+        record(jdir, cg, sys.argv[3], reply)
+
+
+def record(jdir: Path, cg: CgroupBackend, report: str, reply: socket.socket | None) -> None:
+    """Record a job's end from its supervisor's report: "X WSTATUS PID STARTED_AT CUT" (the
+    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``)."""
+    kind, _, rest = report.partition(" ")
+    if kind == "X":
+        wstatus, pid, started_at, cut = rest.split(" ", 3)
+        record_exit(jdir, cg, int(wstatus), cut or None, int(pid), float(started_at))
+        return
+    words = rest.split()
+    if len(words) >= 3 and words[0] == "F" and words[2].isdigit():
+        target = " ".join(words[3:])
+        error = f"{words[1]} {target}: {os.strerror(int(words[2]))}".replace(" - ", " ")
+    else:
+        error = "the job's init died before starting the command"
+    _remove(cg, jdir.name)
+    req = json.loads((jdir / SPEC_FILE).read_bytes())
+    record_end(
+        jdir, JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **_base(req))
+    )
+    if reply is not None:
+        _reply(reply, {"ok": False, "error": error})
 
 
 def _base(req: dict[str, Any]) -> dict[str, Any]:

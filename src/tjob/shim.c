@@ -1,30 +1,31 @@
-/* The per-job processes of tjob in C: a spare supervisor and the job's init.
+/* tjob-shim: the zygote, and each job's supervisor and init, as one small C program.
  *
- * The fork server (Python) forks a spare and calls supervise() in the child at once. From then
- * until the job ends, the supervisor and its init run only this C code, so they never touch
- * (and copy) the Python heap they share with the fork server: a running job costs two small
- * processes instead of two Python interpreters, and a start forks a small process, not a large
- * one. When the job is over, supervise() returns to Python, which records the final status.
+ * The fork server (Python) starts one zygote; the zygote forks a spare supervisor ahead of
+ * each job. Being C, a running job costs two small processes instead of two copies of an
+ * interpreter, and forking or ending one copies or frees a few page tables, not a Python heap.
  *
- *     supervisor (host namespaces, outside the job cgroup): output pipes -> framed log
- *       +- init: PID 1 of new PID/mount/net/UTS/IPC namespaces; reaps, forwards signals
- *            +- the command: joins the job cgroup, drops privileges, then execs
+ *     zygote: forks spares on request from the fork server
+ *       +- supervisor (host namespaces, outside the job cgroup): output pipes -> framed log
+ *            +- init: PID 1 of new PID/mount/net/UTS/IPC namespaces; reaps, forwards signals
+ *                 +- the command: joins the job cgroup, drops privileges, then execs
  *
- * Messages: fork server -> supervisor: "DIR\0CAP" with the engine's reply socket attached;
+ * Messages: fork server -> zygote: "s" with a spare's channel and busy pipe attached; fork
+ * server -> supervisor (channel): "DIR\0CAP" with the engine's reply socket attached;
  * supervisor -> init: the job's pipes and its exec.bin (written by the engine) as fds;
- * init -> supervisor: short lines on a pipe ("S <pid>", "F <stage> <errno> <target>", "X <status>").
+ * init -> supervisor: lines on a pipe ("S <pid>", "F <stage> <errno> <target>", "X <status>");
+ * supervisor -> fork server (channel): the end, "X <wstatus> <pid> <started_at> <cut>", or "F
+ * <init's line>" with the reply socket; the fork server records it and answers "k". Without
+ * that answer (the fork server is gone), the supervisor execs Python to record it itself.
  * The log format is logstore.py's: frames of <stream:u8><pad:3><length:u32le><bytes>.
  */
 #define _GNU_SOURCE
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -580,7 +581,39 @@ static void keep_only(int a, int b) {
 
 /* The life of a spare supervisor: build the job's namespaces and init, wait on `chan` for a
  * job, start it, reply to the engine, copy the job's output into its log, report the end. */
-static PyObject *supervise(int chan, int busy, const char *cgroup_root) {
+/* What the fallback recorder needs: `python -I -c CODE CONF DIR REPORT [REPLY_FD]`. */
+struct recorder {
+    const char *python, *code, *conf;
+};
+
+/* Report the job's end to the fork server; if it does not answer that it recorded it, record
+ * it in Python here. `reply`: the engine's socket, still owed an answer (a failed start). */
+static int report_end(int chan, const struct recorder *r, const char *dir, const char *end,
+                      int reply) {
+    char ack = 0;
+    int fds[1] = {reply};
+    if (send_with_fds(chan, end, strlen(end), fds, reply >= 0) == 0 && recv(chan, &ack, 1, 0) == 1 &&
+        ack == 'k')
+        return 0;
+    close(chan);
+    char fd_text[16] = "";
+    if (reply >= 0) {
+        if (reply != 3) {
+            dup2(reply, 3); /* no CLOEXEC on the copy */
+            close(reply);
+        } else {
+            fcntl(3, F_SETFD, 0);
+        }
+        strcpy(fd_text, "3");
+    }
+    char *argv[] = {(char *)r->python, "-I", "-c", (char *)r->code, (char *)r->conf, (char *)dir,
+                    (char *)end, reply >= 0 ? fd_text : NULL, NULL};
+    execv(r->python, argv);
+    perror("tjob-shim: exec of the recorder");
+    return 1;
+}
+
+static int supervise(int chan, int busy, const char *cgroup_root, const struct recorder *rec) {
     keep_only(chan, busy);
     setsid();
     reset_signals();
@@ -608,7 +641,7 @@ static PyObject *supervise(int chan, int busy, const char *cgroup_root) {
     if (n <= 0 || nfds != 1) { /* never used: init sees the end and exits */
         close(to_init[0]);
         waitpid(init, NULL, 0);
-        _exit(0);
+        return 0;
     }
     msg[n] = 0;
     const char *dir = msg;
@@ -649,8 +682,9 @@ static PyObject *supervise(int chan, int busy, const char *cgroup_root) {
         close(init_pidfd);
         close_quietly(c.log);
         close(rep[0]);
-        close(chan);
-        return Py_BuildValue("(sy#yi)", "failed", dir, (Py_ssize_t)dirlen, first, reply);
+        char end[sizeof first + 4];
+        snprintf(end, sizeof end, "F %s", first);
+        return report_end(chan, rec, dir, end, reply);
     }
     long pid = atol(first + 2);
     double started_at = now();
@@ -676,62 +710,35 @@ static PyObject *supervise(int chan, int busy, const char *cgroup_root) {
     close(init_pidfd);
     close(c.log);
     close(c.devnull);
-    /* The fork server, if still there, records the end: warm, it does so several times faster
-     * than this process could after resuming Python (which copies the pages it touches). */
-    char end[256], ack = 0;
-    int len = snprintf(end, sizeof end, "%d %ld %.17g %s", wstatus, pid, started_at, c.cut);
-    if (send(chan, end, (size_t)len, MSG_NOSIGNAL) == len && recv(chan, &ack, 1, 0) == 1 &&
-        ack == 'k')
-        _exit(0);
-    close(chan);
-    PyObject *cut = c.cut[0] ? PyUnicode_FromString(c.cut) : Py_NewRef(Py_None);
-    if (!cut) return NULL;
-    return Py_BuildValue("(sy#iNld)", "ended", dir, (Py_ssize_t)dirlen, wstatus, cut, pid,
-                         started_at);
+    char end[256];
+    snprintf(end, sizeof end, "X %d %ld %.17g %s", wstatus, pid, started_at, c.cut);
+    return report_end(chan, rec, dir, end, -1);
 }
 
-PyDoc_STRVAR(zygote_doc,
-"zygote(ctl, cgroup_root) -> tuple\n\n"
-"Called in a child the fork server has just forked: forks a spare supervisor for each\n"
-"(chan, busy) pair of fds that arrives on `ctl`, so that the fork server itself never forks\n"
-"again (each fork would make it copy every page it then touches). Exits when `ctl` closes.\n"
-"Returns only in a supervisor whose job ended without the fork server recording it:\n"
-"('failed', dir, report, reply_fd) if the command could not start, or\n"
-"('ended', dir, wstatus, cut, pid, started_at) (wstatus -1: init was killed; pid 0: unknown;\n"
-"cut: why output capture stopped, or None).");
-
-static PyObject *zygote(PyObject *self, PyObject *args) {
-    int ctl;
-    const char *cgroup_root;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "is", &ctl, &cgroup_root)) return NULL;
+/* Forks a spare supervisor for each (chan, busy) pair of fds that arrives on `ctl`; exits when
+ * `ctl` closes (the fork server is gone). */
+static int zygote(int ctl, const char *cgroup_root, const struct recorder *rec) {
     keep_only(ctl, -1);
     signal(SIGCHLD, SIG_IGN); /* spares are reaped by the kernel */
     for (;;) {
         char msg[8];
         int fds[2], nfds;
         ssize_t n = recv_with_fds(ctl, msg, sizeof msg, fds, 2, &nfds);
-        if (n <= 0) _exit(0);
-        if (nfds == 2) {
-            pid_t pid = fork();
-            if (pid == 0) {
-                close(ctl);
-                return supervise(fds[0], fds[1], cgroup_root);
-            }
+        if (n <= 0) return 0;
+        if (nfds == 2 && fork() == 0) {
+            close(ctl);
+            _exit(supervise(fds[0], fds[1], cgroup_root, rec));
         }
         for (int i = 0; i < nfds; i++) close(fds[i]);
     }
 }
 
-static PyMethodDef methods[] = {
-    {"zygote", zygote, METH_VARARGS, zygote_doc},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "tjob._shim",
-    "A job's supervisor and init, in C (see _shim.c).", -1, methods,
-    NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__shim(void) { return PyModule_Create(&module); }
+int main(int argc, char **argv) {
+    if (argc != 7 || strcmp(argv[1], "zygote") != 0) {
+        fprintf(stderr, "usage: tjob-shim zygote CTL_FD CGROUP_ROOT PYTHON CODE CONF\n"
+                        "(started by tjob's fork server, not by hand)\n");
+        return 2;
+    }
+    struct recorder rec = {argv[4], argv[5], argv[6]};
+    return zygote(atoi(argv[2]), argv[3], &rec);
+}

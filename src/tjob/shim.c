@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -43,7 +44,8 @@
 #include <unistd.h>
 
 #define PIPE_SIZE (1 << 20)
-#define CHUNK (256 << 10) /* per read from a pipe: faster than 64 KiB, as fast as 1 MiB */
+#define CHUNK (1 << 20) /* per read from a pipe; frames this big suit followers best */
+#define IDLE_MS 1000      /* output quiet this long: give the buffer's pages back */
 #define HEADER_SIZE 8
 #define STREAM_TRUNCATED 3
 
@@ -456,7 +458,9 @@ static int read_line(struct lines *r, char *out, size_t size) {
 
 /* Moves output into the log until the cap or a write error; then marks the cut and drains
  * the pipes into nowhere, so the job never blocks. */
-static char chunk[CHUNK]; /* only the pages a job's output touched become resident */
+/* Only the pages a burst of output touched are resident, until the job goes quiet. */
+static char chunk[CHUNK] __attribute__((aligned(4096)));
+static int chunk_used;
 
 struct capture {
     int log, devnull;
@@ -496,6 +500,7 @@ static int take(struct capture *c, int stream, int fd) {
              * copies page by page, and moves a GiB ~2.5x slower here than this does. */
             size_t want = room < CHUNK ? (size_t)room : CHUNK;
             ssize_t n = read(fd, chunk, want);
+            if (n > 4096) chunk_used = 1;
             if (n == 0) return 0;
             if (n < 0 && errno == EINTR) return 1;
             if (n > 0 && pwrite_all(c->log, chunk, (size_t)n, c->size + HEADER_SIZE) == 0 &&
@@ -524,7 +529,13 @@ static int pump(struct capture *c, int out_r, int err_r, struct lines *reports) 
     struct pollfd p[3] = {{reports->fd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
     int wstatus = -1;
     while (p[0].fd >= 0 || p[1].fd >= 0 || p[2].fd >= 0) {
-        if (poll(p, 3, -1) < 0) {
+        int ready = poll(p, 3, chunk_used ? IDLE_MS : -1);
+        if (ready == 0) {
+            madvise(chunk, sizeof chunk, MADV_DONTNEED);
+            chunk_used = 0;
+            continue;
+        }
+        if (ready < 0) {
             if (errno == EINTR) continue;
             break;
         }

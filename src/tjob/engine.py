@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from . import cgroups
-from .cgroups import ResolvedLimits
 from .devices import check_block_device, device_of
 from .errors import (
     AmbiguousJobId,
@@ -50,11 +49,9 @@ from .jobdir import (
     STOP_FILE,
     create_file,
     exec_blob,
-    make_reserve,
-    record_end,
     write_json,
 )
-from .logstore import READ_SIZE, Chunk, LogReader, LogWriter
+from .logstore import READ_SIZE, Chunk, LogReader
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
@@ -357,14 +354,21 @@ class Follower:
 
 
 class _Prepared:
-    __slots__ = ("created_at", "dir", "failed", "job_id", "limits", "spec")
+    __slots__ = ("created_at", "dir", "job_id", "limits", "record", "request", "spec")
 
     def __init__(
-        self, job_id: str, spec: JobSpec, jdir: Path, created_at: float, limits: dict[str, Any]
+        self,
+        job_id: str,
+        spec: JobSpec,
+        jdir: Path,
+        created_at: float,
+        limits: dict[str, Any],
+        request: dict[str, Any],
     ) -> None:
         self.job_id, self.spec, self.dir = job_id, spec, jdir
         self.created_at, self.limits = created_at, limits
-        self.failed = False  # its cgroup could not be made: recorded failed, nothing to start
+        self.request = json.dumps(request).encode()  # for the fork server
+        self.record = json.dumps(request["spec"]).encode()  # spec.json
 
 
 class Engine:
@@ -456,24 +460,25 @@ class Engine:
 
     def _send(self, prepared: _Prepared) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        msg = os.fsencode(prepared.dir) + b"\0" + str(self.output_cap).encode()
         try:
             with self._fs_lock:
                 if self._closed or self._ctl is None:
                     raise EngineClosed("the engine is closed")
                 try:
-                    socket.send_fds(self._ctl, [msg], [theirs.fileno()])
+                    socket.send_fds(self._ctl, [prepared.request], [theirs.fileno()])
                 except OSError:
                     # The fork server died (killed by hand?): start another, once.
                     self._stop_forkserver()
                     self._start_forkserver()
                     assert self._ctl is not None
-                    socket.send_fds(self._ctl, [msg], [theirs.fileno()])
+                    socket.send_fds(self._ctl, [prepared.request], [theirs.fileno()])
         except OSError as e:
             ours.close()
             raise SpawnError(f"cannot reach the fork server: {e.strerror}") from None
         finally:
             theirs.close()
+        # For a supervisor that outlives the fork server: it records the end from this.
+        create_file(prepared.dir / SPEC_FILE, prepared.record)
         return ours
 
     def _stop_forkserver(self) -> None:
@@ -512,7 +517,7 @@ class Engine:
             "wbps": limits.wbps,
             "device": device,
         }
-        # What the supervisor needs to record the end; the rest is in exec.bin for the init.
+        # What the final status repeats of the request; the rest is in exec.bin for the init.
         req = {
             "id": job_id,
             "argv": list(spec.argv),
@@ -528,32 +533,26 @@ class Engine:
         )
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
-        create_file(jdir / SPEC_FILE, json.dumps(req).encode())
-        LogWriter(str(jdir / LOG_FILE)).close()
-        make_reserve(jdir)
-        prepared = _Prepared(job_id, spec, jdir, created_at, public)
-        resolved = _resolved(limits, device)
-        try:
-            self._cg.create(job_id, resolved)
-        except CgroupError as e:
-            prepared.failed = True
-            status = JobStatus(
-                id=job_id,
-                state=JobState.FAILED,
-                argv=tuple(spec.argv),
-                owner=spec.owner,
-                error=str(e),
-                created_at=created_at,
-                ended_at=time.time(),
-                limits=public,
-            )
-            record_end(jdir, status)
-            return prepared
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
-        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env)
-        create_file(jdir / EXEC_FILE, blob)
-        return prepared
+        create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
+        major, _, minor = (device or "").partition(":")
+        # The fork server makes the job's cgroup (and the supervisor its log) while this
+        # thread writes spec.json: the start does not wait on all three in a row.
+        request = {
+            "dir": str(jdir),
+            "cap": self.output_cap,
+            "limits": [
+                limits.cpu_percent,
+                limits.memory_mb,
+                limits.pids,
+                limits.rbps,
+                limits.wbps,
+                [int(major), int(minor)] if device else None,
+            ],
+            "spec": req,
+        }
+        return _Prepared(job_id, spec, jdir, created_at, public, request)
 
     def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> Job:
         job = Job(self, prepared.job_id, prepared.spec, prepared.created_at, prepared.limits)
@@ -581,8 +580,6 @@ class Engine:
         ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
         """
         prepared = self._prepare(spec)
-        if prepared.failed:
-            return self._finish(prepared, b"", [])
         sock = self._send(prepared)
         with sock:
             sock.settimeout(START_TIMEOUT)
@@ -595,8 +592,6 @@ class Engine:
     async def start_async(self, spec: JobSpec) -> Job:
         """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
         prepared = self._prepare(spec)
-        if prepared.failed:
-            return self._finish(prepared, b"", [])
         sock = self._send(prepared)
         loop = asyncio.get_running_loop()
         with sock:
@@ -751,21 +746,6 @@ class Engine:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:
-    """Limits merged with the engine's complete defaults, as the cgroup backend takes them."""
-    cpu, mem, pids, rbps, wbps = (
-        limits.cpu_percent,
-        limits.memory_mb,
-        limits.pids,
-        limits.rbps,
-        limits.wbps,
-    )
-    assert cpu is not None and mem is not None and pids is not None
-    assert rbps is not None and wbps is not None
-    major, _, minor = (device or "").partition(":")
-    return ResolvedLimits(cpu, mem, pids, rbps, wbps, (int(major), int(minor)) if device else None)
 
 
 def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:

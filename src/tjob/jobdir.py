@@ -1,9 +1,9 @@
 """A job's directory: the files in it and how they are written.
 
-spec.json       the request, as the engine accepted it
-exec.bin        what the job's init needs to start the command (read by the C init)
-output.log      the framed output (logstore.py)
-reserve         room kept for the final status should the disk fill up
+spec.json       what the job's final status repeats of its request (id, argv, owner, ...)
+exec.bin        what the job's init needs to start the command (read by shim.c)
+output.log      the framed output (logstore.py), made by the supervisor
+reserve         16 KiB the supervisor keeps for the final status, should the disk fill up
 run.json        written by the supervisor once the command runs (pids, start time)
 status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
@@ -27,7 +27,6 @@ STATUS_FILE = "status.json"
 LOG_FILE = "output.log"
 STOP_FILE = "stop-requested"
 RESERVE_FILE = "reserve"
-RESERVE_SIZE = 16384
 
 
 def create_file(path: Path, data: bytes) -> None:
@@ -46,7 +45,7 @@ def exec_blob(
     argv: Sequence[str],
     env: Mapping[str, str],
 ) -> bytes:
-    """exec.bin for the C init (_shim.c): NUL-terminated fields, lists led by their length.
+    """exec.bin for the job's init (shim.c): NUL-terminated fields, lists led by their length.
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
     relative to the cgroup root."""
@@ -54,16 +53,6 @@ def exec_blob(
     fields = [hostname, cwd, uid, gid, str(len(procs)), *procs, str(len(argv)), *argv]
     fields += [str(len(env)), *(f"{k}={v}" for k, v in env.items())]
     return b"".join(os.fsencode(f) + b"\0" for f in fields)
-
-
-def make_reserve(jdir: Path) -> None:
-    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, RESERVE_SIZE)
-    except OSError:
-        pass  # no room even now: the status write may fail, and the job is then lost
-    finally:
-        os.close(fd)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -45,8 +45,8 @@ TRUNCATION_MARK = Chunk(Stream.BOTH, b"", True)
 
 
 class LogWriter:
-    """Creates a job's log and appends whole frames (the end, in tests any), each with one
-    pwritev. The job's output itself is spliced in by its supervisor, in C (_shim.c)."""
+    """Appends whole frames to a job's log (its end; in tests, any), each with one pwritev.
+    The supervisor (shim.c) creates the log and writes the job's output into it."""
 
     def __init__(self, path: str) -> None:
         # Not O_APPEND: frames go at self.size, so an undone short write leaves no gap.
@@ -56,10 +56,14 @@ class LogWriter:
 
     @classmethod
     def resume(cls, path: str) -> LogWriter:
-        """The log a supervisor wrote, to append its end frame."""
+        """The log a supervisor wrote, to append its end frame; made if the job never got
+        as far as a supervisor (a failed start), so that its readers find the end too."""
         self = cls.__new__(cls)
-        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = os.fstat(self.fd).st_size
+        if self.size < len(MAGIC):
+            os.pwrite(self.fd, MAGIC, 0)
+            self.size = len(MAGIC)
         return self
 
     def write(self, stream: int, data: bytes | memoryview) -> None:

@@ -47,6 +47,8 @@
 #define CHUNK (1 << 20) /* per read from a pipe; frames this big suit followers best */
 #define IDLE_MS 1000      /* output quiet this long: give the buffer's pages back */
 #define HEADER_SIZE 8
+#define LOG_MAGIC "TJOBLOG1" /* logstore.MAGIC, as long as a header */
+#define RESERVE_SIZE 16384   /* jobdir.RESERVE_FILE's size */
 #define STREAM_TRUNCATED 3
 
 static const int FORWARDED[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -663,10 +665,13 @@ static int supervise(int chan, int busy, const char *cgroup_root, const struct r
     char path[PATH_MAX];
     snprintf(c.reserve, sizeof c.reserve, "%s/reserve", dir);
     snprintf(path, sizeof path, "%s/output.log", dir);
-    c.log = open(path, O_WRONLY | O_CLOEXEC);
+    c.log = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (c.log >= 0 && pwrite_all(c.log, LOG_MAGIC, HEADER_SIZE, 0)) {
+        close(c.log);
+        c.log = -1;
+    }
+    c.size = HEADER_SIZE;
     c.devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    struct stat st;
-    c.size = c.log >= 0 && fstat(c.log, &st) == 0 ? st.st_size : 0;
     snprintf(path, sizeof path, "%s/exec.bin", dir);
     int exec_fd = open(path, O_RDONLY | O_CLOEXEC);
     int out[2] = {-1, -1}, err[2] = {-1, -1};
@@ -714,6 +719,13 @@ static int supervise(int chan, int busy, const char *cgroup_root, const struct r
     close(reply);
     close(self_pidfd);
     close(busy); /* the fork server's cue to build the next spare */
+    /* Room for the final status should the disk fill up (the output is then cut, and this is
+     * unlinked). Made now, after the reply: it is not on the way to starting the job. */
+    int reserve = open(c.reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (reserve >= 0) {
+        posix_fallocate(reserve, 0, RESERVE_SIZE); /* no room even now: nothing to keep */
+        close(reserve);
+    }
 
     int wstatus = pump(&c, out[0], err[0], &reports);
     close(rep[0]);

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cgroups import CgroupBackend, backend
+from .cgroups import CgroupBackend, ResolvedLimits, backend
 from .errors import CgroupError
 from .jobdir import SPEC_FILE, STATUS_FILE, STOP_FILE, record_end
 from .status import JobState, JobStatus, Usage
@@ -100,7 +100,8 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
     zygote = _Zygote(cg, conf)
     spare: _Spare | None = _Spare.make(zygote)
     starting = -1  # the busy pipe of the job last handed over, until it is running
-    running: dict[int, tuple[socket.socket, Path]] = {}  # channels of handed-over jobs
+    # The channels of jobs handed over, with their directories and spec.json's content.
+    running: dict[int, tuple[socket.socket, Path, dict[str, Any]]] = {}
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     while True:
@@ -113,9 +114,9 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
                 spare = _Spare.make(zygote)
         for fd in ready & running.keys():
             sel.unregister(fd)
-            chan, jdir = running.pop(fd)
+            chan, jdir, spec = running.pop(fd)
             with chan:
-                _record_reported(chan, jdir, cg)
+                _record_reported(chan, jdir, spec, cg)
         if sock.fileno() not in ready:
             continue
         msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
@@ -125,20 +126,31 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
             return
         if not fds:
             continue
+        reply = socket.socket(fileno=fds[0])
+        req = json.loads(msg)
+        jdir, spec = Path(req["dir"]), req["spec"]
+        cpu, mem, pids, rbps, wbps, dev = req["limits"]
+        limits = ResolvedLimits(cpu, mem, pids, rbps, wbps, tuple(dev) if dev else None)
+        try:
+            cg.create(spec["id"], limits)
+        except CgroupError as e:
+            _record_failure(jdir, spec, cg, str(e), reply)
+            continue
         if spare is None:
             spare = _Spare.make(zygote)  # the last one's job is still starting
-        if not spare.hand(msg, fds[0]):
+        job = os.fsencode(jdir) + b"\0" + str(req["cap"]).encode()
+        if not spare.hand(job, reply.fileno()):
             # It died (killed by hand?), perhaps with the zygote.
             zygote.ctl.close()
             zygote = _Zygote(cg, conf)
             spare = _Spare.make(zygote)
-            if not spare.hand(msg, fds[0]):
-                err = {"ok": False, "error": "the job's supervisor could not be started"}
-                _reply(socket.socket(fileno=os.dup(fds[0])), err)
+            if not spare.hand(job, reply.fileno()):
+                error = "the job's supervisor could not be started"
+                _record_failure(jdir, spec, cg, error, reply)
                 spare.chan.close()
-        os.close(fds[0])
+        reply.close()
         if spare.chan.fileno() >= 0:
-            running[spare.chan.fileno()] = (spare.chan, Path(os.fsdecode(msg.split(b"\0")[0])))
+            running[spare.chan.fileno()] = (spare.chan, jdir, spec)
             sel.register(spare.chan, selectors.EVENT_READ)
         if starting >= 0:
             sel.unregister(starting)
@@ -148,7 +160,9 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
         spare = None
 
 
-def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None:
+def _record_reported(
+    chan: socket.socket, jdir: Path, spec: dict[str, Any], cg: CgroupBackend
+) -> None:
     """A supervisor reports its job's end: record it here, and answer "k" (the supervisor
     exits) or "n" (it records the end itself)."""
     try:
@@ -164,7 +178,7 @@ def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None
         # A job whose processes are still going (they ignore SIGKILL's delivery only until
         # they leave the kernel) is recorded by its supervisor: waiting here stalls every start.
         if report.startswith("F") or not cg.pids(jdir.name):
-            record(jdir, cg, report, reply)
+            record(jdir, spec, cg, report, reply)
             done = True
     except Exception:
         traceback.print_exc()  # into spawner.log; the supervisor tries for itself
@@ -199,16 +213,20 @@ def record_main() -> None:
     reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
     jdir = Path(sys.argv[2])
     if not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died
-        record(jdir, cg, sys.argv[3], reply)
+        spec = json.loads((jdir / SPEC_FILE).read_bytes())
+        record(jdir, spec, cg, sys.argv[3], reply)
 
 
-def record(jdir: Path, cg: CgroupBackend, report: str, reply: socket.socket | None) -> None:
+def record(
+    jdir: Path, spec: dict[str, Any], cg: CgroupBackend, report: str, reply: socket.socket | None
+) -> None:
     """Record a job's end from its supervisor's report: "X WSTATUS PID STARTED_AT CUT" (the
-    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``)."""
+    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``).
+    ``spec``: spec.json's content."""
     kind, _, rest = report.partition(" ")
     if kind == "X":
         wstatus, pid, started_at, cut = rest.split(" ", 3)
-        record_exit(jdir, cg, int(wstatus), cut or None, int(pid), float(started_at))
+        record_exit(jdir, spec, cg, int(wstatus), cut or None, int(pid), float(started_at))
         return
     words = rest.split()
     if len(words) >= 3 and words[0] == "F" and words[2].isdigit():
@@ -216,11 +234,19 @@ def record(jdir: Path, cg: CgroupBackend, report: str, reply: socket.socket | No
         error = f"{words[1]} {target}: {os.strerror(int(words[2]))}".replace(" - ", " ")
     else:
         error = "the job's init died before starting the command"
-    _remove(cg, jdir.name)
-    req = json.loads((jdir / SPEC_FILE).read_bytes())
-    record_end(
-        jdir, JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **_base(req))
-    )
+    _record_failure(jdir, spec, cg, error, reply)
+
+
+def _record_failure(
+    jdir: Path, spec: dict[str, Any], cg: CgroupBackend, error: str, reply: socket.socket | None
+) -> None:
+    """A job that never ran: its cgroup removed, its status recorded, the engine answered."""
+    try:
+        cg.remove(spec["id"])
+    except CgroupError:
+        pass
+    status = JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **_base(spec))
+    record_end(jdir, status)
     if reply is not None:
         _reply(reply, {"ok": False, "error": error})
 
@@ -237,15 +263,20 @@ def _base(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_exit(
-    jdir: Path, cg: CgroupBackend, wstatus: int, cut: str | None, pid: int, started_at: float
+    jdir: Path,
+    spec: dict[str, Any],
+    cg: CgroupBackend,
+    wstatus: int,
+    cut: str | None,
+    pid: int,
+    started_at: float,
 ) -> None:
     """The final status of a job whose command ran: its wait status (-1 if init was killed),
     cgroup usage, OOM kills, and the cgroup removed."""
-    req = json.loads((jdir / SPEC_FILE).read_bytes())
     if wstatus < 0:
         # No report: init was SIGKILLed (a stop), and the kernel SIGKILLed all in its namespace.
         wstatus = signal.SIGKILL
-    job_id = req["id"]
+    job_id = spec["id"]
     usage = cg.usage(job_id)
     oom = cg.oom_kills(job_id) > 0
     error = cut
@@ -271,16 +302,9 @@ def record_exit(
             io_read_bytes=usage.io_read_bytes,
             io_write_bytes=usage.io_write_bytes,
         ),
-        **_base(req),
+        **_base(spec),
     )
     record_end(jdir, status)
-
-
-def _remove(cg: CgroupBackend, job_id: str) -> None:
-    try:
-        cg.remove(job_id)
-    except CgroupError:
-        pass
 
 
 def _reply(reply: socket.socket, data: dict[str, Any], fds: Sequence[int] = ()) -> None:

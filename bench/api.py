@@ -629,9 +629,11 @@ def b4(c: Client, server: Server, jobs: int, n: int) -> Result:
     listed = len(c.list(c.pb.ListRequest(), timeout=60).jobs)
     fs = server.forkserver_pid()
     roles: dict[str, list[tuple[int, int]]] = {}  # role -> [(Pss, Private_Dirty) in KiB]
-    for pid in _tjob_processes(server.pid):
+    parents = {pid: int(_stat_fields(pid)[1]) for pid in _tjob_processes(server.pid)}
+    for pid, ppid in parents.items():
         role = {server.pid: "tjobs", fs: "fork server"}.get(pid)
-        role = role or ("supervisor" if int(_stat_fields(pid)[1]) == fs else "init")
+        if role is None:  # tjob-shim: the zygote forks supervisors, which fork inits
+            role = {fs: "zygote"}.get(ppid) or ("supervisor" if parents.get(ppid) == fs else "init")
         rollup = (_kib(pid, "smaps_rollup", "Pss"), _kib(pid, "smaps_rollup", "Private_Dirty"))
         roles.setdefault(role, []).append(rollup)
     cg = cgroups.detect(parent=SERVER_CGROUP)
@@ -681,7 +683,8 @@ def b4(c: Client, server: Server, jobs: int, n: int) -> Result:
 
 
 def _tjob_processes(root: int) -> list[int]:
-    """tjobs and its descendants that are tjob's own: fork server, supervisors, inits."""
+    """tjobs and its descendants that are tjob's own: the fork server, and tjob-shim's zygote,
+    supervisors and inits."""
     return [root] + [p for p in _children(root) if b"tjob" in _cmdline(p)]
 
 

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -521,3 +522,40 @@ def test_tmp_and_dev_shm_are_the_jobs_own(engine: Engine) -> None:
         assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "job\n"
     finally:
         host_file.unlink()
+
+
+def test_argv_and_environment_near_their_caps_start(engine: Engine) -> None:
+    # Too big for one datagram between the processes: they travel in the job's files. (The
+    # kernel caps each string at 128 KiB: E2BIG, reported as such.)
+    args, env = ["a" * 50_000] * 4, {"BIG1": "v" * 100_000, "BIG2": "w" * 100_000}
+    script = 'echo "$# ${#1} ${#4} ${#BIG1} ${#BIG2}"'
+    job = engine.start(JobSpec(["sh", "-c", script, "sh", *args], env=env))
+    assert job.wait(30).exit_code == 0, job.status().error
+    assert out(job) == b"4 50000 50000 100000 100000\n"
+
+
+def test_state_dir_under_tmp_works(cgroup_parent: str) -> None:
+    # A job's own /tmp is a fresh tmpfs: nothing of the job's start may be read through it.
+    state = Path(tempfile.mkdtemp(prefix="tjob-state-", dir="/tmp"))
+    try:
+        with Engine(state, cgroup_parent=cgroup_parent) as eng:
+            job = eng.start(JobSpec(["echo", "from under /tmp"]))
+            assert job.wait(30).exit_code == 0 and out(job) == b"from under /tmp\n"
+    finally:
+        shutil.rmtree(state)
+
+
+def test_end_after_the_engine_closed_is_recorded_by_the_supervisor(
+    tmp_path: Path, cgroup_parent: str, gate: Path
+) -> None:
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent) as first:
+        job = first.start(JobSpec(["sh", "-c", f"cat {gate}; echo released; exit 7"]))
+    # The engine and its fork server are gone: the supervisor records the end itself.
+    with open(gate, "w"):
+        pass
+    with Engine(state, cgroup_parent=cgroup_parent) as second:
+        st = second.get(job.id).wait(30)
+        assert (st.state, st.exit_code) == (JobState.EXITED, 7)
+        assert st.usage.cpu_seconds is not None  # read from its cgroup before removing it
+        assert out(second.get(job.id)) == b"released\n"

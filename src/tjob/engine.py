@@ -354,7 +354,7 @@ class Follower:
 
 
 class _Prepared:
-    __slots__ = ("created_at", "dir", "job_id", "limits", "record", "request", "spec")
+    __slots__ = ("created_at", "dir", "job_id", "limits", "request", "spec")
 
     def __init__(
         self,
@@ -368,7 +368,6 @@ class _Prepared:
         self.job_id, self.spec, self.dir = job_id, spec, jdir
         self.created_at, self.limits = created_at, limits
         self.request = json.dumps(request).encode()  # for the fork server
-        self.record = json.dumps(request["spec"]).encode()  # spec.json
 
 
 class Engine:
@@ -477,8 +476,6 @@ class Engine:
             raise SpawnError(f"cannot reach the fork server: {e.strerror}") from None
         finally:
             theirs.close()
-        # For a supervisor that outlives the fork server: it records the end from this.
-        create_file(prepared.dir / SPEC_FILE, prepared.record)
         return ours
 
     def _stop_forkserver(self) -> None:
@@ -537,8 +534,9 @@ class Engine:
         ids = (uid, gid) if uid is not None and gid is not None else None
         create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
         major, _, minor = (device or "").partition(":")
-        # The fork server makes the job's cgroup (and the supervisor its log) while this
-        # thread writes spec.json: the start does not wait on all three in a row.
+        create_file(jdir / SPEC_FILE, json.dumps(req).encode())
+        # The fork server makes the job's cgroup, the supervisor its log: the request stays
+        # small (argv may be 256 KiB: it is in the files).
         request = {
             "dir": str(jdir),
             "cap": self.output_cap,
@@ -550,7 +548,7 @@ class Engine:
                 limits.wbps,
                 [int(major), int(minor)] if device else None,
             ],
-            "spec": req,
+            "id": job_id,
         }
         return _Prepared(job_id, spec, jdir, created_at, public, request)
 

@@ -100,8 +100,7 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
     zygote = _Zygote(cg, conf)
     spare: _Spare | None = _Spare.make(zygote)
     starting = -1  # the busy pipe of the job last handed over, until it is running
-    # The channels of jobs handed over, with their directories and spec.json's content.
-    running: dict[int, tuple[socket.socket, Path, dict[str, Any]]] = {}
+    running: dict[int, tuple[socket.socket, Path]] = {}  # channels of handed-over jobs
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     while True:
@@ -114,9 +113,9 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
                 spare = _Spare.make(zygote)
         for fd in ready & running.keys():
             sel.unregister(fd)
-            chan, jdir, spec = running.pop(fd)
+            chan, jdir = running.pop(fd)
             with chan:
-                _record_reported(chan, jdir, spec, cg)
+                _record_reported(chan, jdir, cg)
         if sock.fileno() not in ready:
             continue
         msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
@@ -128,13 +127,13 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
             continue
         reply = socket.socket(fileno=fds[0])
         req = json.loads(msg)
-        jdir, spec = Path(req["dir"]), req["spec"]
+        jdir = Path(req["dir"])
         cpu, mem, pids, rbps, wbps, dev = req["limits"]
         limits = ResolvedLimits(cpu, mem, pids, rbps, wbps, tuple(dev) if dev else None)
         try:
-            cg.create(spec["id"], limits)
+            cg.create(req["id"], limits)
         except CgroupError as e:
-            _record_failure(jdir, spec, cg, str(e), reply)
+            _record_failure(jdir, cg, str(e), reply)
             continue
         if spare is None:
             spare = _Spare.make(zygote)  # the last one's job is still starting
@@ -146,11 +145,11 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
             spare = _Spare.make(zygote)
             if not spare.hand(job, reply.fileno()):
                 error = "the job's supervisor could not be started"
-                _record_failure(jdir, spec, cg, error, reply)
+                _record_failure(jdir, cg, error, reply)
                 spare.chan.close()
         reply.close()
         if spare.chan.fileno() >= 0:
-            running[spare.chan.fileno()] = (spare.chan, jdir, spec)
+            running[spare.chan.fileno()] = (spare.chan, jdir)
             sel.register(spare.chan, selectors.EVENT_READ)
         if starting >= 0:
             sel.unregister(starting)
@@ -160,9 +159,7 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
         spare = None
 
 
-def _record_reported(
-    chan: socket.socket, jdir: Path, spec: dict[str, Any], cg: CgroupBackend
-) -> None:
+def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None:
     """A supervisor reports its job's end: record it here, and answer "k" (the supervisor
     exits) or "n" (it records the end itself)."""
     try:
@@ -178,7 +175,7 @@ def _record_reported(
         # A job whose processes are still going (they ignore SIGKILL's delivery only until
         # they leave the kernel) is recorded by its supervisor: waiting here stalls every start.
         if report.startswith("F") or not cg.pids(jdir.name):
-            record(jdir, spec, cg, report, reply)
+            record(jdir, cg, report, reply)
             done = True
     except Exception:
         traceback.print_exc()  # into spawner.log; the supervisor tries for itself
@@ -213,20 +210,16 @@ def record_main() -> None:
     reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
     jdir = Path(sys.argv[2])
     if not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died
-        spec = json.loads((jdir / SPEC_FILE).read_bytes())
-        record(jdir, spec, cg, sys.argv[3], reply)
+        record(jdir, cg, sys.argv[3], reply)
 
 
-def record(
-    jdir: Path, spec: dict[str, Any], cg: CgroupBackend, report: str, reply: socket.socket | None
-) -> None:
+def record(jdir: Path, cg: CgroupBackend, report: str, reply: socket.socket | None) -> None:
     """Record a job's end from its supervisor's report: "X WSTATUS PID STARTED_AT CUT" (the
-    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``).
-    ``spec``: spec.json's content."""
+    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``)."""
     kind, _, rest = report.partition(" ")
     if kind == "X":
         wstatus, pid, started_at, cut = rest.split(" ", 3)
-        record_exit(jdir, spec, cg, int(wstatus), cut or None, int(pid), float(started_at))
+        record_exit(jdir, cg, int(wstatus), cut or None, int(pid), float(started_at))
         return
     words = rest.split()
     if len(words) >= 3 and words[0] == "F" and words[2].isdigit():
@@ -234,13 +227,12 @@ def record(
         error = f"{words[1]} {target}: {os.strerror(int(words[2]))}".replace(" - ", " ")
     else:
         error = "the job's init died before starting the command"
-    _record_failure(jdir, spec, cg, error, reply)
+    _record_failure(jdir, cg, error, reply)
 
 
-def _record_failure(
-    jdir: Path, spec: dict[str, Any], cg: CgroupBackend, error: str, reply: socket.socket | None
-) -> None:
+def _record_failure(jdir: Path, cg: CgroupBackend, error: str, reply: socket.socket | None) -> None:
     """A job that never ran: its cgroup removed, its status recorded, the engine answered."""
+    spec = json.loads((jdir / SPEC_FILE).read_bytes())
     try:
         cg.remove(spec["id"])
     except CgroupError:
@@ -264,7 +256,6 @@ def _base(req: dict[str, Any]) -> dict[str, Any]:
 
 def record_exit(
     jdir: Path,
-    spec: dict[str, Any],
     cg: CgroupBackend,
     wstatus: int,
     cut: str | None,
@@ -273,6 +264,7 @@ def record_exit(
 ) -> None:
     """The final status of a job whose command ran: its wait status (-1 if init was killed),
     cgroup usage, OOM kills, and the cgroup removed."""
+    spec = json.loads((jdir / SPEC_FILE).read_bytes())
     if wstatus < 0:
         # No report: init was SIGKILLed (a stop), and the kernel SIGKILLed all in its namespace.
         wstatus = signal.SIGKILL

@@ -148,8 +148,12 @@ def read_keyed(path: Path) -> dict[str, int]:
 
 def write(path: Path, value: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        # O_TRUNC as a shell's ">" does: cgroupfs ignores it, a test's fake one needs it.
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())  # one write: cgroup files take a value per write
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CgroupError(f"cannot write {value!r} to {path}: {e.strerror}") from None
 

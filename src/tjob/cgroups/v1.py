@@ -63,7 +63,7 @@ class CgroupV1(CgroupBackend):
                 d.mkdir()
                 made.append(d)
             cpu = self._dir("cpu", job_id)
-            write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            # A new cgroup's period is the kernel's default, CFS_PERIOD_US: only the quota.
             write(cpu / "cpu.cfs_quota_us", str(limits.cpu_percent * CFS_PERIOD_US // 100))
             mem = self._dir("memory", job_id)
             nbytes = str(limits.memory_mb * MIB)

@@ -36,7 +36,7 @@ import tjob
 from tjob import cgroups
 from tjob.api import pki
 
-from .common import SHARED_TMP, Figure, Result, run_quiet, timed
+from .common import BENCH_DIR, Figure, Result, run_quiet, timed
 from .engine import GIB, _runc_bundle, _unmount_runc
 
 if TYPE_CHECKING:
@@ -789,7 +789,7 @@ def run(selected: set[str], quick: bool) -> list[Result]:
         ("B8", lambda c, s, t: b8(s, t, 10 if quick else 30)),
     ]
     out: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="tjob-bench-api-", dir=SHARED_TMP) as d:
+    with tempfile.TemporaryDirectory(prefix="tjob-bench-api-", dir=BENCH_DIR) as d:
         tmp = Path(d)
         tmp.chmod(0o711)  # jobs run as nobody and read B3's file under it
         server = Server(tmp)

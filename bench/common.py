@@ -113,5 +113,6 @@ def write_report(path: Path, results: list[Result], command: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-# Scratch for files a job must see (FIFOs, scripts): a job's /tmp is a tmpfs of its own.
-SHARED_TMP = "/var/tmp"
+# Where the benchmarks' state directories and scratch go: beside tjobs's default state
+# (/var/lib/tjob), on the same disk, and visible to jobs (a job's /tmp is a tmpfs of its own).
+BENCH_DIR = "/var/lib"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tjob
 
-from .common import SHARED_TMP, Figure, Result, run_quiet, timed
+from .common import BENCH_DIR, Figure, Result, run_quiet, timed
 
 NS = ["--pid", "--net", "--mount", "--uts", "--ipc", "--fork", "--mount-proc"]
 GIB = 1 << 30
@@ -218,7 +218,7 @@ def run(selected: set[str], quick: bool) -> list[Result]:
     out: list[Result] = []
     if not selected & {"B1", "B2", "B6", "B7"}:
         return out
-    with tempfile.TemporaryDirectory(prefix="tjob-bench-", dir=SHARED_TMP) as d:
+    with tempfile.TemporaryDirectory(prefix="tjob-bench-", dir=BENCH_DIR) as d:
         tmp = Path(d)
         with tjob.Engine(tmp / "state", cgroup_parent="tjob-bench", output_cap=4 * GIB) as eng:
             if "B1" in selected:

@@ -1,10 +1,10 @@
 """The library face: an Engine starts jobs, a Job reports, stops, waits and streams output.
 
-The engine itself never forks: a fork server (tjob.spawner) started once per engine does, and
-each job is run by a supervisor process that outlives the engine. What the engine knows of a
-job it reads back from the job's directory (``state_dir/jobs/<id>``) — the status file the
-supervisor writes at the end and the framed output log — waking on inotify and pidfds through
-one shared watcher thread, so any number of sync or async readers cost no thread each.
+The engine itself never forks: a fork server (tjob.spawner) started once per engine starts
+the jobs, each under a supervisor process (tjob-shim) that outlives the engine. What the engine
+knows of a job it reads back from the job's directory (``state_dir/jobs/<id>``) — the status
+file recorded at the end and the framed output log — waking on inotify and pidfds through one
+shared watcher thread, so any number of sync or async readers cost no thread each.
 """
 
 from __future__ import annotations
@@ -533,8 +533,8 @@ class Engine:
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
         create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
-        major, _, minor = (device or "").partition(":")
         create_file(jdir / SPEC_FILE, json.dumps(req).encode())
+        major, _, minor = (device or "").partition(":")
         # The fork server makes the job's cgroup, the supervisor its log: the request stays
         # small (argv may be 256 KiB: it is in the files).
         request = {

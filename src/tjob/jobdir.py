@@ -11,6 +11,7 @@ stop-requested  present if the job was stopped on request
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,8 @@ RESERVE_FILE = "reserve"
 def create_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, data)
+        if os.write(fd, data) != len(data):  # a regular file: short only when the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     finally:
         os.close(fd)
 

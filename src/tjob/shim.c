@@ -594,8 +594,6 @@ static void keep_only(int a, int b) {
     close_range((unsigned)hi + 1, ~0U, 0);
 }
 
-/* The life of a spare supervisor: build the job's namespaces and init, wait on `chan` for a
- * job, start it, reply to the engine, copy the job's output into its log, report the end. */
 /* What the fallback recorder needs: `python -I -c CODE CONF DIR REPORT [REPLY_FD]`. */
 struct recorder {
     const char *python, *code, *conf;
@@ -607,9 +605,8 @@ static int report_end(int chan, const struct recorder *r, const char *dir, const
                       int reply) {
     char ack = 0;
     int fds[1] = {reply};
-    if (send_with_fds(chan, end, strlen(end), fds, reply >= 0) == 0 && recv(chan, &ack, 1, 0) == 1 &&
-        ack == 'k')
-        return 0;
+    int sent = send_with_fds(chan, end, strlen(end), fds, reply >= 0) == 0;
+    if (sent && recv(chan, &ack, 1, 0) == 1 && ack == 'k') return 0;
     close(chan);
     char fd_text[16] = "";
     if (reply >= 0) {
@@ -628,6 +625,8 @@ static int report_end(int chan, const struct recorder *r, const char *dir, const
     return 1;
 }
 
+/* The life of a spare supervisor: build the job's namespaces and init, wait on `chan` for a
+ * job, start it, reply to the engine, copy the job's output into its log, report the end. */
 static int supervise(int chan, int busy, const char *cgroup_root, const struct recorder *rec) {
     keep_only(chan, busy);
     setsid();

@@ -9,9 +9,10 @@ and conmon do. When the job is over it reports here, and the fork server, warm, 
 final status: cgroup usage and OOM kills, the cgroup's removal, ``status.json``. A supervisor
 whose fork server is gone (the engine closed or died) runs :func:`record_main` instead.
 
-Messages: engine -> fork server: one SEQPACKET datagram ``DIR\0CAP`` with the reply socket
-attached; supervisor -> engine: one datagram of JSON on that socket, with pidfds of itself and
-of init; supervisor -> fork server: the end (see shim.c).
+Messages: engine -> fork server: one SEQPACKET datagram of JSON (directory, output cap, job id,
+limits) with the reply socket attached; fork server -> supervisor: ``DIR\0CAP`` with that
+socket; supervisor -> engine: one datagram of JSON on it, with pidfds of itself and of init;
+supervisor -> fork server: the end (see shim.c).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class _Zygote:
 
 class _Spare:
     """A supervisor forked ahead of need, whose init has already built the job's namespaces:
-    a request only has to hand it the job, which takes ~3 ms of forking and namespace set-up
+    a request only has to hand it the job, which takes the forks and the namespaces' set-up
     off each start."""
 
     def __init__(self, chan: socket.socket, busy: int) -> None:
@@ -172,8 +173,8 @@ def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None
     report = msg.decode(errors="replace")
     done = False
     try:
-        # A job whose processes are still going (they ignore SIGKILL's delivery only until
-        # they leave the kernel) is recorded by its supervisor: waiting here stalls every start.
+        # A job with processes still exiting (a stop kills them with init) is recorded by its
+        # supervisor, which may wait for them: waiting here would stall every start.
         if report.startswith("F") or not cg.pids(jdir.name):
             record(jdir, cg, report, reply)
             done = True

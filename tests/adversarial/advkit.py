@@ -429,6 +429,13 @@ def children_of(pid: int) -> set[int]:
     return kids
 
 
+def supervisors(h: Harness) -> set[int]:
+    """The job supervisors of the harness's engine: children of its fork server's zygote (one
+    of them the spare, waiting for the next job)."""
+    assert h.engine is not None and h.engine._fs is not None
+    return {pid for zygote in children_of(h.engine._fs.pid) for pid in children_of(zygote)}
+
+
 def server_connections(port: int) -> int:
     """Server-side TCP connections of ``port`` that still hold a socket: ESTABLISHED, and
     CLOSE_WAIT (the peer left and the server has not closed: the signature of a leak)."""
@@ -454,7 +461,7 @@ class Snapshot:
     tasks: int
     in_flight: int
     watches: int
-    forkserver_children: int
+    supervisors: int
 
     @classmethod
     def take(cls, h: Harness) -> Snapshot:
@@ -471,7 +478,7 @@ class Snapshot:
             tasks=h.call(_task_count()),
             in_flight=len(h.in_flight()),
             watches=len(h.engine._hub._keys),
-            forkserver_children=len(children_of(h.engine._fs.pid)),
+            supervisors=len(supervisors(h)),
         )
 
     def grew_from(self, before: Snapshot) -> list[str]:
@@ -492,7 +499,7 @@ class Snapshot:
             "tasks",
             "in_flight",
             "watches",
-            "forkserver_children",
+            "supervisors",
         ):
             if getattr(self, name) > getattr(before, name):
                 grew.append(f"{name} {getattr(before, name)} -> {getattr(self, name)}")
@@ -519,7 +526,7 @@ def settle(h: Harness) -> None:
     h.call(_server_tasks_end())
     deadline = time.monotonic() + HANG
     while True:
-        kids = children_of(h.engine._fs.pid)
+        kids = supervisors(h)
         if len(kids) <= 1:
             return
         fds = []
@@ -530,7 +537,7 @@ def settle(h: Harness) -> None:
             left = deadline - time.monotonic()
             # The spare never exits: wait until all but one are gone, one exit at a time.
             ready = readable(fds, max(left, 0))
-            assert ready, f"fork server children that never exit: {kids}"
+            assert ready, f"supervisors that never exit: {kids}"
         finally:
             for fd in fds:
                 os.close(fd)

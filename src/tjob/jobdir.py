@@ -81,7 +81,7 @@ def record_end(jdir: Path, status: JobStatus) -> None:
     """End the log with the final status (followers stop there), then write status.json."""
     data = status.to_dict()
     try:
-        log = LogWriter.resume(str(jdir / LOG_FILE))
+        log = LogWriter(str(jdir / LOG_FILE))
         try:
             log.end(json.dumps(data).encode())
         finally:

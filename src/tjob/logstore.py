@@ -49,22 +49,14 @@ class LogWriter:
     The supervisor (shim.c) creates the log and writes the job's output into it."""
 
     def __init__(self, path: str) -> None:
+        """Open a job's log to append to it, making it if the job never got as far as a
+        supervisor (a failed start), so that its readers find the end frame too."""
         # Not O_APPEND: frames go at self.size, so an undone short write leaves no gap.
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.write(self.fd, MAGIC)
-        self.size = len(MAGIC)
-
-    @classmethod
-    def resume(cls, path: str) -> LogWriter:
-        """The log a supervisor wrote, to append its end frame; made if the job never got
-        as far as a supervisor (a failed start), so that its readers find the end too."""
-        self = cls.__new__(cls)
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = os.fstat(self.fd).st_size
         if self.size < len(MAGIC):
             os.pwrite(self.fd, MAGIC, 0)
             self.size = len(MAGIC)
-        return self
 
     def write(self, stream: int, data: bytes | memoryview) -> None:
         """Append one whole frame, or nothing: a short write (disk full) is undone."""

@@ -191,12 +191,15 @@ def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None
 
 def main() -> None:
     """Entry point of the fork server: ``python -c ... FD CONFIG_JSON``."""
-    from .cgroups import v1, v2  # noqa: F401  (imported once here, not in every supervisor)
+    serve(socket.socket(fileno=int(sys.argv[1])), _backend(sys.argv[2]), sys.argv[2])
 
-    conf = json.loads(sys.argv[2])
-    cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
+
+def _backend(conf: str) -> CgroupBackend:
+    """The engine's cgroup backend, from its configuration as JSON."""
+    c = json.loads(conf)
+    cg = backend(c["version"], Path(c["root"]), c["parent"])
     cg.setup()
-    serve(socket.socket(fileno=int(sys.argv[1])), cg, sys.argv[2])
+    return cg
 
 
 # --------------------------------------------------------------------------- supervisor's end
@@ -205,9 +208,7 @@ def main() -> None:
 def record_main() -> None:
     """A supervisor whose fork server is gone records its job's end here:
     ``python -I -c RECORDER CONF DIR REPORT [REPLY_FD]``."""
-    conf = json.loads(sys.argv[1])
-    cg = backend(conf["version"], Path(conf["root"]), conf["parent"])
-    cg.setup()
+    cg = _backend(sys.argv[1])
     reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
     jdir = Path(sys.argv[2])
     if not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died

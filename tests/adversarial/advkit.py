@@ -336,12 +336,16 @@ def wait_eof(sock: socket.socket, timeout: float = HANG, *, shut: bool = True) -
 
 
 def health_call(rpc: RawGrpc) -> bool:
-    body = health_pb2.HealthCheckRequest(service="tjob.v1.JobService").SerializeToString()
-    reply = rpc.call(HEALTH, frame(body))
-    if reply.code is not grpc.StatusCode.OK:
-        return False
-    (msg,) = reply.messages()
-    return health_pb2.HealthCheckResponse.FromString(msg).status == 1  # SERVING
+    """The health check answers SERVING on ``rpc``, a connection made for it (closed after)."""
+    try:
+        body = health_pb2.HealthCheckRequest(service="tjob.v1.JobService").SerializeToString()
+        reply = rpc.call(HEALTH, frame(body))
+        if reply.code is not grpc.StatusCode.OK:
+            return False
+        (msg,) = reply.messages()
+        return health_pb2.HealthCheckResponse.FromString(msg).status == 1  # SERVING
+    finally:
+        rpc.close()
 
 
 def healthy(h: Harness, clients: Clients) -> bool:
@@ -355,11 +359,7 @@ def healthy(h: Harness, clients: Clients) -> bool:
     resp = check(health_pb2.HealthCheckRequest(service="tjob.v1.JobService"), timeout=HANG)
     if resp.status != health_pb2.HealthCheckResponse.SERVING:
         return False
-    fresh = RawGrpc.to(h)
-    try:
-        return health_call(fresh)
-    finally:
-        fresh.close()
+    return health_call(RawGrpc.to(h))
 
 
 # --- the bystander and the checkup after every case ---------------------------------------------

@@ -182,9 +182,7 @@ def idle_connections(h: Harness, n: int) -> Iterator[list[ssl.SSLSocket]]:
 def test_1000_idle_tls_connections(case: Case) -> None:
     with idle_connections(case.h, 1000):
         # A fresh handshake and a request are served; jobs started before run on.
-        rpc = RawGrpc.to(case.h)
-        assert health_call(rpc)
-        rpc.close()
+        assert health_call(RawGrpc.to(case.h))
         case.bystander.check()
         jobs = case.stub(ADMIN).List(pb.ListRequest(), timeout=HANG).jobs
         assert case.bystander.id in {j.id for j in jobs}
@@ -205,9 +203,7 @@ def test_stalled_handshakes_do_not_stop_others(case: Case) -> None:
             sock.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello that never finishes
         stalled.append(sock)
     try:
-        fresh = RawGrpc.to(case.h)  # a full handshake while 400 are stuck in theirs
-        assert health_call(fresh)
-        fresh.close()
+        assert health_call(RawGrpc.to(case.h))  # a full handshake while 400 are stuck in theirs
         st = case.stub().Run(pb.RunRequest(argv=["echo", "served"]), timeout=HANG)
         assert output(case.stub(), st.id) == b"served\n"
     finally:
@@ -534,9 +530,7 @@ def test_admin_removed_from_the_list_loses_sight_after_restart(tmp_path: Path) -
         assert code_of(admin.Stop, pb.StopRequest(id=bobs.id)) is Code.NOT_FOUND
         # Bob still has it, and the server is healthy.
         assert second.stub(BOB).Status(pb.JobRef(id=bobs.id), timeout=HANG).owner == "bob"
-        rpc = second.raw()
-        assert health_call(rpc)
-        rpc.close()
+        assert health_call(second.raw())
     finally:
         assert second.stop() == 0
 
@@ -560,9 +554,7 @@ def test_stalled_handshakes_cannot_lock_out_clients_of_a_real_tjobs(tmp_path: Pa
 
         def check() -> None:
             try:
-                rpc = server.raw()
-                box["healthy"] = health_call(rpc)
-                rpc.close()
+                box["healthy"] = health_call(server.raw())
             except Exception as err:  # a timeout here is the lock-out
                 box["error"] = err
 

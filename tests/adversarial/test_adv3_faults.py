@@ -104,9 +104,7 @@ def test_kill_9_during_runs_loses_no_acknowledged_job(certs: Path, tmp_path: Pat
             else:  # caught mid-Run by the kill: it ran, or it is recorded as lost
                 assert st.state in (pb.JOB_STATE_EXITED, pb.JOB_STATE_LOST), st
         no_cgroup_left(listed)
-        rpc = second.raw()
-        assert health_call(rpc)
-        rpc.close()
+        assert health_call(second.raw())
     finally:
         assert second.stop() == 0
 
@@ -198,9 +196,7 @@ def test_cgroupfs_read_only_after_startup_fails_each_job_clearly(
         assert stub.Wait(pb.JobRef(id=st.id), timeout=HANG).state == pb.JOB_STATE_FAILED
         assert output(stub, st.id) == b""
         no_cgroup_left([st.id])  # what it made in the writable hierarchies is gone again
-        rpc = server.raw()
-        assert health_call(rpc)
-        rpc.close()
+        assert health_call(server.raw())
     finally:
         assert server.stop() == 0
 
@@ -240,9 +236,7 @@ def test_state_dir_full(tmp_path: Path) -> None:
                 assert info.value.code() is Code.INTERNAL
                 assert "disk is full" in str(info.value.details()), info.value.details()
                 assert [j.id for j in stub.List(pb.ListRequest(), timeout=HANG).jobs] == [flood.id]
-                rpc = RawGrpc.to(h)
-                assert health_call(rpc)
-                rpc.close()
+                assert health_call(RawGrpc.to(h))
                 # Room again: it carries on.
                 filler.unlink()
                 stub.Remove(pb.JobRef(id=flood.id), timeout=HANG)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The system packages building and testing tjob need, installed with apt when missing (Debian
+# or Ubuntu, as root): `make install` runs this first, so `make test` and `make demo` work on a
+# bare machine with only Python, pip and gcc. Nothing is installed when everything is there.
+set -euo pipefail
+
+PY=${PY:-python3}
+need=()
+# tjob-shim (src/tjob/shim*) is compiled at install.
+echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The venv: Debian splits ensurepip out of python3.
+"$PY" -c 'import venv, ensurepip' 2>/dev/null ||
+    need+=("python$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv")
+# Tests: ps counts processes, ping checks a job's loopback.
+command -v ps >/dev/null || need+=(procps)
+command -v ping >/dev/null || need+=(iputils-ping)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "tjob: missing system packages: ${need[*]} (install them, or run make as root on Debian/Ubuntu)" >&2
+    exit 1
+fi
+echo "tjob: installing ${need[*]}"
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"

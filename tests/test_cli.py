@@ -454,6 +454,8 @@ def test_control_characters_in_fields_are_shown_escaped(server: Server) -> None:
         table = rows(listing.decode())
         assert len(table) == 3  # the header and one line per job
         assert table[1][:2] == [done, "\"true '\\x1b[2J\\nx'\""]
+        (as_json,) = json.loads(server.ok("ps", "--json", done))  # JSON escapes them itself
+        assert as_json["argv"] == ["true", hostile] and "\x1b" not in server.ok("ps", "--json")
         stats = server.tjob("stats", "--no-stream", running).stdout
         assert b"\x1b" not in stats and len(stats.splitlines()) == 2
         # The server's error quotes the job's working directory: escaped too, one line.

@@ -87,7 +87,7 @@ class Client:
         return CliError(describe_rpc_error(err, self.host, self.ca, self.cert))
 
     def each(
-        self, method: str, requests: Sequence[tuple[str, Any]], timeout: float | None
+        self, method: str, requests: Sequence[tuple[str, Any]], timeout: float | None = CALL_TIMEOUT
     ) -> Iterator[tuple[str, JobStatus | None]]:
         """Issue the calls at once (stop or wait on several jobs in parallel); yield in order.
 

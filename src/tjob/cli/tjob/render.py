@@ -41,7 +41,7 @@ def _escaped(m: re.Match[str]) -> str:
 
 def escape(text: str) -> str:
     """``text`` with every character that could move the cursor or restyle a terminal shown as
-    ``\\n``, ``\\x1b``, ``\\u202e``: what is printed is one line and exactly what was there."""
+    ``\\n``, ``\\x1b``, ``\\u202e``: what is printed stays on its line and shows what was there."""
     return _UNSAFE.sub(_escaped, text)
 
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ..client import CALL_TIMEOUT, Client, status
+from ..client import Client, status
 from ..errors import EXIT_ERROR
 from ..render import out, ps_table, short_id
 
@@ -18,7 +18,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
     failed = False
     if args.jobs:
         reqs = [(ref, c.pb.JobRef(id=ref)) for ref in args.jobs]
-        found = list(c.each("Status", reqs, CALL_TIMEOUT))
+        found = list(c.each("Status", reqs))
         statuses = [st for _ref, st in found if st is not None]
         failed = len(statuses) < len(found)
         if not statuses:
@@ -40,5 +40,5 @@ def main(c: Client, args: argparse.Namespace) -> int:
 
 def list_jobs(c: Client) -> list[JobStatus]:
     """Every job the caller may see, newest first (one List call)."""
-    listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest(), CALL_TIMEOUT)
+    listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest())
     return [status(m) for m in listing.jobs]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..client import CALL_TIMEOUT, Client
+from ..client import Client
 from ..render import print_ids
 
 
 def main(c: Client, args: argparse.Namespace) -> int:
     reqs = [(ref, c.pb.JobRef(id=ref)) for ref in args.jobs]
-    return print_ids(c.each("Remove", reqs, CALL_TIMEOUT))
+    return print_ids(c.each("Remove", reqs))

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ..client import CALL_TIMEOUT, Client, cancel, status
+from ..client import Client, cancel, status
 from ..errors import EXIT_USAGE, CliError, exit_code
 from ..render import copy_output, out, short_id, warn
 
@@ -23,7 +23,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
         wbps=args.wbps or 0,
     )
     req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
-    st = status(c.call("Run", pb.JobStatus, req, CALL_TIMEOUT))
+    st = status(c.call("Run", pb.JobStatus, req))
     if st.state is JobState.FAILED:
         # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.
         if not args.attach:

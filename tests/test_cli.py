@@ -441,6 +441,31 @@ def test_stats_of_named_jobs_ends_when_they_do(server: Server) -> None:
     assert len(tables) >= 2  # refreshed each second while it ran
 
 
+@pytest.mark.root
+def test_control_characters_in_fields_are_shown_escaped(server: Server) -> None:
+    # A hostile job's argv must not reach the terminal of whoever lists it (issue 14).
+    hostile = "\x1b[2J\nx"
+    done = server.run("true", hostile)
+    running = server.run("sh", "-c", "sleep 1000", hostile)
+    try:
+        server.ok("wait", done)
+        listing = server.tjob("ps", done, running).stdout
+        assert b"\x1b" not in listing
+        table = rows(listing.decode())
+        assert len(table) == 3  # the header and one line per job
+        assert table[1][:2] == [done, "\"true '\\x1b[2J\\nx'\""]
+        (as_json,) = json.loads(server.ok("ps", "--json", done))  # JSON escapes them itself
+        assert as_json["argv"] == ["true", hostile] and "\x1b" not in server.ok("ps", "--json")
+        stats = server.tjob("stats", "--no-stream", running).stdout
+        assert b"\x1b" not in stats and len(stats.splitlines()) == 2
+        # The server's error quotes the job's working directory: escaped too, one line.
+        proc = server.tjob("run", "-w", "/no\x1b[2J\nwhere", "true")
+        assert proc.returncode != 0 and b"\x1b" not in proc.stderr
+        assert b"\\x1b[2J" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    finally:
+        server.ok("stop", "-t", "0", running)
+
+
 # --- options ------------------------------------------------------------------------------------
 
 
@@ -581,112 +606,3 @@ def test_invalid_limits_print_the_servers_message(
 @pytest.mark.root
 def test_malformed_job_id(server: Server) -> None:
     refused(server.tjob("ps", "zz"), re.compile(r"tjob: job id 'zz' is not valid: .+"))
-
-
-# --- the pieces, without a server (no root needed) ----------------------------------------------
-
-
-def test_parse_args_places_and_spellings() -> None:
-    from tjob.cli.tjob import parse_args
-
-    a = parse_args(["-cert", "x.crt", "run", "--cpu", "10", "-a", "sh", "-c", "echo", "--host"])
-    assert (a.command, a.cert, a.cpu, a.attach) == ("run", "x.crt", 10, True)
-    assert a.argv == ["sh", "-c", "echo", "--host"]  # the job's, not ours
-    b = parse_args(["ps", "--cert=y.crt", "-key", "y.key", "-q", "0123abcd"])
-    assert (b.command, b.cert, b.key, b.quiet, b.jobs) == (
-        "ps",
-        "y.crt",
-        "y.key",
-        True,
-        ["0123abcd"],
-    )
-    c = parse_args(["--cert", "before.crt", "logs", "--cert", "after.crt", "--no-follow", "j"])
-    assert (c.cert, c.follow, c.stdout) == ("after.crt", False, False)  # the later one wins
-    assert parse_args(["logs", "j"]).follow is True
-    assert parse_args(["run", "--mem", "1G", "--wbps", "20M", "true"]).mem == 1024
-    assert parse_args(["run", "--wbps", "20M", "true"]).wbps == 20 << 20
-    assert parse_args(["-h", "ps"]).command is None
-    assert parse_args(["stop", "-t", "0", "a", "b"]).time == 0.0
-
-
-def test_formatting() -> None:
-    from tjob.cli.tjob import command_text, human_bytes, human_duration, status_text
-    from tjob.status import JobState, JobStatus
-
-    assert [human_duration(s) for s in (0, 20.9, 61, 3 * 3600 + 5, 2 * 86400)] == [
-        "0s",
-        "20s",
-        "1m",
-        "3h",
-        "2d",
-    ]
-    assert [human_bytes(n) for n in (0, 512, 1536, 20 << 20)] == ["0B", "512B", "1.5KiB", "20MiB"]
-    assert command_text(["find", "/", "-name", "*.txt"]) == "\"find / -name '*.txt'\""
-    assert command_text(["x" * 40]) == '"' + "x" * 27 + '..."'
-
-    def st(**kw: object) -> JobStatus:
-        return JobStatus(id="0" * 32, argv=("x",), created_at=100.0, **kw)  # type: ignore[arg-type]
-
-    assert status_text(st(state=JobState.RUNNING, started_at=100.0), 120.5) == "Running 20s"
-    assert status_text(st(state=JobState.EXITED, exit_code=3), 0) == "Exit (3)"
-    assert status_text(st(state=JobState.STOPPED, signal=9, stopped=True), 0) == (
-        "Killed (SIGKILL) stopped"
-    )
-    assert status_text(st(state=JobState.EXITED, signal=9, oom_killed=True), 0) == "OOM killed"
-    assert status_text(st(state=JobState.FAILED, error="exec x: No such file"), 0) == (
-        "Failed: exec x: No such file"
-    )
-
-
-class _FakeRpcError:
-    def __init__(self, code: str, details: str) -> None:
-        import grpc
-
-        self._code = getattr(grpc.StatusCode, code)
-        self._details = details
-
-    def code(self) -> object:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-
-@pytest.mark.parametrize(
-    ("code", "details", "expected"),
-    [
-        (
-            "UNAVAILABLE",
-            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8080: "
-            "Failed to connect to remote host: Connection refused",
-            "cannot reach tjobs at localhost:8080: connection refused",
-        ),
-        (
-            "UNAVAILABLE",
-            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8080: "
-            "Custom verification check failed with error: UNAUTHENTICATED: Hostname "
-            "Verification Check failed.",
-            "cannot reach tjobs at localhost:8080: its certificate is not valid for the name "
-            "localhost",
-        ),
-        (
-            "UNAVAILABLE",
-            "errors resolving nohost.invalid:8080: [field:hostname lookup error:address lookup "
-            "failed for nohost.invalid:8080: Domain name not found]",
-            "cannot reach tjobs at localhost:8080: cannot resolve localhost",
-        ),
-        ("UNAVAILABLE", "tjobs is shutting down", "tjobs is shutting down"),
-        ("NOT_FOUND", "unauthorized", "unauthorized"),
-        ("INTERNAL", "boom", "server error: boom"),
-        (
-            "DEADLINE_EXCEEDED",
-            "Deadline Exceeded",
-            "tjobs at localhost:8080 did not answer in time",
-        ),
-    ],
-)
-def test_rpc_errors_in_words(code: str, details: str, expected: str) -> None:
-    from tjob.cli.tjob import describe_rpc_error
-
-    err = _FakeRpcError(code, details)
-    assert describe_rpc_error(err, "localhost:8080", "ca.crt", "cli.crt") == expected

@@ -75,6 +75,10 @@ class Limits:
 
 # The seed's defaults: 20% of a CPU, 20 MB, 20 MiB/s each way; plus a pids cap against fork bombs.
 DEFAULT_LIMITS = Limits(cpu_percent=20, memory_mb=20, pids=512, rbps=20 * MIB, wbps=20 * MIB)
+# Seconds between SIGTERM and SIGKILL when a stop names no grace (the API's default too).
+DEFAULT_GRACE = 10.0
+# Most output kept per job; past it the job runs on and readers see a truncation mark.
+DEFAULT_OUTPUT_CAP = 1 << 30
 
 
 def _check_int(name: str, value: object, maximum: int) -> None:

@@ -35,6 +35,10 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tjob.cli import flags
+    from tjob.spec import DEFAULT_OUTPUT_CAP
+    from tjob.units import size_text
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Serve the tjob gRPC API over mutual TLS 1.3 (run as root).",
@@ -51,11 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "ca", default=".tjob/ca.crt", help="CA cert file (default .tjob/ca.crt)")
     _flag(p, "cert", default=".tjob/svc.crt", help="server cert file (default .tjob/svc.crt)")
     _flag(p, "key", default=".tjob/svc.key", help="server key file (default .tjob/svc.key)")
-    _flag(p, "cpu", type=int, default=20, help="max cpu percentage of one CPU (default 20)")
-    _flag(p, "mem", type=int, default=20, help="max memory in MB, swap included (default 20)")
-    _flag(p, "rbps", type=int, default=20971520, help="max reads in bytes/sec (default 20971520)")
-    _flag(p, "wbps", type=int, default=20971520, help="max writes in bytes/sec (default 20971520)")
-    _flag(p, "pids", type=int, default=512, help="max processes per job (default 512)")
+    _limit_flags(p)
     _flag(
         p,
         "mnt",
@@ -90,16 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "output-cap",
         dest="output_cap",
-        type=_size,
-        default=1 << 30,
+        type=flags.size(minimum=4096),
+        default=DEFAULT_OUTPUT_CAP,
         metavar="SIZE",
         help="most output kept per job, e.g. 512M or 2G; past it the job runs on and readers "
-        "see a truncation mark (default 1G)",
+        f"see a truncation mark (default {size_text(DEFAULT_OUTPUT_CAP)})",
     )
     _flag(
         p,
         "retention",
-        type=_duration,
+        type=flags.duration(),
         default=7 * 86400,
         metavar="DURATION",
         help="remove finished jobs and their output this long after they end, e.g. 12h, 7d "
@@ -125,34 +125,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    """The job limits: the server's caps, and the defaults of jobs that ask for none."""
+    from tjob.cli import flags
+    from tjob.spec import DEFAULT_LIMITS
+    from tjob.units import MIB
 
-
-def _duration(text: str) -> float:
-    """``90`` / ``90s`` / ``15m`` / ``12h`` / ``7d`` / ``2w`` -> seconds."""
-    t = text.strip().lower()
-    unit = t[-1:] if t[-1:].isalpha() else ""
-    try:
-        value = float(t[: len(t) - len(unit)]) * _UNITS[unit]
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 12h or 7d") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
-
-
-def _size(text: str) -> int:
-    """``1048576`` / ``512M`` / ``2G`` -> bytes."""
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    unit = t[-1:] if t[-1:].isalpha() else ""
-    try:
-        value = int(float(t[: len(t) - len(unit)]) * _SIZES[unit])
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512M or 1G") from None
-    if value < 4096:
-        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 4K)")
-    return value
+    d = DEFAULT_LIMITS
+    _flag(
+        p,
+        "cpu",
+        type=int,
+        default=d.cpu_percent,
+        help=f"max cpu percentage of one CPU (default {d.cpu_percent})",
+    )
+    _flag(
+        p,
+        "mem",
+        type=flags.size(MIB),
+        default=d.memory_mb,
+        metavar="MB",
+        help=f"max memory in MB (or 512M, 1G), swap included (default {d.memory_mb})",
+    )
+    _flag(
+        p,
+        "rbps",
+        type=flags.size(),
+        default=d.rbps,
+        metavar="BYTES",
+        help=f"max reads in bytes/sec (or 20M; default {d.rbps})",
+    )
+    _flag(
+        p,
+        "wbps",
+        type=flags.size(),
+        default=d.wbps,
+        metavar="BYTES",
+        help=f"max writes in bytes/sec (or 20M; default {d.wbps})",
+    )
+    _flag(p, "pids", type=int, default=d.pids, help=f"max processes per job (default {d.pids})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,29 @@
+"""``tjob logs [--no-follow] [--stdout|--stderr] JOB``: a job's output, as bytes, from the start."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..client import Client, cancel
+from ..render import copy_output
+
+
+def main(c: Client, args: argparse.Namespace) -> int:
+    pb = c.pb
+    if args.stdout:
+        streams = pb.STREAM_SELECT_STDOUT
+    elif args.stderr:
+        streams = pb.STREAM_SELECT_STDERR
+    else:
+        streams = pb.STREAM_SELECT_BOTH
+    call = c.stream("Logs", pb.LogChunk)(
+        pb.LogsRequest(id=args.job, follow=args.follow, streams=streams)
+    )
+    try:
+        copy_output(call)
+    except c.grpc.RpcError as err:
+        raise c.error(err) from None
+    except BaseException:
+        cancel(call)  # Ctrl+C or a closed pipe: tell the server to stop sending
+        raise
+    return 0

@@ -1,0 +1,44 @@
+"""``tjob ps [-q|--json] [JOB...]``: the status of the given jobs, or of all the caller's."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING
+
+from ..client import Client, status
+from ..errors import EXIT_ERROR
+from ..render import out, ps_table, short_id
+
+if TYPE_CHECKING:
+    from tjob.status import JobStatus
+
+
+def main(c: Client, args: argparse.Namespace) -> int:
+    failed = False
+    if args.jobs:
+        reqs = [(ref, c.pb.JobRef(id=ref)) for ref in args.jobs]
+        found = list(c.each("Status", reqs))
+        statuses = [st for _ref, st in found if st is not None]
+        failed = len(statuses) < len(found)
+        if not statuses:
+            return EXIT_ERROR
+    else:
+        statuses = list_jobs(c)
+    if args.quiet:
+        for st in statuses:
+            out(short_id(st.id))
+    elif args.json:
+        import json
+
+        # ensure_ascii: control characters and all non-ASCII as \u escapes, one safe text.
+        out(json.dumps([st.to_dict() for st in statuses], indent=2))
+    else:
+        out(ps_table(statuses, time.time()))
+    return EXIT_ERROR if failed else 0
+
+
+def list_jobs(c: Client) -> list[JobStatus]:
+    """Every job the caller may see, newest first (one List call)."""
+    listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest())
+    return [status(m) for m in listing.jobs]

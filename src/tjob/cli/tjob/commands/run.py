@@ -1,0 +1,106 @@
+"""``tjob run [-a] COMMAND...``: start a job; print its id, or stream it and pass its code on."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..client import Client, cancel, status
+from ..errors import EXIT_USAGE, CliError, exit_code
+from ..render import copy_output, out, short_id, warn
+
+
+def main(c: Client, args: argparse.Namespace) -> int:
+    from tjob.status import JobState
+
+    pb = c.pb
+    limits = pb.Limits(
+        cpu_percent=args.cpu or 0,
+        memory_mb=args.mem or 0,
+        pids=args.pids or 0,
+        rbps=args.rbps or 0,
+        wbps=args.wbps or 0,
+    )
+    req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
+    st = status(c.call("Run", pb.JobStatus, req))
+    if st.state is JobState.FAILED:
+        # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.
+        if not args.attach:
+            out(short_id(st.id))
+        raise CliError(st.error or "the job did not start", exit_code(st))
+    if not args.attach:
+        out(short_id(st.id))
+        return 0
+    return _attach(c, st.id)
+
+
+def _env(items: list[str]) -> dict[str, str]:
+    """``-e K=V`` as given; ``-e K`` copies K from our own environment."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise CliError(f"-e {key}: no such variable here (give {key}=VALUE)", EXIT_USAGE)
+            value = os.environ[key]
+        env[key] = value
+    return env
+
+
+def _attach(c: Client, job_id: str) -> int:
+    """Stream the job's output until it ends and return its exit code, as ``docker run``.
+
+    Ctrl+C asks the server to stop the job (the default grace) and keeps streaming, so the
+    output of its shutdown and its real exit code still arrive; a second Ctrl+C leaves it
+    running. The stream is read on a thread: the main thread stays free to take Ctrl+C without
+    interrupting grpcio in the middle of a read.
+    """
+    import threading
+
+    pb = c.pb
+    call = c.stream("Logs", pb.LogChunk)(pb.LogsRequest(id=job_id, follow=True))
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            copy_output(call)
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=pump, name="logs", daemon=True).start()
+    stopping: Any = None
+    while True:
+        try:
+            done.wait()
+            break
+        except KeyboardInterrupt:
+            if stopping is not None:
+                cancel(call)
+                raise
+            warn(f"stopping job {short_id(job_id)} (Ctrl+C again to leave it running)")
+            stopping = _stop_soon(c, job_id)
+    for exc in failure:
+        if isinstance(exc, c.grpc.RpcError):
+            raise c.error(exc) from None
+        raise exc
+    return exit_code(status(c.call("Wait", pb.JobStatus, pb.JobRef(id=job_id), None)))
+
+
+def _stop_soon(c: Client, job_id: str) -> Any:
+    """Start a Stop call with the default grace; return its future."""
+    import signal
+
+    from tjob.spec import DEFAULT_GRACE
+
+    req = c.pb.StopRequest(id=job_id, grace_seconds=DEFAULT_GRACE)
+    # A second Ctrl+C must not land inside grpcio while it starts the call (it could leave the
+    # channel locked): hold SIGINT until the call is on its way.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return c.unary("Stop", c.pb.JobStatus).future(req)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

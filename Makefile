@@ -8,8 +8,9 @@ STAMP   := $(VENV)/.installed
 
 install: $(STAMP)
 
-# setup.py builds tjob-shim from src/tjob/shim.c into the package (needs a C compiler).
-$(STAMP): pyproject.toml setup.py src/tjob/shim.c
+# setup.py builds tjob-shim from src/tjob/shim/*.c and the protocol.h it generates from
+# src/tjob/protocol.py into the package (needs a C compiler).
+$(STAMP): pyproject.toml setup.py src/tjob/protocol.py $(wildcard src/tjob/shim/*.c src/tjob/shim/*.h)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'

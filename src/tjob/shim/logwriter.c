@@ -27,8 +27,9 @@ int capture_open(struct capture *c, const char *dir, long long cap, struct failu
     c->cap = cap > 0 ? cap : 1LL << 30;
     c->size = TJOB_LOG_HEADER_SIZE;
     c->log = c->devnull = -1;
-    snprintf(c->reserve, sizeof c->reserve, "%s/" TJOB_RESERVE_FILE, dir);
-    snprintf(path, sizeof path, "%s/" TJOB_LOG_FILE, dir);
+    if (join_path(c->reserve, sizeof c->reserve, dir, TJOB_RESERVE_FILE) ||
+        join_path(path, sizeof path, dir, TJOB_LOG_FILE))
+        return fail(f, "supervisor", "open", TJOB_LOG_FILE);
     c->log = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (c->log < 0) return fail(f, "supervisor", "open", TJOB_LOG_FILE);
     if (pwrite_all(c->log, TJOB_LOG_MAGIC, TJOB_LOG_HEADER_SIZE, 0))

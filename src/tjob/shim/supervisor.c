@@ -90,8 +90,8 @@ static int prepare_job(struct sup *s, struct capture *c, int out[2], int err[2],
                        struct failure *f) {
     char path[PATH_MAX];
     if (capture_open(c, s->dir, c->cap, f)) return -1;
-    snprintf(path, sizeof path, "%s/" TJOB_EXEC_FILE, s->dir);
-    *exec_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (join_path(path, sizeof path, s->dir, TJOB_EXEC_FILE) == 0)
+        *exec_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*exec_fd < 0) return fail(f, "supervisor", "open", TJOB_EXEC_FILE);
     if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return fail(f, "supervisor", "pipe2", NULL);
     /* Above pipe-max-size the default size still works. */
@@ -115,9 +115,11 @@ static void hand_to_init(struct sup *s, struct capture *c, int out[2], int err[2
     close_quietly(err[1]);
     close_quietly(exec_fd);
     close(s->to_init); /* an init still waiting for its job ends, without a report */
-    first[0] = 0;
-    if (!ok) format_failure(first, size, &f);
-    else if (!read_line(&s->reports, first, size)) first[0] = 0;
+    /* Init's report comes first: it may have failed before the job came (its namespaces).
+     * Without the job it ends (its channel is closed), so this never waits on an idle init. */
+    if (read_line(&s->reports, first, size)) return;
+    if (ok) first[0] = 0; /* init died before it said why */
+    else format_failure(first, size, &f);
 }
 
 /* Copy output into the log until both pipes close and init's reports end; the command's wait

@@ -70,13 +70,18 @@ char *read_fd(int fd, size_t *len) {
     return buf;
 }
 
+int join_path(char *buf, size_t size, const char *dir, const char *name) {
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    if (n >= 0 && (size_t)n < size) return 0;
+    errno = ENAMETOOLONG;
+    return -1;
+}
+
 int write_file(const char *dir, const char *name, const char *text) {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
-        snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
+    if (join_path(path, sizeof path, dir, name)) return -1;
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path); /* fits: tmp is 8 bytes longer */
+    if (n < 0) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
     int rc = write_all(fd, text, strlen(text));

@@ -10,6 +10,8 @@ int write_all(int fd, const char *buf, size_t len);
 int pwrite_all(int fd, const char *buf, size_t len, off_t at);
 /* All of `fd` into a malloc'd, NUL-terminated buffer (its length in *len), or NULL. */
 char *read_fd(int fd, size_t *len);
+/* `dir/name` into `buf`; -1 and ENAMETOOLONG if it does not fit. */
+int join_path(char *buf, size_t size, const char *dir, const char *name);
 /* `dir/name` := `text`, atomically (readers see the whole file or none); -1 and errno. */
 int write_file(const char *dir, const char *name, const char *text);
 double now(void);

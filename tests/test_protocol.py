@@ -252,7 +252,8 @@ def test_supervisor_bears_the_mark_a_job_cannot_forge(engine: Engine) -> None:
         assert words[:3] == [*p.SUPERVISOR_ARGV, job.id.encode()]
         assert _is_supervisor(run.supervisor_pid, job.id)
         assert not _is_supervisor(run.supervisor_pid, "0" * 32)
-        assert not _is_supervisor(run.init_pid, job.id)
+        init = Path(f"/proc/{run.init_pid}/cmdline").read_bytes().split(b"\0")
+        assert init[:2] == list(p.INIT_ARGV) and not _is_supervisor(run.init_pid, job.id)
         assert job.pid is not None
         forged = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
         assert forged[:2] == list(p.SUPERVISOR_ARGV)

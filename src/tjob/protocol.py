@@ -58,6 +58,7 @@ STREAM_END = 4
 # ------------------------------------------------------------------ process marks and tags
 SUPERVISOR_ARGV = (b"tjob-shim", b"supervisor")
 ZYGOTE_ARGV = (b"tjob-shim", b"zygote")
+INIT_ARGV = (b"tjob-shim", b"init")  # in the job's PID namespace: never taken for a supervisor
 SPARE_REQUEST = b"s"  # fork server → zygote, with a spare's channel and busy pipe
 INIT_JOB = b"j"  # supervisor → init, with the output pipes and exec.bin
 REPORT_STARTED = "S"
@@ -419,7 +420,8 @@ def c_constants() -> dict[str, int | bytes]:
     for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):
         out[f"STREAM_{s}"] = globals()[f"STREAM_{s}"]
     out.update(SUPERVISOR_ARGV0=SUPERVISOR_ARGV[0], SUPERVISOR_ARGV1=SUPERVISOR_ARGV[1])
-    out.update(ZYGOTE_ARGV1=ZYGOTE_ARGV[1], SPARE_REQUEST=SPARE_REQUEST, INIT_JOB=INIT_JOB)
+    out.update(ZYGOTE_ARGV1=ZYGOTE_ARGV[1], INIT_ARGV1=INIT_ARGV[1])
+    out.update(SPARE_REQUEST=SPARE_REQUEST, INIT_JOB=INIT_JOB)
     for r in ("STARTED", "FAILED", "EXITED"):
         out[f"REPORT_{r}"] = globals()[f"REPORT_{r}"].encode()
     out.update(ACK_RECORDED=ACK_RECORDED, ACK_DECLINED=ACK_DECLINED)

@@ -204,7 +204,7 @@ static int start_command(struct init *in, struct failure *f) {
 }
 
 int run_init(int chan, int rep_w, const char *cgroup_root) {
-    static const char *const title[] = {TJOB_SUPERVISOR_ARGV0, "init", NULL};
+    static const char *const title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_INIT_ARGV1, NULL};
     set_title(title);
     struct init in = {.chan = chan, .rep_w = rep_w, .out_w = -1, .err_w = -1};
     struct failure f;

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -261,3 +264,68 @@ def test_supervisor_bears_the_mark_a_job_cannot_forge(engine: Engine) -> None:
     finally:
         job.stop(grace=0)
     assert job.wait(HANG).state is JobState.STOPPED
+
+
+# ------------------------------------------------------------------ failures, from the shim itself
+
+
+@pytest.fixture
+def zygote() -> Iterator[socket.socket]:
+    """A zygote of our own, the fork server's side of its channel, and nothing else."""
+    ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    args = [str(SHIM), "zygote", str(theirs.fileno()), "/sys/fs/cgroup", sys.executable, "", ""]
+    proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdout=subprocess.DEVNULL)
+    theirs.close()
+    try:
+        yield ctl
+    finally:
+        ctl.close()  # the zygote sees the end and exits
+        proc.wait(HANG)
+
+
+def _start(ctl: socket.socket, jdir: Path) -> p.EndReport:
+    """Hand one spare the job in ``jdir``, as the fork server does; its end report."""
+    chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    busy_r, busy_w = os.pipe()
+    reply, reply_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with chan, reply:
+        socket.send_fds(ctl, [p.SPARE_REQUEST], [theirs.fileno(), busy_w])
+        theirs.close()
+        os.close(busy_w)
+        handoff = p.encode_handoff(p.Handoff(os.fsencode(jdir), 0))
+        socket.send_fds(chan, [handoff], [reply_theirs.fileno()])
+        reply_theirs.close()
+        chan.settimeout(HANG)
+        msg, fds, _flags, _addr = socket.recv_fds(chan, 4096, 1)
+        assert len(fds) == 1  # the engine's reply socket, still owed an answer
+        os.close(fds[0])
+        chan.send(p.ACK_RECORDED)
+    os.close(busy_r)
+    return p.decode_end_report(msg)
+
+
+def _job(hostname: bytes = b"h", procs: tuple[bytes, ...] = ()) -> p.ExecJob:
+    return p.ExecJob(hostname, b"/", None, procs, (b"/bin/true",), (b"PATH=/bin",))
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("job", "want"),
+    [
+        (_job(hostname=b"h" * 100), "init: sethostname " + "h" * 100 + ": Invalid argument"),
+        (_job(procs=(b"no/such/cgroup.procs",)), "cgroup: open no/such/cgroup.procs: No such"),
+        (
+            p.ExecJob(b"h", b"/", None, (), (b"/no/such",), ()),
+            "exec /no/such: No such file or directory",
+        ),
+        (None, "supervisor: open output.log: File exists"),
+    ],
+)
+def test_a_failed_step_is_reported_by_stage_and_call(
+    zygote: socket.socket, tmp_path: Path, job: p.ExecJob | None, want: str
+) -> None:
+    (tmp_path / p.EXEC_FILE).write_bytes(p.encode_exec(job or _job()))
+    if job is None:
+        (tmp_path / p.LOG_FILE).write_bytes(b"")  # the supervisor makes it, and only it
+    end = _start(zygote, tmp_path)
+    assert isinstance(end, p.Failed) and end.message().startswith(want)

@@ -221,7 +221,8 @@ int run_init(int chan, int rep_w, const char *cgroup_root) {
         fail(&f, "cgroup", "open", cgroup_root);
         goto failed;
     }
-    /* The namespaces: built ahead of the job, in the spare. */
+    /* The namespaces: built ahead of the job, in the spare. Further steps that need no job
+     * (more mounts, say) go after these, each `int step(struct failure *)`. */
     if (unshare_namespaces(&f) || mount_filesystems(&f) || loopback_up(&f) || allow_ping(&f))
         goto failed;
     /* The job. */

@@ -1,17 +1,33 @@
-"""Builds tjob-shim (src/tjob/shim.c), the C program each job's supervisor and init run, into
+"""Builds tjob-shim (src/tjob/shim/*.c), the C program each job's supervisor and init run, into
 the package next to the Python modules. Everything else about the project is in pyproject.toml.
 
 setuptools has no kind of target for a plain executable, so the shim is declared as an
-extension and this build_ext links it as a program instead of a Python module."""
+extension and this build_ext links it as a program instead of a Python module. Before it
+compiles, it writes the shim's protocol.h from src/tjob/protocol.py (loaded by path: under
+pip's build isolation the package is not importable)."""
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 SHIM = "tjob.tjob-shim"
+SHIM_DIR = "src/tjob/shim"
+PROTOCOL = "src/tjob/protocol.py"
+
+
+def _protocol_header() -> str:
+    spec = importlib.util.spec_from_file_location("_tjob_protocol", PROTOCOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return str(module.c_header())
 
 
 class BuildShim(build_ext):
@@ -24,8 +40,16 @@ class BuildShim(build_ext):
         if ext.name != SHIM:
             super().build_extension(ext)
             return
+        include = os.path.join(self.build_temp, "tjob-shim-include")
+        os.makedirs(include, exist_ok=True)
+        with open(os.path.join(include, "protocol.h"), "w") as f:
+            f.write(_protocol_header())
         objects = self.compiler.compile(
-            ext.sources, output_dir=self.build_temp, extra_postargs=ext.extra_compile_args
+            ext.sources,
+            output_dir=self.build_temp,
+            include_dirs=[include],
+            extra_postargs=ext.extra_compile_args,
+            depends=ext.depends,
         )
         path = self.get_ext_fullpath(ext.name)
         self.compiler.link_executable(
@@ -37,7 +61,9 @@ setup(
     ext_modules=[
         Extension(
             SHIM,
-            sources=["src/tjob/shim.c"],
+            # A glob: each concern is a file of its own, and new ones join without an edit here.
+            sources=sorted(glob.glob(f"{SHIM_DIR}/*.c")),
+            depends=sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
         )
     ],

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PY=${PY:-python3}
 need=()
-# tjob-shim (src/tjob/shim*) is compiled at install.
+# tjob-shim (src/tjob/shim/*.c) is compiled at install.
 echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The venv: Debian splits ensurepip out of python3.
 "$PY" -c 'import venv, ensurepip' 2>/dev/null ||

@@ -52,6 +52,17 @@ from .jobdir import (
     write_json,
 )
 from .logstore import READ_SIZE, Chunk, LogReader
+from .protocol import (
+    SUPERVISOR_ARGV,
+    ProtocolError,
+    RunInfo,
+    StartReply,
+    StartRequest,
+    decode_run,
+    decode_start_reply,
+    encode_start_request,
+)
+from .protocol import Limits as ProtocolLimits
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
@@ -363,11 +374,11 @@ class _Prepared:
         jdir: Path,
         created_at: float,
         limits: dict[str, Any],
-        request: dict[str, Any],
+        request: StartRequest,
     ) -> None:
         self.job_id, self.spec, self.dir = job_id, spec, jdir
         self.created_at, self.limits = created_at, limits
-        self.request = json.dumps(request).encode()  # for the fork server
+        self.request = encode_start_request(request)  # for the fork server
 
 
 class Engine:
@@ -537,36 +548,36 @@ class Engine:
         major, _, minor = (device or "").partition(":")
         # The fork server makes the job's cgroup, the supervisor its log: the request stays
         # small (argv may be 256 KiB: it is in the files).
-        request = {
-            "dir": str(jdir),
-            "cap": self.output_cap,
-            "limits": [
+        request = StartRequest(
+            dir=str(jdir),
+            cap=self.output_cap,
+            id=job_id,
+            limits=ProtocolLimits.resolved(
                 limits.cpu_percent,
                 limits.memory_mb,
                 limits.pids,
                 limits.rbps,
                 limits.wbps,
-                [int(major), int(minor)] if device else None,
-            ],
-            "id": job_id,
-        }
+                device=(int(major), int(minor)) if device else None,
+            ),
+        )
         return _Prepared(job_id, spec, jdir, created_at, public, request)
 
     def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> Job:
         job = Job(self, prepared.job_id, prepared.spec, prepared.created_at, prepared.limits)
-        reply: dict[str, Any]
         try:
-            reply = json.loads(msg) if msg else {"ok": False, "error": "the supervisor died"}
-        except ValueError:
-            reply = {"ok": False, "error": "the supervisor sent a malformed reply"}
-        if reply.get("ok") and len(fds) == 2:
-            job._attach(reply.get("pid"), reply["started_at"], fds[0], fds[1])
+            died = StartReply(False, error="the supervisor died")
+            reply = decode_start_reply(msg) if msg else died
+        except ProtocolError:
+            reply = StartReply(False, error="the supervisor sent a malformed reply")
+        if reply.ok and len(fds) == 2:
+            job._attach(reply.pid, reply.started_at, fds[0], fds[1])
         else:
             for fd in fds:
                 os.close(fd)
             job._final_status()
             if job._final is None:
-                job._final = self._mark_lost(job, reply.get("error", "start failed"))
+                job._final = self._mark_lost(job, reply.error or "start failed")
         with self._jobs_lock:
             self._jobs[job.id] = job
         return job
@@ -650,16 +661,16 @@ class Engine:
 
     def _adopt(self, job: Job) -> None:
         try:
-            run = json.loads((job.dir / RUN_FILE).read_bytes())
-            sup = os.pidfd_open(run["supervisor_pid"])
-        except (OSError, ValueError, KeyError):
+            run = decode_run((job.dir / RUN_FILE).read_bytes())
+            sup = os.pidfd_open(run.supervisor_pid)
+        except (OSError, ProtocolError):
             job._final = self._mark_lost(job)
             return
-        if not _is_supervisor(run["supervisor_pid"]):
+        if not _is_supervisor(run.supervisor_pid, job.id):
             os.close(sup)
             job._final = self._mark_lost(job)
             return
-        job._attach(run.get("pid"), run["started_at"], sup, _child_pidfd(run, "init_pid"))
+        job._attach(run.pid, run.started_at, sup, _init_pidfd(run))
 
     def _mark_lost(
         self, job: Job, error: str = "its supervisor ended without recording an end"
@@ -761,27 +772,32 @@ def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, 
     return pw.pw_uid, pw.pw_gid, pw.pw_dir if os.path.isdir(pw.pw_dir) else "/", pw.pw_name
 
 
-def _child_pidfd(run: dict[str, Any], key: str) -> int:
-    """A pidfd of the supervisor's child recorded under ``key``, or -1. A pid whose parent is
-    the (live) supervisor cannot have been recycled: the supervisor has not reaped it."""
+def _init_pidfd(run: RunInfo) -> int:
+    """A pidfd of the supervisor's init, or -1. A pid whose parent is the (live) supervisor
+    cannot have been recycled: the supervisor has not reaped it."""
     try:
-        fd = os.pidfd_open(run[key])
-    except (OSError, KeyError):
+        fd = os.pidfd_open(run.init_pid)
+    except OSError:
         return -1
     try:
-        with open(f"/proc/{run[key]}/stat") as f:
+        with open(f"/proc/{run.init_pid}/stat") as f:
             ppid = int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         ppid = -1
-    if ppid != run["supervisor_pid"]:
+    if ppid != run.supervisor_pid:
         os.close(fd)
         return -1
     return fd
 
 
-def _is_supervisor(pid: int) -> bool:
+def _is_supervisor(pid: int, job_id: str) -> bool:
+    """Whether ``pid`` is the supervisor of job ``job_id``: it bears the mark
+    (protocol.SUPERVISOR_ARGV, then the job id) and lives in our PID namespace, which no
+    process of a job (they are in the job's own) can be in, whatever it writes in its argv."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"tjob.spawner" in f.read()
+            words = f.read().split(b"\0")
+        same_ns = os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return False
+    return same_ns and words[:3] == [*SUPERVISOR_ARGV, job_id.encode()]

@@ -1,12 +1,14 @@
 """A job's directory: the files in it and how they are written.
 
 spec.json       what the job's final status repeats of its request (id, argv, owner, ...)
-exec.bin        what the job's init needs to start the command (read by shim.c)
+exec.bin        what the job's init needs to start the command (protocol.ExecJob)
 output.log      the framed output (logstore.py), made by the supervisor
 reserve         16 KiB the supervisor keeps for the final status, should the disk fill up
-run.json        written by the supervisor once the command runs (pids, start time)
+run.json        written by the supervisor once the command runs (protocol.RunInfo)
 status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
+
+The names are protocol.py's: the shim uses them too.
 """
 
 from __future__ import annotations
@@ -19,15 +21,32 @@ from pathlib import Path
 from typing import Any
 
 from .logstore import LogWriter
+from .protocol import (
+    EXEC_FILE,
+    LOG_FILE,
+    RESERVE_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+    STATUS_FILE,
+    STOP_FILE,
+    ExecJob,
+    encode_exec,
+)
 from .status import JobStatus
 
-SPEC_FILE = "spec.json"
-EXEC_FILE = "exec.bin"
-RUN_FILE = "run.json"
-STATUS_FILE = "status.json"
-LOG_FILE = "output.log"
-STOP_FILE = "stop-requested"
-RESERVE_FILE = "reserve"
+__all__ = [
+    "EXEC_FILE",
+    "LOG_FILE",
+    "RESERVE_FILE",
+    "RUN_FILE",
+    "SPEC_FILE",
+    "STATUS_FILE",
+    "STOP_FILE",
+    "create_file",
+    "exec_blob",
+    "record_end",
+    "write_json",
+]
 
 
 def create_file(path: Path, data: bytes) -> None:
@@ -47,14 +66,19 @@ def exec_blob(
     argv: Sequence[str],
     env: Mapping[str, str],
 ) -> bytes:
-    """exec.bin for the job's init (shim.c): NUL-terminated fields, lists led by their length.
+    """exec.bin for the job's init (protocol.ExecJob).
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
     relative to the cgroup root."""
-    uid, gid = (str(ids[0]), str(ids[1])) if ids else ("-", "-")
-    fields = [hostname, cwd, uid, gid, str(len(procs)), *procs, str(len(argv)), *argv]
-    fields += [str(len(env)), *(f"{k}={v}" for k, v in env.items())]
-    return b"".join(os.fsencode(f) + b"\0" for f in fields)
+    job = ExecJob(
+        hostname=os.fsencode(hostname),
+        cwd=os.fsencode(cwd),
+        ids=ids,
+        procs=tuple(os.fsencode(p) for p in procs),
+        argv=tuple(os.fsencode(a) for a in argv),
+        env=tuple(os.fsencode(f"{k}={v}") for k, v in env.items()),
+    )
+    return encode_exec(job)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

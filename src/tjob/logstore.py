@@ -17,13 +17,15 @@ import os
 import struct
 from typing import NamedTuple
 
+from .protocol import LOG_HEADER_SIZE, LOG_MAGIC, STREAM_END, STREAM_TRUNCATED
 from .status import Stream
 
-MAGIC = b"TJOBLOG1"
+MAGIC = LOG_MAGIC
 HEADER = struct.Struct("<BxxxI")
+assert HEADER.size == LOG_HEADER_SIZE == len(MAGIC)
 PENDING = 0
-TRUNCATED = 3
-END = 4
+TRUNCATED = STREAM_TRUNCATED
+END = STREAM_END
 READ_SIZE = 1 << 20
 # Read at a frame header: enough for many short frames in one system call.
 WINDOW = 64 << 10
@@ -46,7 +48,7 @@ TRUNCATION_MARK = Chunk(Stream.BOTH, b"", True)
 
 class LogWriter:
     """Appends whole frames to a job's log (its end; in tests, any), each with one pwritev.
-    The supervisor (shim.c) creates the log and writes the job's output into it."""
+    The supervisor (shim/logwriter.c) creates the log and writes the job's output into it."""
 
     def __init__(self, path: str) -> None:
         """Open a job's log to append to it, making it if the job never got as far as a

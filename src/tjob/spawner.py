@@ -1,7 +1,7 @@
 """The fork server: starts jobs through the C shim, and records how each ended.
 
 The fork server is a fresh, single-threaded interpreter started once per engine. It starts one
-*zygote* (``tjob-shim``, a small C program built from ``shim.c``), which keeps one spare
+*zygote* (``tjob-shim``, a small C program built from ``shim/``), which keeps one spare
 supervisor forked ahead of need, in a session of its own, whose init has already built the
 job's namespaces; a request only hands the spare its job. The supervisor outlives both the fork
 server and the engine: it holds the job's output pipes and writes the log, as containerd-shim
@@ -9,10 +9,10 @@ and conmon do. When the job is over it reports here, and the fork server, warm, 
 final status: cgroup usage and OOM kills, the cgroup's removal, ``status.json``. A supervisor
 whose fork server is gone (the engine closed or died) runs :func:`record_main` instead.
 
-Messages: engine -> fork server: one SEQPACKET datagram of JSON (directory, output cap, job id,
-limits) with the reply socket attached; fork server -> supervisor: ``DIR\0CAP`` with that
-socket; supervisor -> engine: one datagram of JSON on it, with pidfds of itself and of init;
-supervisor -> fork server: the end (see shim.c).
+Messages (all in protocol.py): engine -> fork server: a ``StartRequest`` with the reply socket
+attached; fork server -> supervisor: a ``Handoff`` with that socket; supervisor -> engine: a
+``StartReply`` on it, with pidfds of itself and of init; supervisor -> fork server: an
+``EndReport``, answered ``ACK_RECORDED`` or ``ACK_DECLINED``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,20 @@ from typing import Any
 from .cgroups import CgroupBackend, ResolvedLimits, backend
 from .errors import CgroupError
 from .jobdir import SPEC_FILE, STATUS_FILE, STOP_FILE, record_end
+from .protocol import (
+    ACK_DECLINED,
+    ACK_RECORDED,
+    REPORT_EXITED,
+    SPARE_REQUEST,
+    ZYGOTE_ARGV,
+    Exited,
+    Handoff,
+    StartReply,
+    decode_end_report,
+    decode_start_request,
+    encode_handoff,
+    encode_start_reply,
+)
 from .status import JobState, JobStatus, Usage
 
 # --------------------------------------------------------------------------- fork server
@@ -53,7 +67,7 @@ class _Zygote:
         # Reaped by the kernel (SIGCHLD is ignored here); stderr is the engine's spawner.log.
         ctl = str(theirs.fileno())
         subprocess.Popen(
-            [str(SHIM), "zygote", ctl, str(cg.root), sys.executable, RECORDER, conf],
+            [str(SHIM), ZYGOTE_ARGV[1].decode(), ctl, str(cg.root), sys.executable, RECORDER, conf],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -76,7 +90,7 @@ class _Spare:
         # so that doing so does not compete with this job's start for the CPUs.
         busy_r, busy_w = os.pipe()
         try:
-            socket.send_fds(zygote.ctl, [b"s"], [theirs.fileno(), busy_w])
+            socket.send_fds(zygote.ctl, [SPARE_REQUEST], [theirs.fileno(), busy_w])
         except OSError:
             pass  # the zygote is gone: handing this spare its job fails, and says so
         theirs.close()
@@ -127,18 +141,16 @@ def serve(sock: socket.socket, cg: CgroupBackend, conf: str) -> None:
         if not fds:
             continue
         reply = socket.socket(fileno=fds[0])
-        req = json.loads(msg)
-        jdir = Path(req["dir"])
-        cpu, mem, pids, rbps, wbps, dev = req["limits"]
-        limits = ResolvedLimits(cpu, mem, pids, rbps, wbps, tuple(dev) if dev else None)
+        req = decode_start_request(msg)
+        jdir = Path(req.dir)
         try:
-            cg.create(req["id"], limits)
+            cg.create(req.id, ResolvedLimits(*req.limits))
         except CgroupError as e:
             _record_failure(jdir, cg, str(e), reply)
             continue
         if spare is None:
             spare = _Spare.make(zygote)  # the last one's job is still starting
-        job = os.fsencode(jdir) + b"\0" + str(req["cap"]).encode()
+        job = encode_handoff(Handoff(os.fsencode(jdir), req.cap))
         if not spare.hand(job, reply.fileno()):
             # It died (killed by hand?), perhaps with the zygote.
             zygote.ctl.close()
@@ -170,13 +182,12 @@ def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None
     reply = socket.socket(fileno=fds[0]) if fds else None
     if not msg:
         return  # it died: the engine finds the job lost
-    report = msg.decode(errors="replace")
     done = False
     try:
         # A job with processes still exiting (a stop kills them with init) is recorded by its
         # supervisor, which may wait for them: waiting here would stall every start.
-        if report.startswith("F") or not cg.pids(jdir.name):
-            record(jdir, cg, report, reply)
+        if not msg.startswith(REPORT_EXITED.encode()) or not cg.pids(jdir.name):
+            record(jdir, cg, msg, reply)
             done = True
     except Exception:
         traceback.print_exc()  # into spawner.log; the supervisor tries for itself
@@ -184,7 +195,7 @@ def _record_reported(chan: socket.socket, jdir: Path, cg: CgroupBackend) -> None
         if reply is not None and not done:
             reply.close()
     try:
-        chan.send(b"k" if done else b"n")
+        chan.send(ACK_RECORDED if done else ACK_DECLINED)
     except OSError:
         pass
 
@@ -212,24 +223,17 @@ def record_main() -> None:
     reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
     jdir = Path(sys.argv[2])
     if not (jdir / STATUS_FILE).exists():  # else the fork server recorded it, then died
-        record(jdir, cg, sys.argv[3], reply)
+        record(jdir, cg, os.fsencode(sys.argv[3]), reply)
 
 
-def record(jdir: Path, cg: CgroupBackend, report: str, reply: socket.socket | None) -> None:
-    """Record a job's end from its supervisor's report: "X WSTATUS PID STARTED_AT CUT" (the
-    command ran) or "F " and init's report (it could not start; the engine awaits ``reply``)."""
-    kind, _, rest = report.partition(" ")
-    if kind == "X":
-        wstatus, pid, started_at, cut = rest.split(" ", 3)
-        record_exit(jdir, cg, int(wstatus), cut or None, int(pid), float(started_at))
+def record(jdir: Path, cg: CgroupBackend, report: bytes, reply: socket.socket | None) -> None:
+    """Record a job's end from its supervisor's ``EndReport``: the command ran and exited, or
+    it could not start (the engine then awaits ``reply``)."""
+    end = decode_end_report(report)
+    if isinstance(end, Exited):
+        record_exit(jdir, cg, end.wstatus, end.cut, end.pid or 0, end.started_at)
         return
-    words = rest.split()
-    if len(words) >= 3 and words[0] == "F" and words[2].isdigit():
-        target = " ".join(words[3:])
-        error = f"{words[1]} {target}: {os.strerror(int(words[2]))}".replace(" - ", " ")
-    else:
-        error = "the job's init died before starting the command"
-    _record_failure(jdir, cg, error, reply)
+    _record_failure(jdir, cg, end.message(), reply)
 
 
 def _record_failure(jdir: Path, cg: CgroupBackend, error: str, reply: socket.socket | None) -> None:
@@ -242,7 +246,7 @@ def _record_failure(jdir: Path, cg: CgroupBackend, error: str, reply: socket.soc
     status = JobStatus(state=JobState.FAILED, error=error, ended_at=time.time(), **_base(spec))
     record_end(jdir, status)
     if reply is not None:
-        _reply(reply, {"ok": False, "error": error})
+        _reply(reply, encode_start_reply(StartReply(False, error=error)))
 
 
 def _base(req: dict[str, Any]) -> dict[str, Any]:
@@ -301,9 +305,9 @@ def record_exit(
     record_end(jdir, status)
 
 
-def _reply(reply: socket.socket, data: dict[str, Any], fds: Sequence[int] = ()) -> None:
+def _reply(reply: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
     try:
-        socket.send_fds(reply, [json.dumps(data).encode()], fds)
+        socket.send_fds(reply, [data], fds)
     except OSError:
         pass  # the engine went away; the job is recorded on disk all the same
     reply.close()

@@ -1,0 +1,462 @@
+"""The contract between the engine, its fork server and ``tjob-shim``: every message, file name,
+magic and size that crosses a process boundary, with encode/decode for each message.
+
+Pure (no I/O) and free of imports from the rest of the package: ``setup.py`` loads this file by
+path to generate the shim's ``protocol.h`` (``python3 -m tjob.protocol --c-header``), so the C
+side takes its constants from here, and ``tjob-shim selftest`` lets the tests check the built
+shim against this module, message by message.
+
+The messages, in the order a job meets them (``→`` is who sends to whom):
+
+1. ``StartRequest``: engine → fork server, JSON, with the reply socket attached.
+2. ``Handoff``: fork server → the spare supervisor, ``DIR\\0CAP`` with the same socket.
+3. ``exec.bin`` (``ExecJob``): written by the engine, read by init (NUL-terminated fields).
+4. init's reports to its supervisor, one line each: ``S PID`` (the command runs; ``-`` if its
+   host pid is unknown), ``F STAGE SYSCALL ERRNO TARGET`` (a step failed), ``X WSTATUS``.
+5. ``run.json`` (``RunInfo``): the supervisor, once the command runs (read on re-adoption).
+6. ``StartReply``: supervisor (or, on failure, fork server) → engine, JSON, with pidfds of the
+   supervisor and init on success.
+7. ``EndReport``: supervisor → fork server (or the fallback recorder's argv):
+   ``X WSTATUS PID STARTED_AT CUT`` or ``F STAGE SYSCALL ERRNO TARGET`` (``F`` alone: init died
+   before it reported). Answered by ``ACK_RECORDED`` or ``ACK_DECLINED``.
+
+A supervisor is recognisable by its command line: ``SUPERVISOR_ARGV`` followed by its job id
+(``tjob-shim\\0supervisor\\0ID``; a spare without a job yet has no id). The engine believes it
+only for the pid that ``run.json`` names and only in its own PID namespace, which a job's
+processes (in the job's PID namespace) can never be in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+VERSION = 1
+
+# ------------------------------------------------------------------ a job's directory
+SPEC_FILE = "spec.json"
+EXEC_FILE = "exec.bin"
+RUN_FILE = "run.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "output.log"
+STOP_FILE = "stop-requested"
+RESERVE_FILE = "reserve"
+RESERVE_SIZE = 16 << 10  # room for the final status should the disk fill up
+
+# ------------------------------------------------------------------ the framed log
+LOG_MAGIC = b"TJOBLOG1"
+LOG_HEADER_SIZE = 8  # <stream:u8> <pad:3> <length:u32le>, as long as the magic
+STREAM_STDOUT = 1
+STREAM_STDERR = 2
+STREAM_TRUNCATED = 3
+STREAM_END = 4
+
+# ------------------------------------------------------------------ process marks and tags
+SUPERVISOR_ARGV = (b"tjob-shim", b"supervisor")
+ZYGOTE_ARGV = (b"tjob-shim", b"zygote")
+INIT_ARGV = (b"tjob-shim", b"init")  # in the job's PID namespace: never taken for a supervisor
+SPARE_REQUEST = b"s"  # fork server → zygote, with a spare's channel and busy pipe
+INIT_JOB = b"j"  # supervisor → init, with the output pipes and exec.bin
+REPORT_STARTED = "S"
+REPORT_FAILED = "F"
+REPORT_EXITED = "X"
+ACK_RECORDED = b"k"
+ACK_DECLINED = b"n"
+EXEC_MAGIC = f"tjob-exec-v{VERSION}"
+KEEP_ID = "-"  # exec.bin's uid/gid: stay root
+NO_TARGET = "-"
+TARGET_MAX = 200  # bytes of a failure's target kept (newlines become spaces)
+MAX_LIST = 1 << 20  # entries in one exec.bin list
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this contract."""
+
+
+# ------------------------------------------------------------------ 1. engine → fork server
+
+
+class Limits(NamedTuple):
+    """Resolved limits, in cgroups' ``ResolvedLimits`` order."""
+
+    cpu_percent: int
+    memory_mb: int
+    pids: int
+    rbps: int
+    wbps: int
+    device: tuple[int, int] | None
+
+    @classmethod
+    def resolved(cls, *values: int | None, device: tuple[int, int] | None) -> Limits:
+        """From the five numbers in field order, every one decided."""
+        decided = [v for v in values if v is not None]
+        if len(decided) != 5 or len(values) != 5:
+            raise ProtocolError(f"limits must all be decided: {values!r}")
+        cpu_percent, memory_mb, pids, rbps, wbps = decided
+        return cls(cpu_percent, memory_mb, pids, rbps, wbps, device)
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    dir: str
+    cap: int
+    id: str
+    limits: Limits
+
+
+def encode_start_request(req: StartRequest) -> bytes:
+    lim = req.limits._asdict()
+    lim["device"] = list(req.limits.device) if req.limits.device else None
+    return json.dumps(
+        {"v": VERSION, "dir": req.dir, "cap": req.cap, "id": req.id, "limits": lim}
+    ).encode()
+
+
+def decode_start_request(msg: bytes) -> StartRequest:
+    d = _json(msg)
+    try:
+        lim = d["limits"]
+        dev = lim["device"]
+        limits = Limits(
+            int(lim["cpu_percent"]),
+            int(lim["memory_mb"]),
+            int(lim["pids"]),
+            int(lim["rbps"]),
+            int(lim["wbps"]),
+            (int(dev[0]), int(dev[1])) if dev else None,
+        )
+        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ProtocolError(f"malformed start request: {e!r}") from None
+
+
+# ------------------------------------------------------------------ 2. fork server → supervisor
+
+
+@dataclass(frozen=True)
+class Handoff:
+    dir: bytes
+    cap: int
+
+
+def encode_handoff(h: Handoff) -> bytes:
+    return h.dir + b"\0" + str(h.cap).encode()
+
+
+def decode_handoff(msg: bytes) -> Handoff:
+    d, sep, cap = msg.partition(b"\0")
+    if not sep or not cap.isdigit():
+        raise ProtocolError(f"malformed handoff: {msg!r}")
+    return Handoff(d, int(cap))
+
+
+# ------------------------------------------------------------------ 3. exec.bin
+
+
+@dataclass(frozen=True)
+class ExecJob:
+    """What init needs to start the command. Encoded as NUL-terminated fields in this order
+    (a list is its length, then its items); new fields go at the end, here and in
+    ``shim/jobfile.c``:
+
+    EXEC_MAGIC, hostname, cwd, uid, gid (``KEEP_ID``: stay root), procs (cgroup files to join,
+    relative to the cgroup root), argv, env (``NAME=value``)."""
+
+    hostname: bytes
+    cwd: bytes
+    ids: tuple[int, int] | None
+    procs: tuple[bytes, ...]
+    argv: tuple[bytes, ...]
+    env: tuple[bytes, ...] = field(default=())
+
+
+def encode_exec(job: ExecJob) -> bytes:
+    uid, gid = (str(job.ids[0]), str(job.ids[1])) if job.ids else (KEEP_ID, KEEP_ID)
+    fields: list[bytes] = [EXEC_MAGIC.encode(), job.hostname, job.cwd, uid.encode(), gid.encode()]
+    for items in (job.procs, job.argv, job.env):
+        fields += [str(len(items)).encode(), *items]
+    if any(b"\0" in f for f in fields):
+        raise ProtocolError("exec.bin fields cannot hold NUL")
+    return b"".join(f + b"\0" for f in fields)
+
+
+def decode_exec(blob: bytes) -> ExecJob:
+    if not blob.endswith(b"\0"):
+        raise ProtocolError("exec.bin does not end with NUL")
+    fields = blob[:-1].split(b"\0")
+    if len(fields) < 8 or fields[0] != EXEC_MAGIC.encode():
+        raise ProtocolError("not an exec.bin of this version")
+    uid, gid = fields[3].decode(), fields[4].decode()
+    ids = None if gid == KEEP_ID else (int(uid), int(gid))
+    rest, lists = fields[5:], []
+    for _ in range(3):
+        if not rest or not rest[0].isdigit():
+            raise ProtocolError("malformed exec.bin list")
+        n = int(rest[0])
+        lists.append(tuple(rest[1 : 1 + n]))
+        if len(lists[-1]) != n:
+            raise ProtocolError("exec.bin list cut short")
+        rest = rest[1 + n :]
+    if rest:
+        raise ProtocolError("trailing fields in exec.bin")
+    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2])
+
+
+# ------------------------------------------------------------------ 4 and 7. reports
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A step that failed: which stage, which system call, errno, and on what."""
+
+    stage: str
+    syscall: str
+    errno: int
+    target: bytes = NO_TARGET.encode()
+
+    def message(self) -> str:
+        """For a job's status: ``exec /x: No such file or directory`` when the call is the
+        stage itself, else ``init: sethostname: Operation not permitted``."""
+        reason = os.strerror(self.errno)
+        target = "" if self.target == NO_TARGET.encode() else self.target.decode(errors="replace")
+        if self.syscall == self.stage:
+            return f"{self.stage} {target}: {reason}" if target else f"{self.stage}: {reason}"
+        call = f"{self.syscall} {target}" if target else self.syscall
+        return f"{self.stage}: {call}: {reason}"
+
+
+def encode_failure(f: Failure) -> bytes:
+    target = f.target.replace(b"\n", b" ")[:TARGET_MAX] or NO_TARGET.encode()
+    return f"{REPORT_FAILED} {f.stage} {f.syscall} {f.errno} ".encode() + target
+
+
+def decode_failure(line: bytes) -> Failure:
+    parts = line.split(b" ", 4)
+    if len(parts) != 5 or parts[0] != REPORT_FAILED.encode() or not parts[3].isdigit():
+        raise ProtocolError(f"malformed failure report: {line!r}")
+    return Failure(parts[1].decode(), parts[2].decode(), int(parts[3]), parts[4])
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class InitExited:
+    wstatus: int
+
+
+InitReport = Started | Failure | InitExited
+
+
+def encode_init_report(r: InitReport) -> bytes:
+    if isinstance(r, Failure):
+        return encode_failure(r)
+    if isinstance(r, Started):
+        return f"{REPORT_STARTED} {r.pid if r.pid else '-'}".encode()
+    return f"{REPORT_EXITED} {r.wstatus}".encode()
+
+
+def decode_init_report(line: bytes) -> InitReport:
+    tag, _, rest = line.partition(b" ")
+    try:
+        if tag == REPORT_STARTED.encode():
+            return Started(None if rest == b"-" else int(rest))
+        if tag == REPORT_EXITED.encode():
+            return InitExited(int(rest))
+    except ValueError:
+        raise ProtocolError(f"malformed init report: {line!r}") from None
+    return decode_failure(line)
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The command ran and ended: its wait status (-1: init was killed, i.e. a stop), host pid
+    (None if unknown), start time, and why output was cut (None if it was not)."""
+
+    wstatus: int
+    pid: int | None
+    started_at: float
+    cut: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The command never ran; ``failure`` is None if init died before it said why."""
+
+    failure: Failure | None
+
+    def message(self) -> str:
+        if self.failure is None:
+            return "the job's init died before starting the command"
+        return self.failure.message()
+
+
+EndReport = Exited | Failed
+
+
+def encode_end_report(r: EndReport) -> bytes:
+    if isinstance(r, Failed):
+        return encode_failure(r.failure) if r.failure else REPORT_FAILED.encode()
+    pid = r.pid or 0
+    return f"{REPORT_EXITED} {r.wstatus} {pid} {r.started_at!r} {r.cut or ''}".encode()
+
+
+def decode_end_report(msg: bytes) -> EndReport:
+    """Anything but an exit is a failure to start, and one without a well-formed ``F`` line is
+    init having died before it said why."""
+    tag, _, rest = msg.partition(b" ")
+    if tag != REPORT_EXITED.encode():
+        try:
+            return Failed(decode_failure(msg))
+        except ProtocolError:
+            return Failed(None)
+    parts = rest.split(b" ", 3)
+    try:
+        wstatus, pid, started_at = int(parts[0]), int(parts[1]), float(parts[2])
+        cut = parts[3].decode(errors="replace") if len(parts) > 3 else ""
+    except (ValueError, IndexError):
+        raise ProtocolError(f"malformed end report: {msg!r}") from None
+    return Exited(wstatus, pid or None, started_at, cut or None)
+
+
+# ------------------------------------------------------------------ 5. run.json
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    supervisor_pid: int
+    init_pid: int
+    pid: int | None
+    started_at: float
+
+
+def encode_run(r: RunInfo) -> bytes:
+    return json.dumps(
+        {
+            "v": VERSION,
+            "supervisor_pid": r.supervisor_pid,
+            "init_pid": r.init_pid,
+            "pid": r.pid,
+            "started_at": r.started_at,
+        }
+    ).encode()
+
+
+def decode_run(data: bytes) -> RunInfo:
+    d = _json(data)
+    try:
+        pid = d["pid"]
+        return RunInfo(
+            int(d["supervisor_pid"]),
+            int(d["init_pid"]),
+            None if pid is None else int(pid),
+            float(d["started_at"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"malformed {RUN_FILE}: {e!r}") from None
+
+
+# ------------------------------------------------------------------ 6. the start reply
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """``ok``: the command runs (pid, started_at, supervisor_pid are set); else ``error``."""
+
+    ok: bool
+    pid: int | None = None
+    started_at: float = math.nan
+    supervisor_pid: int = 0
+    error: str = ""
+
+
+def encode_start_reply(r: StartReply) -> bytes:
+    if not r.ok:
+        return json.dumps({"v": VERSION, "ok": False, "error": r.error}).encode()
+    d = {"v": VERSION, "ok": True, "pid": r.pid, "started_at": r.started_at}
+    d["supervisor_pid"] = r.supervisor_pid
+    return json.dumps(d).encode()
+
+
+def decode_start_reply(msg: bytes) -> StartReply:
+    d = _json(msg)
+    try:
+        if not d["ok"]:
+            return StartReply(False, error=str(d.get("error", "start failed")))
+        pid = d["pid"]
+        pid = None if pid is None else int(pid)
+        return StartReply(True, pid, float(d["started_at"]), int(d["supervisor_pid"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"malformed start reply: {e!r}") from None
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        d = json.loads(data)
+    except ValueError as e:
+        raise ProtocolError(f"not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ProtocolError("not a JSON object")
+    if d.get("v", VERSION) != VERSION:
+        raise ProtocolError(f"protocol version {d.get('v')!r}, expected {VERSION}")
+    return d
+
+
+# ------------------------------------------------------------------ the C header
+
+
+def c_constants() -> dict[str, int | bytes]:
+    """Every constant the shim uses, by its C name (without the ``TJOB_`` prefix)."""
+    out: dict[str, int | bytes] = {"PROTOCOL_VERSION": VERSION}
+    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC"):
+        out[f"{name}_FILE"] = globals()[f"{name}_FILE"].encode()
+    out.update(RESERVE_SIZE=RESERVE_SIZE, LOG_MAGIC=LOG_MAGIC, LOG_HEADER_SIZE=LOG_HEADER_SIZE)
+    for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):
+        out[f"STREAM_{s}"] = globals()[f"STREAM_{s}"]
+    out.update(SUPERVISOR_ARGV0=SUPERVISOR_ARGV[0], SUPERVISOR_ARGV1=SUPERVISOR_ARGV[1])
+    out.update(ZYGOTE_ARGV1=ZYGOTE_ARGV[1], INIT_ARGV1=INIT_ARGV[1])
+    out.update(SPARE_REQUEST=SPARE_REQUEST, INIT_JOB=INIT_JOB)
+    for r in ("STARTED", "FAILED", "EXITED"):
+        out[f"REPORT_{r}"] = globals()[f"REPORT_{r}"].encode()
+    out.update(ACK_RECORDED=ACK_RECORDED, ACK_DECLINED=ACK_DECLINED)
+    out.update(EXEC_MAGIC=EXEC_MAGIC.encode(), KEEP_ID=KEEP_ID.encode())
+    out.update(NO_TARGET=NO_TARGET.encode(), TARGET_MAX=TARGET_MAX, MAX_LIST=MAX_LIST)
+    return out
+
+
+def _c_literal(v: int | bytes) -> str:
+    if isinstance(v, int):
+        return str(v)
+    plain = range(32, 127)
+    return (
+        '"' + "".join(chr(b) if b in plain and b not in b'"\\' else f"\\{b:03o}" for b in v) + '"'
+    )
+
+
+def c_header() -> str:
+    """``protocol.h``: the constants as macros, and a table of them for ``selftest``."""
+    consts = c_constants()
+    lines = [
+        "/* Generated from src/tjob/protocol.py by `python3 -m tjob.protocol --c-header`:",
+        " * do not edit; change protocol.py. */",
+        "#ifndef TJOB_PROTOCOL_H",
+        "#define TJOB_PROTOCOL_H",
+    ]
+    lines += [f"#define TJOB_{k} {_c_literal(v)}" for k, v in consts.items()]
+    lines.append("/* X-macro over every constant: I(name) for numbers, S(name) for strings. */")
+    lines.append("#define TJOB_PROTOCOL_TABLE(I, S) \\")
+    lines += [f"    {'I' if isinstance(v, int) else 'S'}({k}) \\" for k, v in consts.items()]
+    lines += ["", "#endif", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--c-header"]:
+        sys.exit("usage: python3 -m tjob.protocol --c-header")
+    sys.stdout.write(c_header())

@@ -1,0 +1,236 @@
+/* The job's init, PID 1 of new PID/mount/net/UTS/IPC namespaces: a flat list of steps, each
+ * reporting the call that failed. Runs in the spare before the job is known, up to the wait
+ * for it; then starts the command, forwards signals to it and reaps. */
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "command.h"
+#include "jobfile.h"
+#include "msg.h"
+#include "protocol.h"
+#include "util.h"
+
+static const int FORWARDED[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static int unshare_namespaces(struct failure *f) {
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC))
+        return fail(f, "namespaces", "unshare", NULL);
+    return 0;
+}
+
+/* Private mount tree (nothing propagates to the host), a /proc of this PID namespace, a
+ * read-only /sys of this network namespace (hiding the host's cgroupfs), and a /tmp and
+ * /dev/shm of the job's own, whose pages count against its memory limit. */
+static int mount_filesystems(struct failure *f) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+        return fail(f, "namespaces", "mount", "/");
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+        return fail(f, "namespaces", "mount", "/proc");
+    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+        return fail(f, "namespaces", "mount", "/sys");
+    static const char *const scratch[] = {"/tmp", "/dev/shm"};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(scratch[i], &st) == 0 && S_ISDIR(st.st_mode) &&
+            mount("tmpfs", scratch[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
+            return fail(f, "namespaces", "mount", scratch[i]);
+    }
+    return 0;
+}
+
+/* A new network namespace has only lo, and it starts down. */
+static int loopback_up(struct failure *f) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return fail(f, "namespaces", "socket", "lo");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    if (rc) fail(f, "namespaces", "ioctl", "lo");
+    close(s);
+    return rc ? -1 : 0;
+}
+
+/* Any group may use ICMP echo sockets in this job-only network namespace (best effort: an
+ * older kernel has no such file). */
+static int allow_ping(struct failure *f) {
+    (void)f;
+    int fd = open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    if (write_all(fd, "0 2147483647", 12)) log_error("namespaces", "write ping_group_range");
+    close(fd);
+    return 0;
+}
+
+/* The command's pid as the host sees it, through the host's /proc (opened before ours was
+ * mounted over it), while the command cannot have been reaped yet; 0 if unknown. */
+static long host_pid_of_child(int host_proc) {
+    char me[32], path[96], text[64];
+    if (host_proc < 0) return 0;
+    ssize_t n = readlinkat(host_proc, "self", me, sizeof me - 1);
+    if (n <= 0) return 0;
+    me[n] = 0;
+    snprintf(path, sizeof path, "%s/task/%s/children", me, me);
+    int fd = openat(host_proc, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    text[n] = 0;
+    return atol(text);
+}
+
+/* What init holds between the steps. */
+struct init {
+    int chan, rep_w, host_proc, cgroups;
+    int out_w, err_w, *procs;
+    char *blob;
+    struct job job;
+};
+
+/* The job: its pipes and exec.bin, from the supervisor. 1 if the spare was never used. */
+static int receive_job(struct init *in, struct failure *f) {
+    char msg[16];
+    int fds[3], nfds;
+    ssize_t n = recv_with_fds(in->chan, msg, sizeof msg, fds, 3, &nfds);
+    close(in->chan);
+    if (n <= 0 || nfds != 3) {
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        return 1;
+    }
+    in->out_w = fds[0];
+    in->err_w = fds[1];
+    size_t len;
+    in->blob = read_fd(fds[2], &len);
+    close(fds[2]);
+    if (!in->blob) return fail(f, "init", "read", TJOB_EXEC_FILE);
+    if (parse_job(in->blob, len, &in->job)) return fail(f, "init", "parse", TJOB_EXEC_FILE);
+    return 0;
+}
+
+static int set_hostname(struct init *in, struct failure *f) {
+    if (sethostname(in->job.hostname, strlen(in->job.hostname)))
+        return fail(f, "init", "sethostname", in->job.hostname);
+    return 0;
+}
+
+/* cgroup.procs of each of the job's cgroups, opened here: the command writes to them. */
+static int open_cgroups(struct init *in, struct failure *f) {
+    in->procs = calloc((size_t)in->job.nprocs + 1, sizeof(int));
+    if (!in->procs) return fail(f, "init", "calloc", NULL);
+    for (int i = 0; i < in->job.nprocs; i++) {
+        in->procs[i] = openat(in->cgroups, in->job.procs[i], O_WRONLY | O_CLOEXEC);
+        if (in->procs[i] < 0) return fail(f, "cgroup", "open", in->job.procs[i]);
+    }
+    close(in->cgroups);
+    return 0;
+}
+
+static volatile pid_t command_pid;
+
+static void forward(int sig) {
+    int saved = errno;
+    if (command_pid > 0) kill(command_pid, sig);
+    errno = saved;
+}
+
+/* Reap until the command ends; its wait status is the last report. */
+static int reap(pid_t child, long host_pid, int rep_w) {
+    command_pid = child;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof FORWARDED / sizeof *FORWARDED; i++)
+        if (sigaction(FORWARDED[i], &sa, NULL)) log_error("init", "sigaction");
+    if (report_started(rep_w, host_pid)) return 1;
+    for (;;) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            return 0;
+        }
+        if (pid == child) return report_exited(rep_w, status) ? 1 : 0;
+    }
+}
+
+/* vfork the command and learn whether its exec worked; then reap. */
+static int start_command(struct init *in, struct failure *f) {
+    int ex[2];
+    if (pipe2(ex, O_CLOEXEC)) return fail(f, "init", "pipe2", NULL);
+    /* vfork: no page tables to copy, nothing to tear down at exec; init waits meanwhile. The
+     * child only writes its own stack, its fd table, and `environ`, which init no longer uses. */
+    pid_t child = vfork();
+    if (child < 0) return fail(f, "init", "vfork", NULL);
+    if (child == 0) exec_command(&in->job, in->procs, in->out_w, in->err_w, ex[1]);
+    close(ex[1]);
+    close(in->out_w);
+    close(in->err_w);
+    for (int i = 0; i < in->job.nprocs; i++) close(in->procs[i]);
+    long host_pid = host_pid_of_child(in->host_proc);
+    close_quietly(in->host_proc);
+    char failure[512];
+    ssize_t got;
+    do got = read(ex[0], failure, sizeof failure - 2);
+    while (got < 0 && errno == EINTR);
+    close(ex[0]);
+    if (got > 0) { /* the command's own failure line: pass it on */
+        failure[got] = '\n';
+        if (waitpid(child, NULL, 0) < 0) log_error("init", "waitpid");
+        return write_all(in->rep_w, failure, (size_t)got + 1) ? 1 : 0;
+    }
+    return reap(child, host_pid, in->rep_w);
+}
+
+int run_init(int chan, int rep_w, const char *cgroup_root) {
+    static const char *const title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_INIT_ARGV1, NULL};
+    set_title(title);
+    struct init in = {.chan = chan, .rep_w = rep_w, .out_w = -1, .err_w = -1};
+    struct failure f;
+    int rc;
+    /* If the supervisor dies, nobody records this job: take the namespace down with it. (Had it
+     * died before this call, `chan` reads as closed below and init ends there.) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)) {
+        fail(&f, "init", "prctl", NULL);
+        goto failed;
+    }
+    in.host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* -1: pid unknown */
+    in.cgroups = open(cgroup_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (in.cgroups < 0) {
+        fail(&f, "cgroup", "open", cgroup_root);
+        goto failed;
+    }
+    /* The namespaces: built ahead of the job, in the spare. Further steps that need no job
+     * (more mounts, say) go after these, each `int step(struct failure *)`. */
+    if (unshare_namespaces(&f) || mount_filesystems(&f) || loopback_up(&f) || allow_ping(&f))
+        goto failed;
+    /* The job. */
+    rc = receive_job(&in, &f);
+    if (rc > 0) return 0; /* a spare that was never used */
+    if (rc < 0 || set_hostname(&in, &f) || open_cgroups(&in, &f)) goto failed;
+    rc = start_command(&in, &f);
+    if (rc >= 0) return rc;
+failed:
+    return report_failure(rep_w, &f) ? 2 : 1;
+}

@@ -1,0 +1,7 @@
+/* `tjob-shim selftest ...`: the shim's half of the protocol tests (tests/test_protocol.py). */
+#ifndef TJOB_SELFTEST_H
+#define TJOB_SELFTEST_H
+
+int selftest(int argc, char **argv);
+
+#endif

@@ -1,0 +1,249 @@
+/* A job's supervisor (see supervisor.h). Messages: protocol.py. */
+#define _GNU_SOURCE
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "init.h"
+#include "logwriter.h"
+#include "msg.h"
+#include "protocol.h"
+#include "util.h"
+
+#define IDLE_MS 1000 /* output quiet this long: give the buffer's pages back */
+
+/* The processes and channels of one supervisor. */
+struct sup {
+    int chan, busy, reply;   /* to the fork server; its cue; the engine's reply socket */
+    int to_init, init_pidfd; /* init's job channel; a pidfd of init */
+    pid_t me, init;
+    struct lines reports; /* init's report lines */
+    const char *dir;
+    const struct recorder *rec;
+};
+
+/* Report the job's end to the fork server; if it does not answer that it recorded it, record
+ * it in Python here. `reply`: the engine's socket, still owed an answer (a failed start). */
+static int report_end(struct sup *s, const char *end, int reply) {
+    char ack = 0;
+    int fds[1] = {reply};
+    int sent = send_with_fds(s->chan, end, strlen(end), fds, reply >= 0) == 0;
+    if (sent && recv(s->chan, &ack, 1, 0) == 1 && ack == TJOB_ACK_RECORDED[0]) return 0;
+    close(s->chan);
+    char fd_text[16] = "";
+    if (reply >= 0) {
+        if (reply != 3) {
+            if (dup2(reply, 3) < 0) log_error("supervisor", "dup2"); /* no CLOEXEC on the copy */
+            close(reply);
+        } else if (fcntl(3, F_SETFD, 0)) {
+            log_error("supervisor", "fcntl");
+        }
+        strcpy(fd_text, "3");
+    }
+    const struct recorder *r = s->rec;
+    char *argv[] = {(char *)r->python, "-I", "-c", (char *)r->code, (char *)r->conf,
+                    (char *)s->dir, (char *)end, reply >= 0 ? fd_text : NULL, NULL};
+    execv(r->python, argv);
+    log_error("supervisor", "exec of the recorder");
+    return 1;
+}
+
+/* A spare: init forked into new namespaces, waiting for the job. -1 on failure (logged). */
+static int make_spare(struct sup *s, const char *cgroup_root) {
+    int rep[2], to_init[2];
+    if (pipe2(rep, O_CLOEXEC)) return log_error("spare", "pipe2"), -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, to_init))
+        return log_error("spare", "socketpair"), -1;
+    if (unshare(CLONE_NEWPID)) return log_error("spare", "unshare"), -1;
+    s->me = getpid();
+    s->init = fork();
+    if (s->init < 0) return log_error("spare", "fork"), -1;
+    if (s->init == 0) {
+        close(s->chan);
+        close(s->busy);
+        close(rep[0]);
+        close(to_init[0]);
+        _exit(run_init(to_init[1], rep[1], cgroup_root));
+    }
+    close(to_init[1]);
+    close(rep[1]);
+    s->to_init = to_init[0];
+    s->reports.fd = rep[0];
+    s->init_pidfd = pidfd_open(s->init);
+    if (s->init_pidfd < 0) return log_error("spare", "pidfd_open"), -1;
+    return 0;
+}
+
+/* The log, exec.bin and the output pipes; -1 and `f` on failure. */
+static int prepare_job(struct sup *s, struct capture *c, int out[2], int err[2], int *exec_fd,
+                       struct failure *f) {
+    char path[PATH_MAX];
+    if (capture_open(c, s->dir, c->cap, f)) return -1;
+    if (join_path(path, sizeof path, s->dir, TJOB_EXEC_FILE) == 0)
+        *exec_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*exec_fd < 0) return fail(f, "supervisor", "open", TJOB_EXEC_FILE);
+    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return fail(f, "supervisor", "pipe2", NULL);
+    /* Above pipe-max-size the default size still works. */
+    if (fcntl(out[0], F_SETPIPE_SZ, PIPE_SIZE) < 0 || fcntl(err[0], F_SETPIPE_SZ, PIPE_SIZE) < 0) {
+    }
+    return 0;
+}
+
+/* Hand init the job: its output pipes and exec.bin. Into `first`, init's first report (that
+ * the command runs, or why not), the supervisor's own failure, or "" if init died silently. */
+static void hand_to_init(struct sup *s, struct capture *c, int out[2], int err[2], char *first,
+                         size_t size) {
+    struct failure f;
+    int exec_fd = -1, ok = prepare_job(s, c, out, err, &exec_fd, &f) == 0;
+    if (ok) {
+        int fds[3] = {out[1], err[1], exec_fd};
+        ok = send_with_fds(s->to_init, TJOB_INIT_JOB, 1, fds, 3) == 0;
+        if (!ok) fail(&f, "supervisor", "sendmsg", "init");
+    }
+    close_quietly(out[1]);
+    close_quietly(err[1]);
+    close_quietly(exec_fd);
+    close(s->to_init); /* an init still waiting for its job ends, without a report */
+    /* Init's report comes first: it may have failed before the job came (its namespaces).
+     * Without the job it ends (its channel is closed), so this never waits on an idle init. */
+    if (read_line(&s->reports, first, size)) return;
+    if (ok) first[0] = 0; /* init died before it said why */
+    else format_failure(first, size, &f);
+}
+
+/* Copy output into the log until both pipes close and init's reports end; the command's wait
+ * status, or -1 if init never reported one (it was SIGKILLed: a stop). */
+static int pump(struct capture *c, int out_r, int err_r, struct lines *reports) {
+    struct pollfd p[3] = {{reports->fd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
+    int wstatus = -1;
+    while (p[0].fd >= 0 || p[1].fd >= 0 || p[2].fd >= 0) {
+        int ready = poll(p, 3, capture_busy() ? IDLE_MS : -1);
+        if (ready == 0) {
+            capture_idle();
+            continue;
+        }
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            log_error("supervisor", "poll");
+            break;
+        }
+        if (p[0].revents) {
+            char line[64];
+            struct report r;
+            if (!fill(reports)) p[0].fd = -1;
+            while (buffered_line(reports, line, sizeof line))
+                if (parse_report(line, &r) == 0 && r.kind == TJOB_REPORT_EXITED[0])
+                    wstatus = (int)r.value;
+        }
+        for (int i = 1; i < 3; i++) {
+            if (p[i].fd >= 0 && p[i].revents && !capture_take(c, i, p[i].fd)) {
+                close(p[i].fd);
+                p[i].fd = -1;
+            }
+        }
+    }
+    return wstatus;
+}
+
+static void wait_init(struct sup *s) {
+    if (waitpid(s->init, NULL, 0) < 0) log_error("supervisor", "waitpid");
+    close(s->init_pidfd);
+}
+
+/* The job never ran: say why, to the fork server (which answers the engine). */
+static int start_failed(struct sup *s, struct capture *c, const char *first, int out[2],
+                        int err[2]) {
+    struct report r;
+    char line[600], end[600];
+    snprintf(line, sizeof line, "%s", first);
+    if (line[0] && parse_report(line, &r) == 0 && r.kind == TJOB_REPORT_FAILED[0])
+        format_failure(end, sizeof end, &r.failure);
+    else
+        snprintf(end, sizeof end, TJOB_REPORT_FAILED); /* init died before it said why */
+    close_quietly(out[0]);
+    close_quietly(err[0]);
+    close(s->busy);
+    wait_init(s);
+    capture_close(c);
+    close(s->reports.fd);
+    return report_end(s, end, s->reply);
+}
+
+/* The command runs: record where to find it, then answer the engine. */
+static void started(struct sup *s, long pid, double started_at) {
+    char text[256];
+    /* Before the reply: once start() returns, a later engine can find the job running.
+     * Without it (a full disk) the job runs, but a restarted engine finds it lost. */
+    format_run(text, sizeof text, (int)s->me, (int)s->init, pid, started_at);
+    if (write_file(s->dir, TJOB_RUN_FILE, text)) log_error("supervisor", "write " TJOB_RUN_FILE);
+    int self_pidfd = pidfd_open(s->me);
+    format_start_reply(text, sizeof text, pid, started_at, (int)s->me);
+    int pidfds[2] = {self_pidfd, s->init_pidfd};
+    if (self_pidfd < 0 || send_with_fds(s->reply, text, strlen(text), pidfds, 2)) {
+        /* The engine gave up or is gone: the job runs all the same, and run.json finds it. */
+    }
+    close(s->reply);
+    close_quietly(self_pidfd);
+    close(s->busy); /* the fork server's cue to build the next spare */
+}
+
+int supervise(int chan, int busy, const char *cgroup_root, const struct recorder *rec) {
+    static const char *const spare_title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_SUPERVISOR_ARGV1, NULL};
+    struct sup s = {.chan = chan, .busy = busy, .reply = -1, .rec = rec};
+    keep_only(chan, busy);
+    set_title(spare_title);
+    if (setsid() < 0) log_error("spare", "setsid");
+    reset_signals();
+    if (make_spare(&s, cgroup_root)) _exit(1);
+
+    char msg[PATH_MAX + 32];
+    int nfds;
+    long long cap;
+    ssize_t n = recv_with_fds(chan, msg, sizeof msg - 1, &s.reply, 1, &nfds);
+    if (n <= 0 || nfds != 1) { /* never used: init sees the end and exits */
+        close(s.to_init);
+        wait_init(&s);
+        return 0;
+    }
+    msg[n] = 0;
+    if (parse_handoff(msg, (size_t)n, &s.dir, &cap)) {
+        log_error("supervisor", "malformed handoff");
+        return 1; /* the fork server sees the channel close: the job is lost */
+    }
+    /* The documented mark (protocol.SUPERVISOR_ARGV): the job's id is its directory's name. */
+    const char *slash = strrchr(s.dir, '/');
+    const char *title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_SUPERVISOR_ARGV1, slash ? slash + 1 : s.dir, NULL};
+    set_title(title);
+
+    struct capture c = {.cap = cap};
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    char first[600];
+    struct report r;
+    hand_to_init(&s, &c, out, err, first, sizeof first);
+    if (first[0] != TJOB_REPORT_STARTED[0] || parse_report(first, &r))
+        return start_failed(&s, &c, first, out, err);
+    double started_at = now();
+    started(&s, r.value, started_at);
+    /* Room for the final status should the disk fill up (the output is then cut, and this is
+     * unlinked). Made now, after the reply: it is not on the way to starting the job. */
+    capture_reserve(&c);
+
+    int wstatus = pump(&c, out[0], err[0], &s.reports);
+    close(s.reports.fd);
+    wait_init(&s);
+    capture_close(&c);
+    char end[256];
+    format_end_exited(end, sizeof end, wstatus, r.value, started_at, c.cut);
+    return report_end(&s, end, -1);
+}

@@ -1,0 +1,30 @@
+/* Small helpers every part of the shim uses: whole writes, files, fds, the process title. */
+#ifndef TJOB_UTIL_H
+#define TJOB_UTIL_H
+#include <stddef.h>
+#include <sys/types.h>
+
+int pidfd_open(pid_t pid);
+void close_quietly(int fd);
+int write_all(int fd, const char *buf, size_t len);
+int pwrite_all(int fd, const char *buf, size_t len, off_t at);
+/* All of `fd` into a malloc'd, NUL-terminated buffer (its length in *len), or NULL. */
+char *read_fd(int fd, size_t *len);
+/* `dir/name` into `buf`; -1 and ENAMETOOLONG if it does not fit. */
+int join_path(char *buf, size_t size, const char *dir, const char *name);
+/* `dir/name` := `text`, atomically (readers see the whole file or none); -1 and errno. */
+int write_file(const char *dir, const char *name, const char *text);
+double now(void);
+/* What the fork server set (SIGCHLD and SIGINT ignored) back to defaults; an empty mask.
+ * SIGPIPE stays ignored, as Python left it. */
+void reset_signals(void);
+/* Keep only fds 0-2 and `a` and `b` (either may be -1). */
+void keep_only(int a, int b);
+/* Remember the argv area (main, before anything), then overwrite it with `words` (NULL-ended):
+ * /proc/PID/cmdline then reads as those words. Pointers into argv are invalid afterwards. */
+void title_init(int argc, char **argv);
+void set_title(const char *const *words);
+/* "tjob-shim: STAGE: CALL: strerror(errno)" on stderr (the engine's spawner.log). */
+void log_error(const char *stage, const char *call);
+
+#endif

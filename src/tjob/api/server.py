@@ -14,6 +14,7 @@ malformed request/id   INVALID_ARGUMENT     what is wrong (limits over a cap nam
 ambiguous id prefix    INVALID_ARGUMENT     "... is ambiguous ..." (among your jobs)
 unknown/others' job    NOT_FOUND            "unauthorized" (the same for both)
 running-job cap        RESOURCE_EXHAUSTED   the cap
+per-client limit       RESOURCE_EXHAUSTED   the limit and its tjobs flag (see limits.py)
 request over 4 MiB     RESOURCE_EXHAUSTED   the size and the limit
 compressed request     UNIMPLEMENTED        says so
 shutting down          UNAVAILABLE          "tjobs is shutting down"
@@ -29,12 +30,11 @@ import collections
 import contextlib
 import logging
 import math
-import shlex
 import socket
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,7 +44,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from ..errors import (
     AmbiguousJobId,
@@ -58,21 +58,19 @@ from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
 from . import convert
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
+from .conn import GuardedServer
+from .limits import ClientQuota, LimitExceeded, ServerLimits
+from .logtext import shown, shown_argv
+from .output import OutputShares, Stalled, send_output
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Follower, Job
+    from ..engine import Engine, Job
 
 log = logging.getLogger("tjobs")
 
-# Largest LogChunk payload: well under grpcio's default 4 MiB receive limit, big enough that
-# per-message overhead does not matter for throughput.
-MAX_CHUNK = 1 << 20
-MIN_READ = 16 << 10
-# Output all Logs calls together may hold between reading and handing it to the connection
-# (protobuf and HTTP/2 framing copy each piece twice more on the way).
-LOGS_BUDGET = 16 << 20
+MAX_IDS = 1000  # ids in one Stats request
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
@@ -109,6 +107,7 @@ class Policy:
     admins: frozenset[str] = frozenset()
     job_user: str | int | None = "nobody"
     max_jobs: int = 64
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass
@@ -117,30 +116,6 @@ class _Calls:
 
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
     unary: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
-class _BytePool:
-    """Bytes of job output the Logs calls may hold at once, shared fairly among them."""
-
-    def __init__(self, total: int) -> None:
-        self.total = self.free = total
-        self.users = 0
-        self._changed = asyncio.Condition()
-
-    def share(self) -> int:
-        return max(MIN_READ, min(MAX_CHUNK, self.total // max(1, self.users)))
-
-    @contextlib.asynccontextmanager
-    async def hold(self, n: int) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= n)
-            self.free -= n
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.free += n
-                self._changed.notify_all()
 
 
 class JobService(JobServiceBase):
@@ -152,7 +127,8 @@ class JobService(JobServiceBase):
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
-        self._pool = _BytePool(LOGS_BUDGET)
+        self._quota = ClientQuota(policy.limits)
+        self._shares = OutputShares()
         self.closing = False
 
     # --- the RPCs -------------------------------------------------------------------------------
@@ -174,7 +150,7 @@ class JobService(JobServiceBase):
                 if not self._starting[caller.name]:
                     del self._starting[caller.name]
             st = job.status(usage=False)  # a job just started has used nothing yet
-            log.info("run %s %s %s: %s", caller, job.short_id, _argv(spec.argv), _outcome(st))
+            log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
             await stream.send_message(convert.status_to_pb(st))
 
     async def Stop(self, stream: Stream[pb.StopRequest, pb.JobStatus]) -> None:
@@ -213,52 +189,32 @@ class JobService(JobServiceBase):
             await stream.send_message(convert.status_to_pb(st))
 
     async def Logs(self, stream: Stream[pb.LogsRequest, pb.LogChunk]) -> None:
-        with self._rpc("logs", stream, streaming=True) as caller:
+        with self._rpc("logs", stream, streaming=True, logs=True) as caller:
             req = await _request(stream, pb.LogsRequest)
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
             loop = asyncio.get_running_loop()
             with job.follower(streams, req.skip, loop) as follower:
-                await self._send_output(stream, follower, req.follow)
-
-    async def _send_output(
-        self, stream: Stream[pb.LogsRequest, pb.LogChunk], follower: Follower, follow: bool
-    ) -> None:
-        """Send what the job writes, within the budget all Logs calls share: one follower
-        takes big reads (throughput), a thousand take small ones, and data read but not yet
-        handed to the connection never exceeds the budget (the server's memory stays flat)."""
-        pool = self._pool
-        pool.users += 1
-        try:
-            while True:
-                size = pool.share()
-                async with pool.hold(size):
-                    chunks = follower.take(size)
-                    if chunks is None or (not chunks and not follow):
-                        return
-                    for chunk in chunks:
-                        if chunk.truncated:
-                            msg = pb.LogChunk(truncated=True)
-                        else:
-                            msg = pb.LogChunk(
-                                stream=convert.stream_to_pb(chunk.stream), data=chunk.data
-                            )
-                        await stream.send_message(msg)
-                if not chunks:
-                    await follower.wait_async()  # holding nothing while the job is quiet
-        finally:
-            pool.users -= 1
+                await send_output(
+                    stream,
+                    follower,
+                    follow=req.follow,
+                    client=caller.name,
+                    shares=self._shares,
+                    stall_timeout=self.policy.limits.stall_timeout,
+                )
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
-        with self._rpc("stats", stream, streaming=True) as caller:
+        with self._rpc("stats", stream, streaming=True, stats=True) as caller:
             req = await _request(stream, pb.StatsRequest)
             interval = req.interval_seconds or DEFAULT_INTERVAL
             if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
                 raise InvalidSpec(
                     f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds, not {interval}"
                 )
-            named = [self.guard.job(caller, ref) for ref in req.ids]
-            named = list({job.id: job for job in named}.values())
+            if len(req.ids) > MAX_IDS:
+                raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
+            named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
             before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
             while True:
                 jobs = named or [j for j in self.guard.jobs(caller) if j.running]
@@ -283,7 +239,13 @@ class JobService(JobServiceBase):
 
     @contextlib.contextmanager
     def _rpc(
-        self, name: str, stream: Stream[Any, Any], *, streaming: bool = False
+        self,
+        name: str,
+        stream: Stream[Any, Any],
+        *,
+        streaming: bool = False,
+        logs: bool = False,
+        stats: bool = False,
     ) -> Iterator[Caller]:
         """Authenticate the call and turn every failure into a gRPC status (and a log line).
 
@@ -299,8 +261,10 @@ class JobService(JobServiceBase):
             if self.closing:
                 raise ShuttingDown(SHUTTING_DOWN)
             caller = self.guard.caller(stream.peer.cert())
-            who = caller.name
-            yield caller
+            who = str(caller)
+            self._quota.admit(caller.name)
+            with self._quota.call(caller.name, follow=logs, stats=stats):
+                yield caller
         except asyncio.CancelledError:
             if self.closing and streaming and task is not None:
                 task.uncancel()  # we cancelled it to end the stream: answer instead
@@ -308,12 +272,21 @@ class JobService(JobServiceBase):
             raise  # the client went away
         except (GRPCError, StreamTerminatedError):
             raise
+        except Stalled:
+            log.info(
+                "reset a %s stream of %s: its peer took nothing for %gs",
+                name,
+                who,
+                self.policy.limits.stall_timeout,
+            )
         except Exception as exc:
             code, message = _answer(exc)
             if code is Code.INTERNAL:
-                log.error("failed %s from %s: %s", name, who, exc, exc_info=not _expected(exc))
+                log.error(
+                    "failed %s from %s: %s", name, who, shown(str(exc)), exc_info=not _expected(exc)
+                )
             else:
-                log.info("refused %s from %s: %s %s", name, who, code.name, message)
+                log.info("refused %s from %s: %s %s", name, who, code.name, shown(message))
             raise GRPCError(code, message) from None
         finally:
             if task is not None:
@@ -368,7 +341,8 @@ class ApiServer:
         self._health = ServiceStatus()
         self._health.set(True)
         health = Health({self.service: [self._health]})
-        self._server = Server(ServerReflection.extend([self.service, health]))
+        handlers = ServerReflection.extend([self.service, health])
+        self._server = GuardedServer(handlers, policy.limits)
         self._started = False
         self._stopped = False
 
@@ -438,7 +412,7 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, Unauthenticated):
         return Code.UNAUTHENTICATED, str(exc)
-    if isinstance(exc, QuotaExceeded | TooLarge):
+    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded):
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)
@@ -460,14 +434,9 @@ def _peer(stream: Stream[Any, Any]) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "unknown peer"
 
 
-def _argv(argv: Iterable[str]) -> str:
-    text = shlex.join(argv)
-    return text if len(text) <= 200 else text[:200] + "..."
-
-
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
-        return f"failed: {st.error}"
+        return f"failed: {shown(st.error or '')}"
     if st.state is JobState.RUNNING:
         return "running"
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"

@@ -28,9 +28,19 @@ from tjob.spec import DEFAULT_LIMITS, Limits
 from tjob.status import JobState
 
 HANG = 30.0  # seconds: only a guard against a hang, never a wait
-# The product's limits, but for connections per client: a test opens a channel per stub and
-# keeps them all until the harness closes.
-TEST_LIMITS = ServerLimits(client_conns=1000)
+# Per-client limits far above what the suites ask of them: a test opens a channel per stub and
+# keeps them all until the harness closes, and the adversarial suite's older cases hold 1000
+# idle connections or 1000 followers of one client on purpose. The limits themselves are
+# tested against the product's defaults (tests/adversarial/test_adv5_*.py, test_api_limits.py).
+TEST_LIMITS = ServerLimits(
+    max_conns=4000,
+    client_conns=4000,
+    client_calls=20_000,
+    client_follows=4000,
+    max_follows=4000,
+    client_rate=1e6,
+    client_burst=1_000_000,
+)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 

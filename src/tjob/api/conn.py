@@ -44,6 +44,7 @@ log = logging.getLogger("tjobs")
 MIN_RESETS = 100  # resets a connection may make before its share of resets is judged
 MAX_REFUSED = 100  # streams opened past the handler limit before the connection is closed
 GOAWAY_CALM = b"too many streams reset or refused"
+REFUSED_GRACE = 2.0  # seconds a refused connection stays open for its first call's answer
 NO_CLIENT_AUTH = (
     "the client certificate does not allow client authentication (extended key usage "
     "clientAuth); issue one with tjobs certs --client"
@@ -109,6 +110,11 @@ class _Protocol(H2Protocol):
             self.guarded.refusal = (Code.RESOURCE_EXHAUSTED, over)
         elif not _client_auth(transport):
             self.guarded.refusal = (Code.UNAUTHENTICATED, NO_CLIENT_AUTH)
+        if self.guarded.refusal is not None:
+            # Closed after answering its first call, or after a moment if it makes none: an
+            # idle connection over the limit must not keep its descriptor.
+            loop = asyncio.get_running_loop()
+            loop.call_later(REFUSED_GRACE, self.goaway, ErrorCodes.NO_ERROR, b"")
         h2c = self.connection._connection
         h2c.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.server.limits.conn_streams})
         self.connection.flush()

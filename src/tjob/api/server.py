@@ -33,7 +33,6 @@ import math
 import socket
 import ssl
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,28 +55,33 @@ from ..errors import (
 )
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
-from . import convert
+from . import convert, listing, stats
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
 from .limits import ClientQuota, LimitExceeded, ServerLimits
 from .logtext import shown, shown_argv
 from .output import OutputShares, Stalled, send_output
+from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Job
+    from ..engine import Engine
 
 log = logging.getLogger("tjobs")
 
 MAX_IDS = 1000  # ids in one Stats request
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
+# Largest reply: what a client must accept (tjob's receive limit). Logs chunks (1 MiB), pages of
+# List (500 jobs, argv cut to 1 KiB), Stats (1000 jobs, the same), one job's whole status
+# (argv up to 256 KiB) all stay under it.
+MAX_REPLY = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
 DEFAULT_GRACE = 10.0
 MAX_GRACE = 24 * 3600.0
 DEFAULT_INTERVAL = 1.0
-MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0
+MIN_INTERVAL, MAX_INTERVAL = SAMPLE_FLOOR, 3600.0
 SHUTTING_DOWN = "tjobs is shutting down"
 
 _Req = TypeVar("_Req", bound=Message)
@@ -129,6 +133,7 @@ class JobService(JobServiceBase):
         self._starting: collections.Counter[str] = collections.Counter()
         self._quota = ClientQuota(policy.limits)
         self._shares = OutputShares()
+        self._sampler = Sampler()
         self.closing = False
 
     # --- the RPCs -------------------------------------------------------------------------------
@@ -175,11 +180,7 @@ class JobService(JobServiceBase):
     async def List(self, stream: Stream[pb.ListRequest, pb.ListResponse]) -> None:
         with self._rpc("list", stream) as caller:
             req = await _request(stream, pb.ListRequest)
-            want = convert.state_from_pb(req.state)
-            # No live usage in listings: reading it for every running job is what made List slow.
-            statuses = (job.status(usage=False) for job in self.guard.jobs(caller))
-            out = [convert.status_to_pb(s) for s in statuses if want is None or s.state is want]
-            await stream.send_message(pb.ListResponse(jobs=out))
+            await stream.send_message(listing.page(self.guard.jobs(caller), req))
 
     async def Wait(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("wait", stream, streaming=True) as caller:
@@ -215,12 +216,12 @@ class JobService(JobServiceBase):
             if len(req.ids) > MAX_IDS:
                 raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
             named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
-            before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
+            sampler = self._sampler
             while True:
-                jobs = named or [j for j in self.guard.jobs(caller) if j.running]
-                before = {j.id: _cpu_sample(j.status()) for j in jobs}
+                jobs = named or [j for j in self.guard.jobs(caller) if j.running][:MAX_STATS_JOBS]
+                before = {j.id: sampler.sample(j) for j in jobs}
                 await asyncio.sleep(interval)
-                out = [_stats(j, j.status(), before.get(j.id)) for j in jobs]
+                out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
                 ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
                 if not req.stream or (named and ended):
@@ -441,26 +442,3 @@ def _outcome(st: JobStatus) -> str:
         return "running"
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"
-
-
-def _cpu_sample(st: JobStatus) -> tuple[float, float]:
-    return time.monotonic(), st.usage.cpu_seconds or 0.0
-
-
-def _stats(job: Job, st: JobStatus, before: tuple[float, float] | None) -> pb.JobStats:
-    now, cpu = _cpu_sample(st)
-    percent = 0.0
-    if before is not None and st.state is JobState.RUNNING and now > before[0]:
-        percent = max(0.0, (cpu - before[1]) / (now - before[0]) * 100.0)
-    usage = st.usage
-    return pb.JobStats(
-        id=job.id,
-        argv=st.argv,
-        cpu_percent=percent,
-        memory_bytes=usage.memory_current_bytes or 0,
-        memory_limit_bytes=convert.memory_limit_bytes(st.limits),
-        pids=usage.pids_current or 0,
-        io_read_bytes=usage.io_read_bytes or 0,
-        io_write_bytes=usage.io_write_bytes or 0,
-        state=convert.state_to_pb(st.state),
-    )

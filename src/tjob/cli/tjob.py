@@ -46,6 +46,7 @@ EXIT_SIGPIPE = 141  # 128 + SIGPIPE, as `cat` killed by a closed pipe
 SHORT_ID = 8
 COMMAND_WIDTH = 30
 CALL_TIMEOUT = 60.0  # seconds: a guard against a hung server on calls that answer at once
+MAX_REPLY = 4 << 20  # the largest reply tjobs sends (tjob.api.server.MAX_REPLY)
 DEFAULT_GRACE = 10.0
 JOB_HELP = "a job id, or a unique prefix of it (at least 8 characters)"
 
@@ -434,7 +435,9 @@ class Client:
         self.pb = tjob_pb2
         self.grpc = grpc
         # No retries: a refused connection should fail now, not after a backoff.
-        self.channel = grpc.secure_channel(args.host, creds, options=[("grpc.enable_retries", 0)])
+        # The receive limit is what the server may send: no reply of tjobs is over 4 MiB.
+        options = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", MAX_REPLY)]
+        self.channel = grpc.secure_channel(args.host, creds, options=options)
 
     def close(self) -> None:
         self.channel.close()
@@ -844,11 +847,19 @@ def cmd_ps(c: Client, args: argparse.Namespace) -> int:
         if not statuses:
             return EXIT_ERROR
     else:
-        try:
-            listing = c.unary("List", pb.ListResponse)(pb.ListRequest(), timeout=CALL_TIMEOUT)
-        except c.grpc.RpcError as err:
-            raise c.error(err) from None
-        statuses = [_status(m) for m in listing.jobs]
+        statuses = []
+        token = ""
+        while True:  # the server answers in pages
+            try:
+                listing = c.unary("List", pb.ListResponse)(
+                    pb.ListRequest(page_token=token), timeout=CALL_TIMEOUT
+                )
+            except c.grpc.RpcError as err:
+                raise c.error(err) from None
+            statuses += [_status(m) for m in listing.jobs]
+            token = listing.next_page_token
+            if not token:
+                break
     if args.quiet:
         for st in statuses:
             _out(st.id[:SHORT_ID])

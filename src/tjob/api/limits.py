@@ -36,8 +36,8 @@ class ServerLimits:
     client_follows: int = 256  # --client-follows: Logs calls in flight per client
     max_follows: int = 2000  # --max-follows: Logs calls in flight, all clients together
     client_stats: int = 8  # --client-stats: Stats calls in flight per client
-    client_rate: float = 200.0  # --client-rate: calls per second per client (sustained)
-    client_burst: int = 400  # calls a client may make at once before its rate applies
+    client_rate: float = 1000.0  # --client-rate: calls per second per client (sustained)
+    client_burst: int = 2000  # calls a client may make at once before its rate applies
     conn_streams: int = 100  # handlers alive per connection (HTTP/2 MAX_CONCURRENT_STREAMS)
     stall_timeout: float = 60.0  # --stall-timeout: a Logs stream the peer does not read
     handshake_timeout: float = 10.0  # TLS handshake

@@ -23,13 +23,29 @@ def test_calls_follows_and_stats_are_counted_per_client_and_named() -> None:
     with q.call("alice", follow=True), q.call("alice", follow=True):
         with pytest.raises(LimitExceeded, match="--client-follows"), q.call("alice", follow=True):
             pass
-        with q.call("bob", follow=True):  # bob's own count; the server-wide one is now full
-            with pytest.raises(LimitExceeded, match="--max-follows"), q.call("carol", follow=True):
-                pass
-        with q.call("alice", stats=True):
-            with pytest.raises(LimitExceeded, match="--client-calls"), q.call("alice"):
-                pass
+        # bob has a count of his own; then the server-wide one is full for carol
+        with q.call("bob", follow=True), pytest.raises(LimitExceeded, match="--max-follows"):
+            stack = q.call("carol", follow=True)
+            stack.__enter__()
+        with q.call("alice", stats=True), pytest.raises(LimitExceeded, match="--client-calls"):
+            q.call("alice").__enter__()
     assert not q.calls and not q.follows and not q.stats  # every count given back
+
+
+def test_request_bytes_being_received_are_bounded_per_client() -> None:
+    q = ClientQuota(ServerLimits())
+    with (
+        q.receiving("alice", 4 << 20),
+        q.receiving("alice", 4 << 20),
+        q.receiving("alice", 4 << 20),
+    ):
+        with q.receiving("alice", 4 << 20), pytest.raises(LimitExceeded, match="at once"):
+            q.receiving("alice", 4 << 20).__enter__()
+        with q.receiving("alice", 100):  # small requests are not counted
+            pass
+        with q.receiving("bob", 4 << 20):
+            pass
+    assert not q.incoming
 
 
 def test_rate_allows_a_burst_then_the_rate() -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpclib import server as gserver
+from grpclib.config import Configuration
 from grpclib.const import Status as Code
 from grpclib.metadata import encode_grpc_message
 from grpclib.protocol import H2Protocol
@@ -44,6 +45,7 @@ log = logging.getLogger("tjobs")
 MIN_RESETS = 100  # resets a connection may make before its share of resets is judged
 MAX_REFUSED = 100  # streams opened past the handler limit before the connection is closed
 GOAWAY_CALM = b"too many streams reset or refused"
+WINDOW = 1 << 20
 REFUSED_GRACE = 2.0  # seconds a refused connection stays open for its first call's answer
 NO_CLIENT_AUTH = (
     "the client certificate does not allow client authentication (extended key usage "
@@ -270,7 +272,10 @@ class GuardedServer(gserver.Server):
     """grpclib's Server with the guards above and a bounded TLS handshake."""
 
     def __init__(self, handlers: Collection[Any], limits: ServerLimits) -> None:
-        super().__init__(handlers)
+        # 1 MiB flow-control windows (grpclib's default is 4 MiB): what a client can push
+        # before the server reads is bounded per connection; requests are small.
+        window = Configuration(http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW)
+        super().__init__(handlers, config=window)
         self.limits = limits
         self.conns = _Conns(limits)
 

@@ -20,6 +20,10 @@ from ..errors import TjobError
 # pidfds (two per running job), the database, the watcher, the fork server, logging.
 FD_RESERVE = 1024
 FDS_PER_FOLLOWER = 1  # the follower's log file (the watch is on the engine's one inotify fd)
+# Request bytes one client may have on their way in at once (a request may be 4 MiB): past it
+# a big request is refused unread, and HTTP/2 flow control keeps the rest at the client.
+CLIENT_RECEIVING = 16 << 20
+SMALL_REQUEST = 64 << 10  # requests this small are not counted
 
 
 class LimitExceeded(TjobError):
@@ -61,6 +65,7 @@ class ClientQuota:
     calls: Counter[str] = field(default_factory=Counter)
     follows: Counter[str] = field(default_factory=Counter)
     stats: Counter[str] = field(default_factory=Counter)
+    incoming: Counter[str] = field(default_factory=Counter)  # request bytes being received
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def admit(self, name: str) -> None:
@@ -105,6 +110,25 @@ class ClientQuota:
                 counter[name] -= 1
                 if not counter[name]:
                     del counter[name]
+
+    @contextlib.contextmanager
+    def receiving(self, name: str, size: int) -> Iterator[None]:
+        """Count ``size`` bytes of ``name``'s request while it is received."""
+        if size <= SMALL_REQUEST:
+            yield
+            return
+        if self.incoming[name] + size > CLIENT_RECEIVING:
+            raise LimitExceeded(
+                f"{name} is already sending {self.incoming[name]} bytes of requests; a client "
+                f"may send at most {CLIENT_RECEIVING} at once (retry once they are answered)"
+            )
+        self.incoming[name] += size
+        try:
+            yield
+        finally:
+            self.incoming[name] -= size
+            if not self.incoming[name]:
+                del self.incoming[name]
 
 
 def _take(

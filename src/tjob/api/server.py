@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import socket
 import ssl
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -140,7 +141,7 @@ class JobService(JobServiceBase):
 
     async def Run(self, stream: Stream[pb.RunRequest, pb.JobStatus]) -> None:
         with self._rpc("run", stream) as caller:
-            req = await _request(stream, pb.RunRequest)
+            req = await _request(stream, pb.RunRequest, self._receiving(caller))
             spec = self._spec(caller, req)
             if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
                 raise QuotaExceeded(
@@ -160,7 +161,7 @@ class JobService(JobServiceBase):
 
     async def Stop(self, stream: Stream[pb.StopRequest, pb.JobStatus]) -> None:
         with self._rpc("stop", stream) as caller:
-            req = await _request(stream, pb.StopRequest)
+            req = await _request(stream, pb.StopRequest, self._receiving(caller))
             grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
             if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
                 raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
@@ -173,25 +174,25 @@ class JobService(JobServiceBase):
 
     async def Status(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("status", stream) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             await stream.send_message(convert.status_to_pb(job.status()))
 
     async def List(self, stream: Stream[pb.ListRequest, pb.ListResponse]) -> None:
         with self._rpc("list", stream) as caller:
-            req = await _request(stream, pb.ListRequest)
+            req = await _request(stream, pb.ListRequest, self._receiving(caller))
             await stream.send_message(listing.page(self.guard.jobs(caller), req))
 
     async def Wait(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("wait", stream, streaming=True) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             st = await job.wait_async()
             await stream.send_message(convert.status_to_pb(st))
 
     async def Logs(self, stream: Stream[pb.LogsRequest, pb.LogChunk]) -> None:
         with self._rpc("logs", stream, streaming=True, logs=True) as caller:
-            req = await _request(stream, pb.LogsRequest)
+            req = await _request(stream, pb.LogsRequest, self._receiving(caller))
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
             loop = asyncio.get_running_loop()
@@ -207,7 +208,7 @@ class JobService(JobServiceBase):
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
         with self._rpc("stats", stream, streaming=True, stats=True) as caller:
-            req = await _request(stream, pb.StatsRequest)
+            req = await _request(stream, pb.StatsRequest, self._receiving(caller))
             interval = req.interval_seconds or DEFAULT_INTERVAL
             if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
                 raise InvalidSpec(
@@ -229,7 +230,7 @@ class JobService(JobServiceBase):
 
     async def Remove(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("remove", stream) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             st = job.status()
             await asyncio.to_thread(self._engine.remove, job.id)
@@ -292,6 +293,11 @@ class JobService(JobServiceBase):
         finally:
             if task is not None:
                 calls.discard(task)
+
+    def _receiving(
+        self, caller: Caller
+    ) -> Callable[[int], contextlib.AbstractContextManager[None]]:
+        return functools.partial(self._quota.receiving, caller.name)
 
     def _spec(self, caller: Caller, req: pb.RunRequest) -> JobSpec:
         limits = convert.limits_from_pb(req.limits)
@@ -372,11 +378,18 @@ class ApiServer:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
-    """The call's one request message, read with a size cap.
+async def _request(
+    stream: Stream[_Req, Any],
+    kind: type[_Req],
+    receiving: Callable[[int], contextlib.AbstractContextManager[None]],
+) -> _Req:
+    """The call's one request message, read with a size cap, within the client's budget of
+    request bytes being received (``receiving``).
 
     grpclib buffers a message of whatever size its 5-byte prefix announces (up to 4 GiB), so
-    the prefix is read here from its protocol stream and a large message refused unread.
+    the prefix is read here from its protocol stream and a large message refused unread; one
+    the client has no budget left for is refused unread too (what is not read is not
+    acknowledged, so HTTP/2 flow control holds the rest at the client).
     """
     raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
     try:
@@ -394,7 +407,8 @@ async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
             f"the request is {size} bytes, more than the {MAX_REQUEST} this server takes"
         )
     try:
-        data = await raw.recv_data(size)
+        with receiving(size):
+            data = await raw.recv_data(size)
     except AssertionError:
         raise InvalidSpec("the request message is cut short") from None
     try:

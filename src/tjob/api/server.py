@@ -15,7 +15,7 @@ ambiguous id prefix    INVALID_ARGUMENT     "... is ambiguous ..." (among your j
 unknown/others' job    NOT_FOUND            "unauthorized" (the same for both)
 running-job cap        RESOURCE_EXHAUSTED   the cap
 per-client limit       RESOURCE_EXHAUSTED   the limit and its tjobs flag (see limits.py)
-request over 4 MiB     RESOURCE_EXHAUSTED   the size and the limit
+request too large      RESOURCE_EXHAUSTED   the size and the limit (Run 4 MiB, others 64 KiB)
 compressed request     UNIMPLEMENTED        says so
 shutting down          UNAVAILABLE          "tjobs is shutting down"
 engine/cgroup failure  INTERNAL             the engine's message (logged)
@@ -74,6 +74,9 @@ log = logging.getLogger("tjobs")
 MAX_IDS = 1000  # ids in one Stats request
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
+# Every other request is small (a Stats of 1000 full ids is ~35 kB): a bigger one is refused
+# before it is read or parsed.
+MAX_SMALL_REQUEST = 64 << 10
 # Largest reply: what a client must accept (tjob's receive limit). Logs chunks (1 MiB), pages of
 # List (500 jobs, argv cut to 1 KiB), Stats (1000 jobs, the same), one job's whole status
 # (argv up to 256 KiB) all stay under it.
@@ -402,9 +405,11 @@ async def _request(
     compressed, size = _PREFIX.unpack(prefix)
     if compressed:
         raise Unsupported("compressed requests are not supported")
-    if size > MAX_REQUEST:
+    cap = MAX_REQUEST if kind is pb.RunRequest else MAX_SMALL_REQUEST
+    if size > cap:
         raise TooLarge(
-            f"the request is {size} bytes, more than the {MAX_REQUEST} this server takes"
+            f"the request is {size} bytes, more than the {cap} this server takes "
+            f"in a {kind.__name__}"
         )
     try:
         with receiving(size):

@@ -161,6 +161,7 @@ class _Handler(gserver.Handler):
         # finishing, and a client that opens the next one at once must not be refused.
         self.limit = 2 * server.limits.conn_streams
         self.refusal: tuple[Code, str] | None = None
+        self.answered = False  # a call on a refused connection has been answered
         self.alive: set[asyncio.Task[None]] = set()
         self.opened = self.resets = self.refused = 0
 
@@ -180,7 +181,13 @@ class _Handler(gserver.Handler):
                 self._calm("opened %d streams past the limit of %d", self.refused, self.limit)
             return
         self.opened += 1
+        if self.refusal is not None and self.answered:
+            # One call has its answer (and the connection its GOAWAY): the rest cost nothing.
+            stream.reset_nowait(ErrorCodes.REFUSED_STREAM)
+            release()
+            return
         if self.refusal is not None:
+            self.answered = True
             coro = _refuse(stream, *self.refusal, self.proto)
         else:
             coro = gserver.request_handler(

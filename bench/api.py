@@ -2,9 +2,10 @@
 
 B1' Run latency, B2' one gRPC follower's throughput, B3 fan-out to many followers, B4 List and
 Status with many running jobs and memory per job, B5 CPU of idle followers, B8 whole-process
-CLI latency. The server gets its own certificates, state directory and a free loopback port;
-at the end it is stopped with SIGTERM (``--stop-on-exit``) and an engine on its state
-directory stops anything left, so no job or cgroup outlives the run.
+CLI latency, B9 (bench/hostile.py) a second client while another client attacks. The server
+gets its own certificates, state directory and a free loopback port; at the end it is stopped
+with SIGTERM (``--stop-on-exit``) and an engine on its state directory stops anything left, so
+no job or cgroup outlives the run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import tjob
 from tjob import cgroups
 from tjob.api import pki
 
+from . import hostile
 from .common import BENCH_DIR, Figure, Result, run_quiet, timed
 from .engine import GIB, _runc_bundle, _unmount_runc
 
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from tjob.api.tjob.v1 import tjob_pb2 as pb
 
 MIB = 1 << 20
-IDS = {"B1p", "B2p", "B3", "B4", "B5", "B8"}
+IDS = {"B1p", "B2p", "B3", "B4", "B5", "B8", "B9"}
 BIN = Path(sys.executable).parent  # the venv's bin: tjobs, tjob
 LISTEN_TIMEOUT = 60.0
 # grpclib's HTTP/2 (h2) allows 100 concurrent streams per connection; stay well under it.
@@ -74,10 +76,19 @@ class Certs:
 # --- the server ---------------------------------------------------------------------------------
 
 
-class Server:
-    """A real tjobs on a free loopback port, with caps raised for the benchmarks."""
+# Per-client limits raised (B3 alone follows with 1000 streams from one identity); B9 runs
+# against a server of its own with the product's defaults.
+RAISED_LIMITS = (
+    *("--client-conns", "1000", "--client-calls", "100000", "--client-follows", "8000"),
+    *("--max-follows", "8000", "--client-rate", "1000000"),
+)
 
-    def __init__(self, tmp: Path) -> None:
+
+class Server:
+    """A real tjobs on a free loopback port, with caps (and, unless ``raised`` is False,
+    per-client limits) raised for the benchmarks."""
+
+    def __init__(self, tmp: Path, *, raised: bool = True) -> None:
         self.tmp = tmp
         certs = tmp / "certs"
         pki.init_dir(certs)
@@ -96,6 +107,7 @@ class Server:
             "--job-user",
             JOB_USER,
             *("--max-jobs", "1000", "--output-cap", str(OUTPUT_CAP), "--stop-on-exit"),
+            *(RAISED_LIMITS if raised else ()),
         ]
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -775,6 +787,22 @@ def b8(server: Server, tmp: Path, n: int) -> Result:
 # --- all ----------------------------------------------------------------------------------------
 
 
+def _b9(tmp: Path, quick: bool) -> Result:
+    tmp.mkdir(mode=0o711)
+    server = Server(tmp, raised=False)
+    try:
+        client = Client(server.target, server.certs)
+        try:
+            result = hostile.b9(client, server, 3.0 if quick else 10.0, 1.0 if quick else 3.0)
+        finally:
+            client.close()
+    finally:
+        problems = server.close()
+    if problems:
+        result.notes.append("cleanup after tjobs: " + "; ".join(problems))
+    return result
+
+
 def run(selected: set[str], quick: bool) -> list[Result]:
     """The selected API benchmarks, in order, against one server; --quick scales them down."""
     wanted = selected & IDS
@@ -792,18 +820,22 @@ def run(selected: set[str], quick: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="tjob-bench-api-", dir=BENCH_DIR) as d:
         tmp = Path(d)
         tmp.chmod(0o711)  # jobs run as nobody and read B3's file under it
-        server = Server(tmp)
-        try:
-            client = Client(server.target, server.certs)
+        problems: list[str] = []
+        if wanted - {"B9"}:
+            server = Server(tmp)
             try:
-                for bid, step in steps:
-                    if bid in wanted:
-                        out.append(step(client, server, tmp))
-                        client.clear()  # each benchmark starts with no jobs
+                client = Client(server.target, server.certs)
+                try:
+                    for bid, step in steps:
+                        if bid in wanted:
+                            out.append(step(client, server, tmp))
+                            client.clear()  # each benchmark starts with no jobs
+                finally:
+                    client.close()
             finally:
-                client.close()
-        finally:
-            problems = server.close()
+                problems = server.close()
+        if "B9" in wanted:  # a server of its own, with the product's limits
+            out.append(_b9(tmp / "b9", quick))
     if problems:  # a leak is a finding: reported with the figures, not instead of them
         print("bench: cleanup after tjobs: " + "; ".join(problems), file=sys.stderr)
         for r in out:

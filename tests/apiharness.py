@@ -20,6 +20,7 @@ import pytest
 
 from tjob import Engine
 from tjob.api import pki, tls
+from tjob.api.limits import ServerLimits
 from tjob.api.server import ApiServer, Policy
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
@@ -27,6 +28,19 @@ from tjob.spec import DEFAULT_LIMITS, Limits
 from tjob.status import JobState
 
 HANG = 30.0  # seconds: only a guard against a hang, never a wait
+# Per-client limits far above what the suites ask of them: a test opens a channel per stub and
+# keeps them all until the harness closes, and the adversarial suite's older cases hold 1000
+# idle connections or 1000 followers of one client on purpose. The limits themselves are
+# tested against the product's defaults (tests/adversarial/test_adv5_*.py, test_api_limits.py).
+TEST_LIMITS = ServerLimits(
+    max_conns=4000,
+    client_conns=4000,
+    client_calls=20_000,
+    client_follows=4000,
+    max_follows=4000,
+    client_rate=1e6,
+    client_burst=1_000_000,
+)
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,12 +72,17 @@ class Harness:
         job_user: str | int | None = "nobody",
         output_cap: int = 1 << 30,
         cgroup_parent: str = "tjob",
+        limits: ServerLimits = TEST_LIMITS,
     ) -> None:
         self.tmp = tmp
         self.certs = tmp / "certs"
         self.state = tmp / "state"
         self.policy = Policy(
-            caps=caps, admins=frozenset(admins), job_user=job_user, max_jobs=max_jobs
+            caps=caps,
+            admins=frozenset(admins),
+            job_user=job_user,
+            max_jobs=max_jobs,
+            limits=limits,
         )
         self.output_cap = output_cap
         self.cgroup_parent = cgroup_parent

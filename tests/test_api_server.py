@@ -140,10 +140,10 @@ def test_stats_of_a_cpu_bound_job(h: Harness) -> None:
     assert 5.0 < row.cpu_percent < 40.0, row.cpu_percent
     assert row.memory_limit_bytes == 20 * 1024 * 1024 and row.pids >= 1
     # Without ids: the caller's running jobs.
-    (resp,) = list(stub.Stats(pb.StatsRequest(interval_seconds=0.05), timeout=HANG))
+    (resp,) = list(stub.Stats(pb.StatsRequest(interval_seconds=0.2), timeout=HANG))
     assert st.id in {j.id for j in resp.jobs}
     # A stream of a named job ends once the job has ended.
-    stream = stub.Stats(pb.StatsRequest(ids=[st.id], stream=True, interval_seconds=0.05))
+    stream = stub.Stats(pb.StatsRequest(ids=[st.id], stream=True, interval_seconds=0.2))
     first = next(stream)
     assert first.jobs[0].state == pb.JOB_STATE_RUNNING
     stub.Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)

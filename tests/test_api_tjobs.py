@@ -145,6 +145,18 @@ def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
     refused(tjobs(*cert_flags(certs), *state, "--cpu", "0"), "cpu_percent must be positive")
     refused(tjobs(*cert_flags(certs), *state, "--job-user", "no-such-user-x"), "no such user")
     refused(tjobs(*cert_flags(certs), *state, "--host", "nonsense"), "is not HOST:PORT")
+    refused(tjobs(*cert_flags(certs), *state, "--client-rate", "0"), "--client-rate")
+
+
+@needs_root
+def test_refuses_limits_that_need_more_descriptors_than_it_may_open(
+    certs: Path, tmp_path: Path
+) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    low = ("prlimit", "--nofile=2000:2000")  # the defaults need 1024 + 2000 + 1024
+    proc = tjobs(*cert_flags(certs), *state, prefix=low)
+    refused(proc, "--max-conns + --max-follows")
+    assert "2000" in proc.stderr
 
 
 # --- a running server and its signals -----------------------------------------------------------

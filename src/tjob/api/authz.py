@@ -13,12 +13,14 @@ caller may see, so an ambiguous prefix never reveals that someone else has a sim
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import AmbiguousJobId, InvalidSpec, JobNotFound, TjobError
+from .logtext import shown
 from .tls import identity_from_peercert
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Caller:
     admin: bool = False
 
     def __str__(self) -> str:
-        return self.name
+        return shown(self.name)  # for the log: a name cannot start a line there
 
 
 def parse_job_ref(ref: str) -> str:
@@ -75,7 +77,10 @@ class Guard:
         """The identity behind a connection's verified certificate (``getpeercert()``)."""
         name = identity_from_peercert(peercert)
         if name is None:
-            raise Unauthenticated("the client certificate has no usable subject common name")
+            raise Unauthenticated(
+                "the client certificate has no usable subject common name (one, printable, "
+                "without outer spaces)"
+            )
         return Caller(name, name in self.admins)
 
     def may_see(self, caller: Caller, job: Job) -> bool:
@@ -113,3 +118,23 @@ class Guard:
         if caller.admin:
             return everyone
         return [j for j in everyone if j.owner == caller.name]
+
+    def resolve(self, caller: Caller, refs: Sequence[str]) -> list[Job]:
+        """The caller's jobs for many ids or prefixes, from one snapshot of the job table: a
+        sorted list searched by bisection, so each ref costs log(jobs), never a scan."""
+        prefixes = [parse_job_ref(ref) for ref in refs]  # malformed ones first, nothing looked up
+        if len(prefixes) <= 1:
+            return [self.job(caller, p) for p in prefixes]
+        mine = sorted(self.jobs(caller), key=lambda j: j.id)
+        ids = [j.id for j in mine]
+        out = []
+        for prefix in prefixes:
+            i = bisect.bisect_left(ids, prefix)
+            if i == len(ids) or not ids[i].startswith(prefix):
+                raise Unauthorized()
+            if i + 1 < len(ids) and ids[i + 1].startswith(prefix):
+                raise AmbiguousJobId(
+                    f"job id prefix {prefix} is ambiguous among your jobs; give more characters"
+                )
+            out.append(mine[i])
+        return out

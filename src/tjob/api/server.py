@@ -14,7 +14,8 @@ malformed request/id   INVALID_ARGUMENT     what is wrong (limits over a cap nam
 ambiguous id prefix    INVALID_ARGUMENT     "... is ambiguous ..." (among your jobs)
 unknown/others' job    NOT_FOUND            "unauthorized" (the same for both)
 running-job cap        RESOURCE_EXHAUSTED   the cap
-request over 4 MiB     RESOURCE_EXHAUSTED   the size and the limit
+per-client limit       RESOURCE_EXHAUSTED   the limit and its tjobs flag (see limits.py)
+request too large      RESOURCE_EXHAUSTED   the size and the limit (Run 4 MiB, others 64 KiB)
 compressed request     UNIMPLEMENTED        says so
 shutting down          UNAVAILABLE          "tjobs is shutting down"
 engine/cgroup failure  INTERNAL             the engine's message (logged)
@@ -27,14 +28,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
-import shlex
 import socket
 import ssl
 import struct
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,7 +44,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from ..errors import (
     AmbiguousJobId,
@@ -56,30 +56,36 @@ from ..errors import (
 )
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
-from . import convert
+from . import convert, listing, stats
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
+from .conn import GuardedServer
+from .limits import ClientQuota, LimitExceeded, ServerLimits
+from .logtext import shown, shown_argv
+from .output import OutputShares, Stalled, send_output
+from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Follower, Job
+    from ..engine import Engine
 
 log = logging.getLogger("tjobs")
 
-# Largest LogChunk payload: well under grpcio's default 4 MiB receive limit, big enough that
-# per-message overhead does not matter for throughput.
-MAX_CHUNK = 1 << 20
-MIN_READ = 16 << 10
-# Output all Logs calls together may hold between reading and handing it to the connection
-# (protobuf and HTTP/2 framing copy each piece twice more on the way).
-LOGS_BUDGET = 16 << 20
+MAX_IDS = 1000  # ids in one Stats request
 # Largest request message: room for the engine's own argv and environment bounds (256 KiB each).
 MAX_REQUEST = 4 << 20
+# Every other request is small (a Stats of 1000 full ids is ~35 kB): a bigger one is refused
+# before it is read or parsed.
+MAX_SMALL_REQUEST = 64 << 10
+# Largest reply: what a client must accept (tjob's receive limit). Logs chunks (1 MiB), pages of
+# List (500 jobs, argv cut to 1 KiB), Stats (1000 jobs, the same), one job's whole status
+# (argv up to 256 KiB) all stay under it.
+MAX_REPLY = 4 << 20
 _PREFIX = struct.Struct(">?I")  # gRPC message prefix: compressed flag, length
 DEFAULT_GRACE = 10.0
 MAX_GRACE = 24 * 3600.0
 DEFAULT_INTERVAL = 1.0
-MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0
+MIN_INTERVAL, MAX_INTERVAL = SAMPLE_FLOOR, 3600.0
 SHUTTING_DOWN = "tjobs is shutting down"
 
 _Req = TypeVar("_Req", bound=Message)
@@ -109,6 +115,7 @@ class Policy:
     admins: frozenset[str] = frozenset()
     job_user: str | int | None = "nobody"
     max_jobs: int = 64
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass
@@ -117,30 +124,6 @@ class _Calls:
 
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
     unary: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
-class _BytePool:
-    """Bytes of job output the Logs calls may hold at once, shared fairly among them."""
-
-    def __init__(self, total: int) -> None:
-        self.total = self.free = total
-        self.users = 0
-        self._changed = asyncio.Condition()
-
-    def share(self) -> int:
-        return max(MIN_READ, min(MAX_CHUNK, self.total // max(1, self.users)))
-
-    @contextlib.asynccontextmanager
-    async def hold(self, n: int) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= n)
-            self.free -= n
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.free += n
-                self._changed.notify_all()
 
 
 class JobService(JobServiceBase):
@@ -152,14 +135,16 @@ class JobService(JobServiceBase):
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
-        self._pool = _BytePool(LOGS_BUDGET)
+        self._quota = ClientQuota(policy.limits)
+        self._shares = OutputShares()
+        self._sampler = Sampler()
         self.closing = False
 
     # --- the RPCs -------------------------------------------------------------------------------
 
     async def Run(self, stream: Stream[pb.RunRequest, pb.JobStatus]) -> None:
         with self._rpc("run", stream) as caller:
-            req = await _request(stream, pb.RunRequest)
+            req = await _request(stream, pb.RunRequest, self._receiving(caller))
             spec = self._spec(caller, req)
             if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
                 raise QuotaExceeded(
@@ -174,12 +159,12 @@ class JobService(JobServiceBase):
                 if not self._starting[caller.name]:
                     del self._starting[caller.name]
             st = job.status(usage=False)  # a job just started has used nothing yet
-            log.info("run %s %s %s: %s", caller, job.short_id, _argv(spec.argv), _outcome(st))
+            log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
             await stream.send_message(convert.status_to_pb(st))
 
     async def Stop(self, stream: Stream[pb.StopRequest, pb.JobStatus]) -> None:
         with self._rpc("stop", stream) as caller:
-            req = await _request(stream, pb.StopRequest)
+            req = await _request(stream, pb.StopRequest, self._receiving(caller))
             grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
             if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
                 raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
@@ -192,79 +177,55 @@ class JobService(JobServiceBase):
 
     async def Status(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("status", stream) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             await stream.send_message(convert.status_to_pb(job.status()))
 
     async def List(self, stream: Stream[pb.ListRequest, pb.ListResponse]) -> None:
         with self._rpc("list", stream) as caller:
-            req = await _request(stream, pb.ListRequest)
-            want = convert.state_from_pb(req.state)
-            # No live usage in listings: reading it for every running job is what made List slow.
-            statuses = (job.status(usage=False) for job in self.guard.jobs(caller))
-            out = [convert.status_to_pb(s) for s in statuses if want is None or s.state is want]
-            await stream.send_message(pb.ListResponse(jobs=out))
+            req = await _request(stream, pb.ListRequest, self._receiving(caller))
+            await stream.send_message(listing.page(self.guard.jobs(caller), req))
 
     async def Wait(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("wait", stream, streaming=True) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             st = await job.wait_async()
             await stream.send_message(convert.status_to_pb(st))
 
     async def Logs(self, stream: Stream[pb.LogsRequest, pb.LogChunk]) -> None:
-        with self._rpc("logs", stream, streaming=True) as caller:
-            req = await _request(stream, pb.LogsRequest)
+        with self._rpc("logs", stream, streaming=True, logs=True) as caller:
+            req = await _request(stream, pb.LogsRequest, self._receiving(caller))
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
             loop = asyncio.get_running_loop()
             with job.follower(streams, req.skip, loop) as follower:
-                await self._send_output(stream, follower, req.follow)
-
-    async def _send_output(
-        self, stream: Stream[pb.LogsRequest, pb.LogChunk], follower: Follower, follow: bool
-    ) -> None:
-        """Send what the job writes, within the budget all Logs calls share: one follower
-        takes big reads (throughput), a thousand take small ones, and data read but not yet
-        handed to the connection never exceeds the budget (the server's memory stays flat)."""
-        pool = self._pool
-        pool.users += 1
-        try:
-            while True:
-                size = pool.share()
-                async with pool.hold(size):
-                    chunks = follower.take(size)
-                    if chunks is None or (not chunks and not follow):
-                        return
-                    for chunk in chunks:
-                        if chunk.truncated:
-                            msg = pb.LogChunk(truncated=True)
-                        else:
-                            msg = pb.LogChunk(
-                                stream=convert.stream_to_pb(chunk.stream), data=chunk.data
-                            )
-                        await stream.send_message(msg)
-                if not chunks:
-                    await follower.wait_async()  # holding nothing while the job is quiet
-        finally:
-            pool.users -= 1
+                await send_output(
+                    stream,
+                    follower,
+                    follow=req.follow,
+                    client=caller.name,
+                    shares=self._shares,
+                    stall_timeout=self.policy.limits.stall_timeout,
+                )
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
-        with self._rpc("stats", stream, streaming=True) as caller:
-            req = await _request(stream, pb.StatsRequest)
+        with self._rpc("stats", stream, streaming=True, stats=True) as caller:
+            req = await _request(stream, pb.StatsRequest, self._receiving(caller))
             interval = req.interval_seconds or DEFAULT_INTERVAL
             if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
                 raise InvalidSpec(
                     f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds, not {interval}"
                 )
-            named = [self.guard.job(caller, ref) for ref in req.ids]
-            named = list({job.id: job for job in named}.values())
-            before: dict[str, tuple[float, float]] = {}  # job id -> (monotonic time, cpu seconds)
+            if len(req.ids) > MAX_IDS:
+                raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
+            named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
+            sampler = self._sampler
             while True:
-                jobs = named or [j for j in self.guard.jobs(caller) if j.running]
-                before = {j.id: _cpu_sample(j.status()) for j in jobs}
+                jobs = named or [j for j in self.guard.jobs(caller) if j.running][:MAX_STATS_JOBS]
+                before = {j.id: sampler.sample(j) for j in jobs}
                 await asyncio.sleep(interval)
-                out = [_stats(j, j.status(), before.get(j.id)) for j in jobs]
+                out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
                 ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
                 if not req.stream or (named and ended):
@@ -272,7 +233,7 @@ class JobService(JobServiceBase):
 
     async def Remove(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("remove", stream) as caller:
-            req = await _request(stream, pb.JobRef)
+            req = await _request(stream, pb.JobRef, self._receiving(caller))
             job = self.guard.job(caller, req.id)
             st = job.status()
             await asyncio.to_thread(self._engine.remove, job.id)
@@ -283,7 +244,13 @@ class JobService(JobServiceBase):
 
     @contextlib.contextmanager
     def _rpc(
-        self, name: str, stream: Stream[Any, Any], *, streaming: bool = False
+        self,
+        name: str,
+        stream: Stream[Any, Any],
+        *,
+        streaming: bool = False,
+        logs: bool = False,
+        stats: bool = False,
     ) -> Iterator[Caller]:
         """Authenticate the call and turn every failure into a gRPC status (and a log line).
 
@@ -299,8 +266,10 @@ class JobService(JobServiceBase):
             if self.closing:
                 raise ShuttingDown(SHUTTING_DOWN)
             caller = self.guard.caller(stream.peer.cert())
-            who = caller.name
-            yield caller
+            who = str(caller)
+            self._quota.admit(caller.name)
+            with self._quota.call(caller.name, follow=logs, stats=stats):
+                yield caller
         except asyncio.CancelledError:
             if self.closing and streaming and task is not None:
                 task.uncancel()  # we cancelled it to end the stream: answer instead
@@ -308,16 +277,30 @@ class JobService(JobServiceBase):
             raise  # the client went away
         except (GRPCError, StreamTerminatedError):
             raise
+        except Stalled:
+            log.info(
+                "reset a %s stream of %s: its peer took nothing for %gs",
+                name,
+                who,
+                self.policy.limits.stall_timeout,
+            )
         except Exception as exc:
             code, message = _answer(exc)
             if code is Code.INTERNAL:
-                log.error("failed %s from %s: %s", name, who, exc, exc_info=not _expected(exc))
+                log.error(
+                    "failed %s from %s: %s", name, who, shown(str(exc)), exc_info=not _expected(exc)
+                )
             else:
-                log.info("refused %s from %s: %s %s", name, who, code.name, message)
+                log.info("refused %s from %s: %s %s", name, who, code.name, shown(message))
             raise GRPCError(code, message) from None
         finally:
             if task is not None:
                 calls.discard(task)
+
+    def _receiving(
+        self, caller: Caller
+    ) -> Callable[[int], contextlib.AbstractContextManager[None]]:
+        return functools.partial(self._quota.receiving, caller.name)
 
     def _spec(self, caller: Caller, req: pb.RunRequest) -> JobSpec:
         limits = convert.limits_from_pb(req.limits)
@@ -368,7 +351,8 @@ class ApiServer:
         self._health = ServiceStatus()
         self._health.set(True)
         health = Health({self.service: [self._health]})
-        self._server = Server(ServerReflection.extend([self.service, health]))
+        handlers = ServerReflection.extend([self.service, health])
+        self._server = GuardedServer(handlers, policy.limits)
         self._started = False
         self._stopped = False
 
@@ -397,11 +381,18 @@ class ApiServer:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
-    """The call's one request message, read with a size cap.
+async def _request(
+    stream: Stream[_Req, Any],
+    kind: type[_Req],
+    receiving: Callable[[int], contextlib.AbstractContextManager[None]],
+) -> _Req:
+    """The call's one request message, read with a size cap, within the client's budget of
+    request bytes being received (``receiving``).
 
     grpclib buffers a message of whatever size its 5-byte prefix announces (up to 4 GiB), so
-    the prefix is read here from its protocol stream and a large message refused unread.
+    the prefix is read here from its protocol stream and a large message refused unread; one
+    the client has no budget left for is refused unread too (what is not read is not
+    acknowledged, so HTTP/2 flow control holds the rest at the client).
     """
     raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
     try:
@@ -414,12 +405,15 @@ async def _request(stream: Stream[_Req, Any], kind: type[_Req]) -> _Req:
     compressed, size = _PREFIX.unpack(prefix)
     if compressed:
         raise Unsupported("compressed requests are not supported")
-    if size > MAX_REQUEST:
+    cap = MAX_REQUEST if kind is pb.RunRequest else MAX_SMALL_REQUEST
+    if size > cap:
         raise TooLarge(
-            f"the request is {size} bytes, more than the {MAX_REQUEST} this server takes"
+            f"the request is {size} bytes, more than the {cap} this server takes "
+            f"in a {kind.__name__}"
         )
     try:
-        data = await raw.recv_data(size)
+        with receiving(size):
+            data = await raw.recv_data(size)
     except AssertionError:
         raise InvalidSpec("the request message is cut short") from None
     try:
@@ -438,7 +432,7 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, Unauthenticated):
         return Code.UNAUTHENTICATED, str(exc)
-    if isinstance(exc, QuotaExceeded | TooLarge):
+    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded):
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)
@@ -460,38 +454,10 @@ def _peer(stream: Stream[Any, Any]) -> str:
     return f"{addr[0]}:{addr[1]}" if addr else "unknown peer"
 
 
-def _argv(argv: Iterable[str]) -> str:
-    text = shlex.join(argv)
-    return text if len(text) <= 200 else text[:200] + "..."
-
-
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
-        return f"failed: {st.error}"
+        return f"failed: {shown(st.error or '')}"
     if st.state is JobState.RUNNING:
         return "running"
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"
-
-
-def _cpu_sample(st: JobStatus) -> tuple[float, float]:
-    return time.monotonic(), st.usage.cpu_seconds or 0.0
-
-
-def _stats(job: Job, st: JobStatus, before: tuple[float, float] | None) -> pb.JobStats:
-    now, cpu = _cpu_sample(st)
-    percent = 0.0
-    if before is not None and st.state is JobState.RUNNING and now > before[0]:
-        percent = max(0.0, (cpu - before[1]) / (now - before[0]) * 100.0)
-    usage = st.usage
-    return pb.JobStats(
-        id=job.id,
-        argv=st.argv,
-        cpu_percent=percent,
-        memory_bytes=usage.memory_current_bytes or 0,
-        memory_limit_bytes=convert.memory_limit_bytes(st.limits),
-        pids=usage.pids_current or 0,
-        io_read_bytes=usage.io_read_bytes or 0,
-        io_write_bytes=usage.io_write_bytes or 0,
-        state=convert.state_to_pb(st.state),
-    )

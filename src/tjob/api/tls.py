@@ -81,7 +81,15 @@ def identity_from_peercert(cert: Mapping[str, object] | None) -> str | None:
         for key, value in [attr]
         if key == "commonName" and isinstance(value, str)
     ]
-    return names[0] if len(names) == 1 and names[0] else None
+    return names[0] if len(names) == 1 and usable_identity(names[0]) else None
+
+
+def usable_identity(name: str) -> bool:
+    """Whether a common name may be a client identity: non-empty, printable (no control
+    characters, escapes or NUL that could forge a log line or a terminal's output), without
+    leading or trailing whitespace (``admin `` would pass for ``admin`` in a listing).
+    Identities are compared exactly: ``Admin`` is not ``admin``."""
+    return bool(name) and name.isprintable() and name == name.strip()
 
 
 def _configure(

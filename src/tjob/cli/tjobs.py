@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="most running jobs per client identity (default 64)",
     )
+    _client_limit_flags(p)
     return p
 
 
@@ -164,6 +165,52 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
         help=f"max writes in bytes/sec (or 20M; default {d.wbps})",
     )
     _flag(p, "pids", type=int, default=d.pids, help=f"max processes per job (default {d.pids})")
+
+
+def _client_limit_flags(p: argparse.ArgumentParser) -> None:
+    """What one client may hold of the server (README: security model); defaults are
+    ServerLimits'."""
+    from tjob.api.limits import ServerLimits
+    from tjob.cli import flags
+
+    d = ServerLimits()
+    for name, default, what in (
+        ("max-conns", d.max_conns, "connections open at once, all clients together"),
+        ("client-conns", d.client_conns, "connections open at once per client"),
+        ("client-calls", d.client_calls, "calls in flight per client"),
+        ("client-follows", d.client_follows, "Logs calls in flight per client"),
+        ("max-follows", d.max_follows, "Logs calls in flight, all clients together"),
+        ("client-stats", d.client_stats, "Stats calls in flight per client"),
+    ):
+        _flag(
+            p,
+            name,
+            dest=name.replace("-", "_"),
+            type=flags.count(1 << 20),
+            default=default,
+            metavar="N",
+            help=f"most {what} (default {default})",
+        )
+    _flag(
+        p,
+        "client-rate",
+        dest="client_rate",
+        type=float,
+        default=d.client_rate,
+        metavar="PER_SEC",
+        help=f"calls per second per client, sustained; twice that at once "
+        f"(default {d.client_rate:g})",
+    )
+    _flag(
+        p,
+        "stall-timeout",
+        dest="stall_timeout",
+        type=flags.duration(),
+        default=d.stall_timeout,
+        metavar="DURATION",
+        help=f"reset a Logs stream whose client reads nothing for this long "
+        f"(default {d.stall_timeout:g}s)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,6 +257,7 @@ def parse_host(text: str) -> tuple[str | None, int]:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    from tjob.api.limits import ServerLimits
     from tjob.api.server import Policy
     from tjob.errors import InvalidSpec
     from tjob.spec import Limits
@@ -223,11 +271,25 @@ def _policy(args: argparse.Namespace) -> Policy:
         _fail(f"bad limit flag: {err}")
     if args.max_jobs < 1:
         _fail(f"--max-jobs must be at least 1, not {args.max_jobs}")
+    if not args.client_rate > 0:
+        _fail(f"--client-rate must be above 0, not {args.client_rate}")
+    limits = ServerLimits(
+        max_conns=args.max_conns,
+        client_conns=args.client_conns,
+        client_calls=args.client_calls,
+        client_follows=args.client_follows,
+        max_follows=args.max_follows,
+        client_stats=args.client_stats,
+        client_rate=args.client_rate,
+        client_burst=max(1, int(2 * args.client_rate)),
+        stall_timeout=args.stall_timeout,
+    )
     return Policy(
         caps=caps,
         admins=frozenset(args.admin),
         job_user=_job_user(args.job_user),
         max_jobs=args.max_jobs,
+        limits=limits,
     )
 
 
@@ -295,6 +357,12 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # grpclib logs every client cancellation at INFO; those are routine here.
     logging.getLogger("grpclib").setLevel(logging.WARNING)
+    # A flood of one kind of line (a full descriptor table fails each accept and open alike;
+    # a client refused in a loop) is one line per interval, not one per attempt.
+    from tjob.api.logtext import RepeatFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
 
     # The engine (and its fork server) only once the cheap checks have passed.
     engine = _engine(args, policy)
@@ -302,8 +370,18 @@ def _serve(args: argparse.Namespace) -> int:
     # stalled handshakes lock clients out. (After the fork server starts: jobs keep the usual.)
     import resource
 
+    from tjob.api.limits import FD_RESERVE
+
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    need = policy.limits.fds_needed()
+    if need > hard:
+        engine.close()
+        _fail(
+            f"the limits need up to {need} descriptors (--max-conns + --max-follows + "
+            f"{FD_RESERVE} for jobs), more than the {hard} this process may open "
+            "(ulimit -Hn); lower them or raise the limit"
+        )
     try:
         import asyncio
 
@@ -320,6 +398,7 @@ async def _run(
     import logging
     import signal
 
+    from tjob.api.logtext import shown
     from tjob.api.server import ApiServer
 
     log = logging.getLogger("tjobs")
@@ -349,7 +428,20 @@ async def _run(
         caps.wbps,
         policy.max_jobs,
         policy.job_user,
-        ", ".join(sorted(policy.admins)) or "none",
+        ", ".join(shown(a) for a in sorted(policy.admins)) or "none",
+    )
+    lim = policy.limits
+    log.info(
+        "limits: %d connections (%d per client), per client %d calls, %d Logs, %d Stats, "
+        "%g calls/s; %d Logs in all; stalled Logs reset after %gs",
+        lim.max_conns,
+        lim.client_conns,
+        lim.client_calls,
+        lim.client_follows,
+        lim.client_stats,
+        lim.client_rate,
+        lim.max_follows,
+        lim.stall_timeout,
     )
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tjob.status import JobStatus
 
 CALL_TIMEOUT = 60.0  # seconds: a guard against a hung server on calls that answer at once
+MAX_REPLY = 4 << 20  # the largest reply tjobs sends (tjob.api.server.MAX_REPLY)
 SERVICE = "/tjob.v1.JobService/"
 # Refusals that concern one job of several (the others may still succeed).
 PER_JOB_CODES = frozenset(
@@ -54,7 +55,9 @@ class Client:
         self.pb = tjob_pb2
         self.grpc = grpc
         # No retries: a refused connection should fail now, not after a backoff.
-        self.channel = grpc.secure_channel(args.host, creds, options=[("grpc.enable_retries", 0)])
+        # The receive limit is what the server may send: no reply of tjobs is over 4 MiB.
+        options = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", MAX_REPLY)]
+        self.channel = grpc.secure_channel(args.host, creds, options=options)
 
     def close(self) -> None:
         self.channel.close()

@@ -73,7 +73,7 @@ class Usage(_message.Message):
     def __init__(self, cpu_seconds: _Optional[float] = ..., memory_peak_bytes: _Optional[int] = ..., memory_current_bytes: _Optional[int] = ..., pids_current: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("id", "state", "argv", "owner", "pid", "exit_code", "signal", "oom_killed", "stopped", "error", "output_truncated", "created_at", "started_at", "ended_at", "usage", "limits")
+    __slots__ = ("id", "state", "argv", "owner", "pid", "exit_code", "signal", "oom_killed", "stopped", "error", "output_truncated", "created_at", "started_at", "ended_at", "usage", "limits", "argv_truncated")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class JobStatus(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ARGV_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -106,7 +107,8 @@ class JobStatus(_message.Message):
     ended_at: float
     usage: Usage
     limits: Limits
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+    argv_truncated: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., argv_truncated: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("argv", "limits", "env", "workdir")
@@ -142,16 +144,22 @@ class StopRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("state",)
+    __slots__ = ("state", "limit", "page_token")
     STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     state: JobState
-    def __init__(self, state: _Optional[_Union[JobState, str]] = ...) -> None: ...
+    limit: int
+    page_token: str
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "next_page_token")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow", "streams", "skip")

@@ -30,8 +30,11 @@ class JobServiceStub:
     A job is visible to its owner and to the server's admins only: a job that does not exist and
     another client's job get the same answer, NOT_FOUND "unauthorized". Other answers:
     INVALID_ARGUMENT (malformed request or id, ambiguous prefix, limits above the server's caps),
-    RESOURCE_EXHAUSTED (running-job cap per client, request over 4 MiB), UNAVAILABLE (shutting
-    down), UNAUTHENTICATED (certificate without a usable CN), INTERNAL (the engine failed).
+    RESOURCE_EXHAUSTED (running-job cap per client, a request over 4 MiB (Run) or 64 KiB (the
+    others), a per-client limit on connections, calls, Logs or Stats calls, or call rate: the
+    message names the tjobs flag),
+    UNAVAILABLE (shutting down), UNAUTHENTICATED (certificate without a usable CN, or without
+    the clientAuth extended key usage), INTERNAL (the engine failed). No reply is over 4 MiB.
     """
 
     def __init__(self, channel):
@@ -87,8 +90,11 @@ class JobServiceServicer:
     A job is visible to its owner and to the server's admins only: a job that does not exist and
     another client's job get the same answer, NOT_FOUND "unauthorized". Other answers:
     INVALID_ARGUMENT (malformed request or id, ambiguous prefix, limits above the server's caps),
-    RESOURCE_EXHAUSTED (running-job cap per client, request over 4 MiB), UNAVAILABLE (shutting
-    down), UNAUTHENTICATED (certificate without a usable CN), INTERNAL (the engine failed).
+    RESOURCE_EXHAUSTED (running-job cap per client, a request over 4 MiB (Run) or 64 KiB (the
+    others), a per-client limit on connections, calls, Logs or Stats calls, or call rate: the
+    message names the tjobs flag),
+    UNAVAILABLE (shutting down), UNAUTHENTICATED (certificate without a usable CN, or without
+    the clientAuth extended key usage), INTERNAL (the engine failed). No reply is over 4 MiB.
     """
 
     def Run(self, request, context):
@@ -197,8 +203,11 @@ class JobService:
     A job is visible to its owner and to the server's admins only: a job that does not exist and
     another client's job get the same answer, NOT_FOUND "unauthorized". Other answers:
     INVALID_ARGUMENT (malformed request or id, ambiguous prefix, limits above the server's caps),
-    RESOURCE_EXHAUSTED (running-job cap per client, request over 4 MiB), UNAVAILABLE (shutting
-    down), UNAUTHENTICATED (certificate without a usable CN), INTERNAL (the engine failed).
+    RESOURCE_EXHAUSTED (running-job cap per client, a request over 4 MiB (Run) or 64 KiB (the
+    others), a per-client limit on connections, calls, Logs or Stats calls, or call rate: the
+    message names the tjobs flag),
+    UNAVAILABLE (shutting down), UNAUTHENTICATED (certificate without a usable CN, or without
+    the clientAuth extended key usage), INTERNAL (the engine failed). No reply is over 4 MiB.
     """
 
     @staticmethod

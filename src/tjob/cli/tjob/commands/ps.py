@@ -39,6 +39,12 @@ def main(c: Client, args: argparse.Namespace) -> int:
 
 
 def list_jobs(c: Client) -> list[JobStatus]:
-    """Every job the caller may see, newest first (one List call)."""
-    listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest())
-    return [status(m) for m in listing.jobs]
+    """Every job the caller may see, newest first (the server answers in pages)."""
+    statuses: list[JobStatus] = []
+    token = ""
+    while True:
+        listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest(page_token=token))
+        statuses += [status(m) for m in listing.jobs]
+        token = listing.next_page_token
+        if not token:
+            return statuses

@@ -32,6 +32,7 @@ HANG = 60.0
 class Installed:
     venv: Path
     wheel: Path
+    src: Path  # the clean copy of HEAD the wheel was built from
     work: Path  # an empty directory outside the source tree, to run the commands from
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -50,7 +51,12 @@ class Installed:
 
 def _sh(*argv: str | Path, cwd: Path | None = None) -> None:
     proc = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=BUILD
+        [str(a) for a in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=BUILD,
+        check=False,
     )
     assert proc.returncode == 0, f"{argv}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"
 
@@ -72,7 +78,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     _sh(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", wheel)
     work = tmp / "work"
     work.mkdir()
-    yield Installed(venv, wheel, work)
+    yield Installed(venv, wheel, src, work)
 
 
 def test_the_commands_work(installed: Installed) -> None:
@@ -102,6 +108,31 @@ def test_the_package_is_the_installed_one_with_its_shim(installed: Installed) ->
     assert executable == "True"
     assert Path(shim).is_relative_to(site)
     assert Path(shim).read_bytes()[:4] == b"\x7fELF"  # a program, compiled by the wheel build
+
+
+def test_pipx_install(installed: Installed, tmp_path: Path) -> None:
+    """``pipx install`` of the same source tree, when pipx is here (it is not a dependency)."""
+    pipx = shutil.which("pipx")
+    if pipx is None:
+        pytest.skip("pipx is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPX_")}
+    env |= {f"PIPX_{d.upper()}": str(tmp_path / d) for d in ("home", "bin_dir", "man_dir")}
+    proc = subprocess.run(
+        [pipx, "install", str(installed.src)],
+        env=env,
+        capture_output=True,
+        timeout=BUILD,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    for command in ("tjob", "tjobs"):
+        run = subprocess.run(
+            [str(tmp_path / "bin_dir" / command), "--help"],
+            capture_output=True,
+            timeout=HANG,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr.decode()
 
 
 @needs_root

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EXIT_USAGE, CliError
@@ -52,13 +51,21 @@ def check_name(name: str) -> str:
     return name
 
 
-@dataclass
 class Config:
-    """The contexts file in memory: the current context's name and every context's settings."""
+    """The contexts file in memory: the current context's name and every context's settings.
 
-    path: Path
-    current: str | None = None
-    contexts: dict[str, dict[str, str]] = field(default_factory=dict)
+    A plain class: ``dataclasses`` imports ``inspect``, which every ``tjob ps`` would pay for.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        current: str | None = None,
+        contexts: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.current = current
+        self.contexts = contexts if contexts is not None else {}
 
     def get(self, name: str, source: str = "") -> dict[str, str]:
         """The settings of context ``name``; an unknown name is a one-line error."""

@@ -209,6 +209,13 @@ def test_errors_are_one_line(cli: Cli) -> None:
         cli.run("ps"), re.compile(rf"tjob: cannot read the contexts file {cli.dir}/config.json: .*")
     )
     assert cli.run("-h").returncode == 0
+    # A name edited in by hand is refused: names are directory names for --copy.
+    (cli.dir / "config.json").write_text('{"contexts": {"../..": {"host": "x:1"}}}')
+    refused(
+        cli.run("context", "rm", "../.."),
+        f"tjob: the contexts file {cli.dir}/config.json is not in tjob's format (remove or fix it)",
+    )
+    assert cli.dir.exists()
 
 
 def test_a_relative_xdg_config_home_is_ignored(cli: Cli, tmp_path: Path) -> None:

@@ -322,7 +322,7 @@ def completion_parser() -> _Parser:
 
 
 def version_parser() -> _Parser:
-    p, _ = _command_parser("version", "", "Print the client's version and the server's.")
+    p, _ = _command_parser("version", "[OPTIONS]", "Print the client's version and the server's.")
     return p
 
 

@@ -99,9 +99,12 @@ def load(directory: Path | None = None) -> Config:
     current, contexts = raw.get("current"), raw.get("contexts", {})
     if not (current is None or isinstance(current, str)) or not isinstance(contexts, dict):
         raise bad
-    for value in contexts.values():
-        if not isinstance(value, dict) or not all(
-            k in SETTINGS and isinstance(v, str) for k, v in value.items()
+    for name, value in contexts.items():
+        # A name is also a directory name (--copy): one edited by hand must not reach outside.
+        if (
+            not _NAME.fullmatch(name)
+            or not isinstance(value, dict)
+            or not all(k in SETTINGS and isinstance(v, str) for k, v in value.items())
         ):
             raise bad
     return Config(path, current, contexts)

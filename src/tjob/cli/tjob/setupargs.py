@@ -21,7 +21,7 @@ def _action(
         prog=f"{PROG} context {name}",
         usage=f"{PROG} context {name} {usage}",
         description=text,
-        help=text,
+        help=text[0].lower() + text[1:].rstrip("."),
         formatter_class=_Formatter,
         add_help=False,
         allow_abbrev=False,

@@ -140,7 +140,7 @@ def complete(words: Sequence[str], cur: str) -> list[str]:
     if w is None:
         return []
     if w.pending is not None:
-        return _matching(_values(w.pending, w), cur)
+        return _matching(_values(w.pending), cur)
     if w.job_argv:
         return [FILES]
     if w.command == "run" and not w.positionals and not cur.startswith("-"):
@@ -149,7 +149,7 @@ def complete(words: Sequence[str], cur: str) -> list[str]:
         flag, eq, value = cur.partition("=")
         act = w.parser._option_string_actions.get(flag)
         if eq and act is not None and act.nargs != 0:  # --context=pr
-            found = _matching(_values(act, w), value)
+            found = _matching(_values(act), value)
             return found if _directive(found) else [f"{flag}={v}" for v in found]
         return _matching(_options(w), cur)
     if w.command is None:
@@ -192,7 +192,7 @@ def _options(w: Walk) -> list[str]:
     return found
 
 
-def _values(act: argparse.Action, w: Walk) -> list[str]:
+def _values(act: argparse.Action) -> list[str]:
     """The values an option takes: its choices, file names, or context names."""
     if act.dest == "context":
         return _contexts()

@@ -36,9 +36,9 @@ def execute(argv: Sequence[str]) -> int:
             return 0 if args.help else EXIT_USAGE
         module = args.command.strip("_")  # __complete -> complete
         command = importlib.import_module(f"{__name__}.commands.{module}")
-        if hasattr(command, "run"):
+        if hasattr(command, "standalone"):
             # Needs no connection (context, completion) or makes its own (version).
-            ran: int = command.run(args)
+            ran: int = command.standalone(args)
             return ran
         from .client import Client
         from .settings import resolve

@@ -40,7 +40,7 @@ TOP_OPTIONS = {
 }
 
 
-def run(args: argparse.Namespace) -> int:
+def standalone(args: argparse.Namespace) -> int:
     try:
         lines = answer(args.words)
     except Exception:

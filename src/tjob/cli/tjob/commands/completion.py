@@ -83,6 +83,6 @@ complete -c tjob -f -a '(__tjob_complete)'
 SCRIPTS = {"bash": BASH, "zsh": ZSH, "fish": FISH}
 
 
-def run(args: argparse.Namespace) -> int:
+def standalone(args: argparse.Namespace) -> int:
     sys.stdout.write(SCRIPTS[args.shell])
     return 0

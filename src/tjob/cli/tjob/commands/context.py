@@ -16,7 +16,7 @@ from ..render import escape, out, table, warn
 from ..settings import chosen, resolve
 
 
-def run(args: argparse.Namespace) -> int:
+def standalone(args: argparse.Namespace) -> int:
     config = contexts.load()
     action = args.action
     if action == "add":

@@ -32,7 +32,7 @@ def client_version() -> str:
         return "unknown"
 
 
-def run(args: argparse.Namespace) -> int:
+def standalone(args: argparse.Namespace) -> int:
     out(f"Client: tjob {client_version()}")
     from ..client import Client
     from ..settings import resolve

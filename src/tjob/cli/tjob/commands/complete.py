@@ -231,7 +231,11 @@ def _contexts(*, with_default: bool = True) -> list[str]:
 
 
 def _jobs(w: Walk) -> list[str]:
-    """The caller's jobs from the server, as ``SHORT_ID<TAB>state command``; [] on any error."""
+    """The caller's jobs from the server, as ``SHORT_ID<TAB>state command``; [] on any error.
+
+    One List call: where the server answers in pages, the first (the newest jobs) is enough for
+    a TAB and keeps it to one round trip.
+    """
     import time
 
     from tjob.status import JobState

@@ -61,6 +61,7 @@ class Server:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TJOB_")}
+        env["XDG_CONFIG_HOME"] = str(self.home / ".config")  # no context of the user's
         env["TJOB_HOST"] = self.host
         env.update(extra)
         return env

@@ -4,8 +4,9 @@ Thin by design: parse the command line (:mod:`.args`), make one gRPC call or a s
 (:mod:`.client`), print the answer (:mod:`.render`); each command is one small module in
 :mod:`.commands`. Start-up time is most of what a user feels (``tjob ps``), so only the
 command given is imported, grpc and the generated messages only once it needs them, and
-nothing here touches the engine. Every expected failure is one line on stderr and a non-zero
-exit; Ctrl+C exits 130, never with a traceback.
+nothing here touches the engine. Which server and certificates comes from flags, the
+environment and contexts (:mod:`.settings`). Every expected failure is one line on stderr and a
+non-zero exit; Ctrl+C exits 130, never with a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .args import MAIN_HELP, parse_args, resolve
+from .args import MAIN_HELP, parse_args
 from .errors import EXIT_INTERRUPTED, EXIT_SIGPIPE, EXIT_USAGE, CliError
 from .render import warn
 
@@ -33,10 +34,16 @@ def execute(argv: Sequence[str]) -> int:
         if args.command is None:
             (sys.stdout if args.help else sys.stderr).write(MAIN_HELP)
             return 0 if args.help else EXIT_USAGE
-        resolve(args)
-        command = importlib.import_module(f"{__name__}.commands.{args.command}")
+        module = args.command.strip("_")  # __complete -> complete
+        command = importlib.import_module(f"{__name__}.commands.{module}")
+        if hasattr(command, "standalone"):
+            # Needs no connection (context, completion) or makes its own (version).
+            ran: int = command.standalone(args)
+            return ran
         from .client import Client
+        from .settings import resolve
 
+        resolve(args)
         client = Client(args)
         code: int = command.main(client, args)
         client.close()

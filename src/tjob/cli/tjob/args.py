@@ -30,28 +30,49 @@ JOB_HELP = "a job id, or a unique prefix of it (at least 8 characters)"
 UINT32_MAX = 2**32 - 1  # the proto's Limits fields: cpu_percent and pids are uint32
 UINT64_MAX = 2**64 - 1  # memory_mb, rbps, wbps
 
+# The commands `tjob -h` lists: name -> (usage, summary). `__complete` is the shells' helper.
+JOB_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("[OPTIONS] COMMAND [ARG...]", "run a command as a job and print its id"),
+    "stop": ("[OPTIONS] JOB...", "stop jobs"),
+    "ps": ("[OPTIONS] [JOB...]", "show jobs (all of yours without JOB)"),
+    "logs": ("[OPTIONS] JOB", "print a job's output, following it until it ends"),
+    "wait": ("JOB...", "wait for jobs to end; exit with the last one's code"),
+    "stats": ("[OPTIONS] [JOB...]", "live resource use of running jobs"),
+    "rm": ("JOB...", "remove finished jobs and their output"),
+}
+SETUP_COMMANDS: dict[str, tuple[str, str]] = {
+    "context": ("add|use|ls|rm|show", "server contexts: addresses with their certificates"),
+    "completion": ("bash|zsh|fish", "print a shell completion script"),
+    "version": ("", "print the client's and the server's versions"),
+}
+COMMANDS = JOB_COMMANDS | SETUP_COMMANDS
+
+
+def _listing(commands: dict[str, tuple[str, str]], width: int) -> str:
+    return "".join(f"  {n:<{width}}{u:<{36 - width}}{t}\n" for n, (u, t) in commands.items())
+
+
 # What `tjob -h` prints: the seed's shape (commands, then options), with our additions.
-MAIN_HELP = """\
+MAIN_HELP = f"""\
 Usage: tjob [OPTIONS] COMMAND
 
 Run Linux commands as isolated, resource-limited jobs on a tjobs server.
 
 Commands:
-  run    [OPTIONS] COMMAND [ARG...]   run a command as a job and print its id
-  stop   [OPTIONS] JOB...             stop jobs
-  ps     [OPTIONS] [JOB...]           show jobs (all of yours without JOB)
-  logs   [OPTIONS] JOB                print a job's output, following it until it ends
-  wait   JOB...                       wait for jobs to end; exit with the last one's code
-  stats  [OPTIONS] [JOB...]           live resource use of running jobs
-  rm     JOB...                       remove finished jobs and their output
-
+{_listing(JOB_COMMANDS, 7)}
+Setting up:
+{_listing(SETUP_COMMANDS, 12)}
 Options (before or after COMMAND; -ca, -cert, -host, -key work too):
   --ca FILE       CA cert file (default ".tjob/ca.crt", or $TJOB_CA)
   --cert FILE     cli cert file (default ".tjob/cli.crt", or $TJOB_CERT)
+  --context NAME  a stored context (default the current one, or $TJOB_CONTEXT)
   --host ADDR     server address (default "localhost:8080", or $TJOB_HOST)
   --key FILE      cli key file (default ".tjob/cli.key", or $TJOB_KEY)
   -h, --help      show this help
+  --version       print the client's and the server's versions
 
+Each of --host, --ca, --cert and --key is taken from its flag, else its environment variable,
+else the context in use, else the default.
 Run 'tjob COMMAND -h' for a command's options.
 """
 
@@ -113,6 +134,14 @@ def _add_globals(parser: argparse.ArgumentParser, *, show: bool) -> None:
         )
         # The Go prototype's spelling, kept working but out of the help.
         group.add_argument(f"-{name}", dest=name, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    group.add_argument(
+        "--context",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="a stored context (default the current one, or $TJOB_CONTEXT)"
+        if show
+        else argparse.SUPPRESS,
+    )
 
 
 def _command_parser(
@@ -138,6 +167,7 @@ def main_parser() -> _Parser:
     """The options before COMMAND: the global ones and -h (its help is MAIN_HELP)."""
     p = _Parser(prog=PROG, add_help=False, allow_abbrev=False, formatter_class=_Formatter)
     p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--version", action="store_true")
     _add_globals(p, show=False)
     return p
 
@@ -279,6 +309,23 @@ def stats_parser() -> _Parser:
     return p
 
 
+def context_parser() -> _Parser:
+    from .setupargs import context_parser
+
+    return context_parser()
+
+
+def completion_parser() -> _Parser:
+    from .setupargs import completion_parser
+
+    return completion_parser()
+
+
+def version_parser() -> _Parser:
+    p, _ = _command_parser("version", "[OPTIONS]", "Print the client's version and the server's.")
+    return p
+
+
 PARSERS: dict[str, Callable[[], _Parser]] = {
     "run": run_parser,
     "stop": stop_parser,
@@ -287,7 +334,11 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "wait": wait_parser,
     "stats": stats_parser,
     "rm": rm_parser,
+    "context": context_parser,
+    "completion": completion_parser,
+    "version": version_parser,
 }
+COMPLETE = "__complete"  # the shells' hidden helper: its words are not parsed here
 
 
 def split_options(
@@ -322,10 +373,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     top = main_parser()
     head, rest = split_options(top, argv)
     args = top.parse_args(head)
+    if args.version and not args.help:
+        rest = ["version"]
     if args.help or not rest:
         args.command = None
         return args
     command, rest = rest[0], rest[1:]
+    if command == COMPLETE:
+        args.command, args.words = command, rest
+        return args
     make = PARSERS.get(command)
     if make is None:
         raise CliError(f"unknown command {command!r} (see 'tjob -h')", EXIT_USAGE)
@@ -339,10 +395,3 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     else:
         parser.parse_args(rest, namespace=args)
     return args
-
-
-def resolve(args: argparse.Namespace) -> None:
-    """Fill each global option from the command line, else the environment, else the default."""
-    for name, (default, env, _text) in GLOBALS.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, os.environ.get(env) or default)

@@ -36,10 +36,12 @@ import ssl
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from grpclib.const import Status as Code
+from grpclib.events import SendInitialMetadata, listen
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
@@ -353,6 +355,7 @@ class ApiServer:
         health = Health({self.service: [self._health]})
         handlers = ServerReflection.extend([self.service, health])
         self._server = GuardedServer(handlers, policy.limits)
+        listen(self._server, SendInitialMetadata, _send_version)
         self._started = False
         self._stopped = False
 
@@ -461,3 +464,18 @@ def _outcome(st: JobStatus) -> str:
         return "running"
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tjob")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
+
+
+async def _send_version(event: SendInitialMetadata) -> None:
+    """Every reply says which tjobs answered (``tjob version`` reads it)."""
+    event.metadata["tjob-version"] = VERSION

@@ -14,6 +14,9 @@ echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc
 # Tests: ps counts processes, ping checks a job's loopback.
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
+# Tests of `tjob completion zsh|fish` run the scripts in those shells.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -120,7 +120,7 @@ class Server:
 
     def forkserver_pid(self) -> int:
         for pid in _children(self.pid):
-            if int(_stat_fields(pid)[1]) == self.pid and b"tjob.spawner" in _cmdline(pid):
+            if int(_stat_fields(pid)[1]) == self.pid and b"tjob.launcher" in _cmdline(pid):
                 return pid
         raise RuntimeError("the fork server of tjobs was not found")
 
@@ -147,7 +147,7 @@ class Server:
                 )
             for job in left:
                 job.stop(grace=0)
-            leaked = {j.id for j in jobs} & set(eng._cg.job_ids())
+            leaked = {j.id for j in jobs} & eng.diagnostics().cgroups
             if leaked:
                 problems.append(f"cgroups left behind: {sorted(c[:8] for c in leaked)}")
         finally:

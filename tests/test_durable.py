@@ -88,7 +88,7 @@ def test_running_job_is_readopted_and_stopped_after_kill_9(
         assert next(iter(job.output())).data == b"up\n"
         st = job.stop(grace=0)
         assert st.state is JobState.STOPPED and st.signal == signal.SIGKILL
-        assert job_id not in eng._cg.job_ids()
+        assert job_id not in eng.diagnostics().cgroups
     with Engine(state, cgroup_parent=cgroup_parent) as eng:
         assert eng.get(job_id).status() == st  # recorded, not re-derived
 
@@ -105,7 +105,7 @@ def test_job_whose_supervisor_died_is_lost_and_cleaned_up(
         os.kill(run["supervisor_pid"], signal.SIGKILL)
         st = job.wait(30)
         assert st.state is JobState.LOST and "supervisor" in (st.error or "")
-        assert job.id not in eng._cg.job_ids()
+        assert job.id not in eng.diagnostics().cgroups
         # init died with its supervisor (PDEATHSIG), taking the command with it.
         assert select.select([command], [], [], 10)[0]
         os.close(command)
@@ -207,5 +207,5 @@ def test_burst_survives_kill_9_with_no_lost_or_duplicated_job(
             assert st.state in (JobState.EXITED, JobState.LOST), st
             if job.id in acked:
                 assert st.state is JobState.EXITED and st.exit_code == 0
-        assert eng._cg.job_ids() == []
+        assert eng.diagnostics().cgroups == frozenset()
     assert len(list((state / "jobs").iterdir())) == len(ids)

@@ -695,6 +695,15 @@ def _ready_jobs(c: Client, argv: list[str], n: int) -> list[str]:
     return ids
 
 
+def _load(other: Client, victims: list[str], started: list[str]) -> None:
+    """Stop ``victims`` (grace 0) and start 50 ``true`` jobs, all at once; wait for all."""
+    stops = [other.stop.future(other.pb.StopRequest(id=i, grace_seconds=0)) for i in victims]
+    runs = [other.run.future(other.pb.RunRequest(argv=["true"]), timeout=60) for _ in range(50)]
+    for f in stops:
+        f.result(timeout=120)
+    started += [f.result(timeout=120).id for f in runs]
+
+
 def b9(c: Client, server: Server, rounds: int, idle_n: int) -> Result:
     """Status RPC latency while another client stops ten 100-process jobs at once and starts
     50 jobs, against the idle Status latency of the same run: the server's event loop must
@@ -709,26 +718,16 @@ def b9(c: Client, server: Server, rounds: int, idle_n: int) -> Result:
         busy_ms: list[float] = []
         for _ in range(rounds):
             victims = _ready_jobs(other, many, 10)
-            done = threading.Event()
-
-            def load(victims: list[str] = victims, done: threading.Event = done) -> None:
-                stops = [
-                    other.stop.future(other.pb.StopRequest(id=i, grace_seconds=0)) for i in victims
-                ]
-                runs = [
-                    other.run.future(other.pb.RunRequest(argv=["true"]), timeout=60)
-                    for _ in range(50)
-                ]
-                for f in stops + runs:
-                    f.result(timeout=120)
-                done.set()
-
-            loader = threading.Thread(target=load)
+            started: list[str] = []
+            loader = threading.Thread(target=_load, args=(other, victims, started))
             loader.start()
-            while not done.is_set():
+            while loader.is_alive():
                 busy_ms.append(timed(partial(c.status, ref, timeout=60)))
             loader.join()
-            other.clear()
+            # Only what this round made: both clients are the same user, and ``ref`` stays.
+            for job_id in victims + started:
+                other.wait(other.pb.JobRef(id=job_id), timeout=60)
+                other.remove(other.pb.JobRef(id=job_id), timeout=60)
     finally:
         other.close()
     c.clear()

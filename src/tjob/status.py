@@ -57,13 +57,6 @@ class ResolvedLimits:
     wbps: int = 0
     device: str | None = None
 
-    @property
-    def device_numbers(self) -> tuple[int, int] | None:
-        if not self.device:
-            return None
-        major, _, minor = self.device.partition(":")
-        return int(major), int(minor)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

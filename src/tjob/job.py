@@ -174,11 +174,11 @@ class Job:
                 # refuse new processes there, so one pass over the cgroup leaves no one.
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(init, signal.SIGKILL)
-            with contextlib.suppress(CgroupError):
-                if init >= 0:
-                    cg.signal(self.id, signal.SIGKILL)
-                else:
-                    cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
+        with contextlib.suppress(CgroupError):
+            if init >= 0:
+                cg.signal(self.id, signal.SIGKILL)
+            else:
+                cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
 
     def _ended(self, timeout: float) -> Step:
         return Step(lambda: self.wait(timeout), lambda: self.wait_async(timeout))

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import api, engine
 from .common import Result, table, write_report
 
-ALL = ["B1", "B2", "B6", "B7", "B1p", "B2p", "B3", "B4", "B5", "B8", "B9"]
+ALL = ["B1", "B2", "B6", "B7", "B1p", "B2p", "B3", "B4", "B5", "B8", "B9", "B10"]
 
 
 def main() -> int:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from tjob.api.tjob.v1 import tjob_pb2 as pb
 
 MIB = 1 << 20
-IDS = {"B1p", "B2p", "B3", "B4", "B5", "B8", "B9"}
+IDS = {"B1p", "B2p", "B3", "B4", "B5", "B8", "B9", "B10"}
 BIN = Path(sys.executable).parent  # the venv's bin: tjobs, tjob
 LISTEN_TIMEOUT = 60.0
 # grpclib's HTTP/2 (h2) allows 100 concurrent streams per connection; stay well under it.
@@ -130,11 +130,11 @@ class Server:
                 self._listening.set()
         self._listening.set()  # EOF: the server exited; the waiter checks poll()
 
-    def forkserver_pid(self) -> int:
+    def launcher_pid(self) -> int:
         for pid in _children(self.pid):
-            if int(_stat_fields(pid)[1]) == self.pid and b"tjob.spawner" in _cmdline(pid):
+            if int(_stat_fields(pid)[1]) == self.pid and b"tjob.launcher" in _cmdline(pid):
                 return pid
-        raise RuntimeError("the fork server of tjobs was not found")
+        raise RuntimeError("the launcher of tjobs was not found")
 
     def close(self) -> list[str]:
         """SIGTERM, then stop whatever is left through an engine; returns problems found."""
@@ -159,7 +159,7 @@ class Server:
                 )
             for job in left:
                 job.stop(grace=0)
-            leaked = {j.id for j in jobs} & set(eng._cg.job_ids())
+            leaked = {j.id for j in jobs} & eng.diagnostics().cgroups
             if leaked:
                 problems.append(f"cgroups left behind: {sorted(c[:8] for c in leaked)}")
         finally:
@@ -639,11 +639,11 @@ def b4(c: Client, server: Server, jobs: int, n: int) -> Result:
         ids.append(c.start(["sleep", "100000"]).id)
         run_ms.append((time.perf_counter() - t) * 1000)
     listed = len(c.list(c.pb.ListRequest(), timeout=60).jobs)
-    fs = server.forkserver_pid()
+    fs = server.launcher_pid()
     roles: dict[str, list[tuple[int, int]]] = {}  # role -> [(Pss, Private_Dirty) in KiB]
     parents = {pid: int(_stat_fields(pid)[1]) for pid in _tjob_processes(server.pid)}
     for pid, ppid in parents.items():
-        role = {server.pid: "tjobs", fs: "fork server"}.get(pid)
+        role = {server.pid: "tjobs", fs: "launcher"}.get(pid)
         if role is None:  # tjob-shim: the zygote forks supervisors, which fork inits
             role = {fs: "zygote"}.get(ppid) or ("supervisor" if parents.get(ppid) == fs else "init")
         rollup = (_kib(pid, "smaps_rollup", "Pss"), _kib(pid, "smaps_rollup", "Private_Dirty"))
@@ -694,8 +694,71 @@ def b4(c: Client, server: Server, jobs: int, n: int) -> Result:
     )
 
 
+# --- B10 ----------------------------------------------------------------------------------------
+
+
+def _ready_jobs(c: Client, argv: list[str], n: int) -> list[str]:
+    """Start ``n`` jobs that print a line once set up; return once each has printed it."""
+    ids = [c.start(argv).id for _ in range(n)]
+    for job_id in ids:
+        stream: Any = c.logs(c.pb.LogsRequest(id=job_id, follow=True), timeout=60)
+        next(iter(stream))
+        stream.cancel()  # grpc-stubs leave it untyped
+    return ids
+
+
+def _load(other: Client, victims: list[str], started: list[str]) -> None:
+    """Stop ``victims`` (grace 0) and start 50 ``true`` jobs, all at once; wait for all."""
+    stops = [other.stop.future(other.pb.StopRequest(id=i, grace_seconds=0)) for i in victims]
+    runs = [other.run.future(other.pb.RunRequest(argv=["true"]), timeout=60) for _ in range(50)]
+    for f in stops:
+        f.result(timeout=120)
+    started += [f.result(timeout=120).id for f in runs]
+
+
+def b10(c: Client, server: Server, rounds: int, idle_n: int) -> Result:
+    """Status RPC latency while another client stops ten 100-process jobs at once and starts
+    50 jobs, against the idle Status latency of the same run: the server's event loop must
+    not wait on any of that work."""
+    other = Client(server.target, server.certs)
+    many = ["sh", "-c", "for i in $(seq 100); do sleep 1000 & done; echo ready; wait"]
+    try:
+        ref = c.pb.JobRef(id=c.start(["sleep", "100000"]).id)
+        for _ in range(20):  # warm-up
+            c.status(ref, timeout=60)
+        idle_ms = [timed(partial(c.status, ref, timeout=60)) for _ in range(idle_n)]
+        busy_ms: list[float] = []
+        for _ in range(rounds):
+            victims = _ready_jobs(other, many, 10)
+            started: list[str] = []
+            loader = threading.Thread(target=_load, args=(other, victims, started))
+            loader.start()
+            while loader.is_alive():
+                busy_ms.append(timed(partial(c.status, ref, timeout=60)))
+            loader.join()
+            # Only what this round made: both clients are the same user, and ``ref`` stays.
+            for job_id in victims + started:
+                other.wait(other.pb.JobRef(id=job_id), timeout=60)
+                other.remove(other.pb.JobRef(id=job_id), timeout=60)
+    finally:
+        other.close()
+    c.clear()
+    idle, busy = Figure("Status, idle", idle_ms, "ms"), Figure("Status, under load", busy_ms, "ms")
+    ratio = busy.p99 / idle.p99
+    return Result(
+        "B10",
+        "`Status` p99 while another client stops ten 100-process jobs at once and starts 50",
+        [idle, busy],
+        f"p99 {busy.p99:.1f} ms under load vs {idle.p99:.1f} ms idle ({ratio:.2f}x)",
+        "<= 2x the idle p99",
+        ratio <= 2,
+        "make bench BENCH=B10",
+        [f"{len(busy_ms)} Status calls during {rounds} rounds of load"],
+    )
+
+
 def _tjob_processes(root: int) -> list[int]:
-    """tjobs and its descendants that are tjob's own: the fork server, and tjob-shim's zygote,
+    """tjobs and its descendants that are tjob's own: the launcher, and tjob-shim's zygote,
     supervisors and inits."""
     return [root] + [p for p in _children(root) if b"tjob" in _cmdline(p)]
 
@@ -706,7 +769,7 @@ def _tjob_processes(root: int) -> list[int]:
 def b5(c: Client, server: Server, n: int, window: float) -> Result:
     """Server CPU while ``n`` followers wait on a job that prints one line and then nothing."""
     st = c.start(["sh", "-c", "echo ready; exec sleep 100000"])
-    pids = [server.pid, server.forkserver_pid()]
+    pids = [server.pid, server.launcher_pid()]
     with followers(server, st.id, n) as fol:
         fol.ready(timeout=120)
         samples = []
@@ -726,7 +789,7 @@ def b5(c: Client, server: Server, n: int, window: float) -> Result:
     tick = os.sysconf("SC_CLK_TCK")
     return Result(
         "B5",
-        f"{n} followers of a silent job for {window:.0f} s: CPU of tjobs + its fork server",
+        f"{n} followers of a silent job for {window:.0f} s: CPU of tjobs + its launcher",
         [Figure("server CPU per second", samples, "%")],
         f"{percent:.2f}% of one CPU",
         "< 1% of one CPU",
@@ -815,6 +878,7 @@ def run(selected: set[str], quick: bool) -> list[Result]:
         ("B4", lambda c, s, t: b4(c, s, 100 if quick else 500, 30 if quick else 100)),
         ("B5", lambda c, s, t: b5(c, s, 100, 3.0 if quick else 10.0)),
         ("B8", lambda c, s, t: b8(s, t, 10 if quick else 30)),
+        ("B10", lambda c, s, t: b10(c, s, 1 if quick else 5, 200 if quick else 1000)),
     ]
     out: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="tjob-bench-api-", dir=BENCH_DIR) as d:

@@ -193,9 +193,9 @@ def b6(eng: tjob.Engine, n: int) -> Result:
     for _ in range(n):
         job = eng.start(tjob.JobSpec(["sh", "-c", script], limits=tjob.Limits(memory_mb=256)))
         next(iter(job.output()))
-        assert len(eng._cg.pids(job.id)) == 101
+        assert job.status().usage.pids_current == 101
         samples.append(timed(functools.partial(_stop_now, job)))
-        assert job.id not in eng._cg.job_ids()
+        assert job.id not in eng.diagnostics().cgroups
     fig = Figure("stop", samples, "ms")
     return Result(
         "B6",

@@ -55,6 +55,16 @@ def cgroup_parent() -> Iterator[str]:
 
 
 @pytest.fixture
+def cg(cgroup_parent: str) -> object:
+    """A cgroup backend of its own on the test's cgroup parent (the engine's is private)."""
+    from tjob import cgroups
+
+    backend = cgroups.detect(Path("/sys/fs/cgroup"), cgroup_parent)
+    backend.setup()  # finds the hierarchies (and makes the parent, if no engine has yet)
+    return backend
+
+
+@pytest.fixture
 def engine(tmp_path: Path, cgroup_parent: str) -> Iterator[object]:
     import tjob
 

@@ -10,7 +10,7 @@ from tjob.api import convert
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.errors import InvalidSpec
 from tjob.spec import Limits
-from tjob.status import JobState, JobStatus, Stream, Usage
+from tjob.status import JobState, JobStatus, ResolvedLimits, Stream, Usage
 
 opt_int = st.none() | st.integers(0, 2**62)
 opt_float = st.none() | st.floats(0, 1e12, allow_nan=False)
@@ -25,16 +25,14 @@ usages = st.builds(
     io_read_bytes=opt_int,
     io_write_bytes=opt_int,
 )
-limit_dicts = st.fixed_dictionaries(
-    {},
-    optional={
-        "cpu_percent": st.integers(1, 10_000),
-        "memory_mb": st.integers(1, 2**40),
-        "pids": st.integers(1, 4_000_000),
-        "rbps": st.integers(1, 2**40),
-        "wbps": st.integers(1, 2**40),
-        "device": st.just("254:0"),
-    },
+resolved_limits = st.builds(
+    ResolvedLimits,
+    cpu_percent=st.integers(0, 10_000),
+    memory_mb=st.integers(0, 2**40),
+    pids=st.integers(0, 4_000_000),
+    rbps=st.integers(0, 2**40),
+    wbps=st.integers(0, 2**40),
+    device=st.none() | st.just("254:0"),
 )
 statuses = st.builds(
     JobStatus,
@@ -53,7 +51,7 @@ statuses = st.builds(
     started_at=opt_float,
     ended_at=opt_float,
     usage=usages,
-    limits=limit_dicts,
+    limits=resolved_limits,
 )
 
 
@@ -71,8 +69,8 @@ def test_limits_zero_means_server_default() -> None:
 
 
 def test_memory_limit_bytes() -> None:
-    assert convert.memory_limit_bytes({"memory_mb": 20}) == 20 * 1024 * 1024
-    assert convert.memory_limit_bytes({}) == 0
+    assert convert.memory_limit_bytes(ResolvedLimits(memory_mb=20)) == 20 * 1024 * 1024
+    assert convert.memory_limit_bytes(ResolvedLimits()) == 0
 
 
 @pytest.mark.parametrize(
@@ -85,7 +83,6 @@ def test_memory_limit_bytes() -> None:
 )
 def test_stream_selection(wire: int, streams: Stream) -> None:
     assert convert.select_from_pb(wire) is streams
-    assert convert.select_to_pb(streams) == wire
 
 
 def test_unknown_enum_numbers_are_invalid() -> None:
@@ -94,4 +91,4 @@ def test_unknown_enum_numbers_are_invalid() -> None:
     with pytest.raises(InvalidSpec, match="job state 42"):
         convert.state_from_pb(42)
     assert convert.state_from_pb(pb.JOB_STATE_UNSPECIFIED) is None
-    assert convert.stream_from_pb(pb.STREAM_STDERR) is Stream.STDERR
+    assert convert.stream_to_pb(Stream.STDERR) == pb.STREAM_STDERR

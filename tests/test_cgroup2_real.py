@@ -22,7 +22,7 @@ import pytest
 
 import tjob
 from tjob import Engine, JobSpec, JobState, Limits
-from tjob.cgroups import detect
+from tjob.cgroups import CgroupBackend, detect
 from tjob.cgroups.v2 import CgroupV2
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -75,26 +75,28 @@ def test_parent_under_a_cgroup_with_processes_is_refused_with_advice(
         sleeper.wait()
 
 
-def test_running_job_is_in_its_own_leaf_cgroup(engine: Engine, cgroup_parent: str) -> None:
+def test_running_job_is_in_its_own_leaf_cgroup(
+    engine: Engine, cg: CgroupBackend, cgroup_parent: str
+) -> None:
     job = engine.start(JobSpec(["sh", "-c", "echo ready; exec sleep 1000"]))
     next(iter(job.output()))
     assert job.pid is not None
     assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{cgroup_parent}/{job.id}\n"
     jdir = CGROUP_ROOT / cgroup_parent / job.id
-    assert job.pid in engine._cg.pids(job.id)
+    assert job.pid in cg.pids(job.id)
     assert (jdir / "pids.max").read_text().strip() == "512"
     assert (jdir / "memory.max").read_text().strip() == str(20 << 20)
     assert (jdir / "cpu.max").read_text().split() == ["20000", "100000"]
     st = job.status()
     assert st.state is JobState.RUNNING and (st.usage.pids_current or 0) >= 1
     job.stop(grace=0)
-    assert engine._cg.job_ids() == []
+    assert engine.diagnostics().cgroups == frozenset()
 
 
 # ------------------------------------------------------------------ limits
 
 
-def test_direct_io_read_is_throttled_by_io_max(engine: Engine) -> None:
+def test_direct_io_read_is_throttled_by_io_max(engine: Engine, cg: CgroupBackend) -> None:
     scratch = os.environ.get("TJOB_CGROUP2_DISK")
     if not scratch:
         pytest.skip("no scratch block device (make test-cgroup2 gives the guest one)")
@@ -111,10 +113,10 @@ def test_direct_io_read_is_throttled_by_io_max(engine: Engine) -> None:
                 limits=Limits(rbps=10 << 20, device=device),
             )
         )
-        io_max = (CGROUP_ROOT / engine._cg.parent / job.id / "io.max").read_text()
+        io_max = (CGROUP_ROOT / cg.parent / job.id / "io.max").read_text()
         st = job.wait(60)
         assert io_max.startswith(f"{device} rbps={10 << 20} ")
-        assert st.exit_code == 0 and st.limits["device"] == device
+        assert st.exit_code == 0 and st.limits.device == device
         assert st.ended_at and st.started_at and st.ended_at - st.started_at >= 4.0
         assert (st.usage.io_read_bytes or 0) >= 50 << 20
     finally:
@@ -124,23 +126,25 @@ def test_direct_io_read_is_throttled_by_io_max(engine: Engine) -> None:
 # ------------------------------------------------------------------ stop and clean-up
 
 
-def test_backend_kill_uses_cgroup_kill(engine: Engine, cgroup_parent: str) -> None:
+def test_backend_kill_uses_cgroup_kill(
+    engine: Engine, cg: CgroupBackend, cgroup_parent: str
+) -> None:
     # Kernel 5.14+ has cgroup.kill, which the backend's kill() writes (the engine's last resort
     # when it has no pidfd of the job's init): no supervisor or init is needed.
     job = engine.start(JobSpec(["sh", "-c", "setsid sleep 1000 & echo ready; wait"]))
     next(iter(job.output()))
     assert (CGROUP_ROOT / cgroup_parent / job.id / "cgroup.kill").exists()
-    pids = engine._cg.pids(job.id)
+    pids = cg.pids(job.id)
     fds = [os.pidfd_open(p) for p in pids]
     try:
-        engine._cg.kill(job.id)
+        cg.kill(job.id)
         assert all(select.select([fd], [], [], 10)[0] for fd in fds)
     finally:
         for fd in fds:
             os.close(fd)
     st = job.wait(30)
     assert st.signal == signal.SIGKILL
-    assert engine._cg.job_ids() == []
+    assert engine.diagnostics().cgroups == frozenset()
 
 
 def test_no_cgroup_is_left_after_many_jobs(engine: Engine, cgroup_parent: str) -> None:
@@ -148,5 +152,5 @@ def test_no_cgroup_is_left_after_many_jobs(engine: Engine, cgroup_parent: str) -
     jobs.append(engine.start(JobSpec(["sleep", "1000"])))
     jobs[-1].stop(grace=0)
     assert all(j.wait(30).state.finished for j in jobs)
-    assert engine._cg.job_ids() == []
+    assert engine.diagnostics().cgroups == frozenset()
     assert [p.name for p in (CGROUP_ROOT / cgroup_parent).iterdir() if p.is_dir()] == []

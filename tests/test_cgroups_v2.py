@@ -179,7 +179,7 @@ def limits(**overrides: Any) -> ResolvedLimits:
         "pids": 512,
         "rbps": 20 * MIB,
         "wbps": 10 * MIB,
-        "device": (254, 0),
+        "device": "254:0",
     }
     fields.update(overrides)
     return ResolvedLimits(**fields)
@@ -244,7 +244,7 @@ def test_setup_without_io_succeeds_and_disk_limits_are_skipped(make_fake: MakeFa
     backend = ready(fake)
     assert not backend.io_available
     assert read(fake.root / "tjob" / "cgroup.subtree_control") == "+cpu +memory +pids"
-    backend.create("j1", limits(device=(8, 0)))
+    backend.create("j1", limits(device="8:0"))
     job = fake.root / "tjob" / "j1"
     assert read(job / "cpu.max") == "20000 100000"
     assert not (job / "io.max").exists()

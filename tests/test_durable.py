@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tjob import Engine, JobSpec, JobState, Stream
+from tjob.logstore import LogReader
+from tjob.watch import Hub
 
 pytestmark = pytest.mark.root
 
@@ -88,7 +90,7 @@ def test_running_job_is_readopted_and_stopped_after_kill_9(
         assert next(iter(job.output())).data == b"up\n"
         st = job.stop(grace=0)
         assert st.state is JobState.STOPPED and st.signal == signal.SIGKILL
-        assert job_id not in eng._cg.job_ids()
+        assert job_id not in eng.diagnostics().cgroups
     with Engine(state, cgroup_parent=cgroup_parent) as eng:
         assert eng.get(job_id).status() == st  # recorded, not re-derived
 
@@ -105,10 +107,42 @@ def test_job_whose_supervisor_died_is_lost_and_cleaned_up(
         os.kill(run["supervisor_pid"], signal.SIGKILL)
         st = job.wait(30)
         assert st.state is JobState.LOST and "supervisor" in (st.error or "")
-        assert job.id not in eng._cg.job_ids()
+        assert job.id not in eng.diagnostics().cgroups
         # init died with its supervisor (PDEATHSIG), taking the command with it.
         assert select.select([command], [], [], 10)[0]
         os.close(command)
+
+
+def test_a_lost_job_is_recorded_by_the_engine_with_nobody_reading_it(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """The engine notices a supervisor's end by itself: end frame, status.json and the store
+    row are all written before any reader asks (reading a job changes nothing)."""
+    with Engine(tmp_path / "state", cgroup_parent=cgroup_parent) as eng:
+        job = eng.start(JobSpec(["sleep", "1000"]))
+        run = json.loads((job.dir / "run.json").read_text())
+        watch = Hub()
+        try:
+            with watch.subscribe(str(job.dir)) as w:
+                os.kill(run["supervisor_pid"], signal.SIGKILL)
+                while not (job.dir / "status.json").exists():
+                    w.clear()
+                    if not (job.dir / "status.json").exists():
+                        assert w.wait(30), "no end recorded"
+        finally:
+            watch.close()
+        with LogReader(str(job.dir / "output.log")) as log:
+            while log.read():
+                pass
+            assert log.ended and b'"lost"' in (log.end_payload or b"")
+        # The row comes last in the same step, a moment after the file: the settling
+        # diagnostics() waits for a step under way.
+        assert job.id not in eng.diagnostics().cgroups
+        db = sqlite3.connect(eng.state_dir / "jobs.db")
+        (row,) = db.execute("SELECT status FROM jobs WHERE id = ?", (job.id,)).fetchall()
+        db.close()
+        assert json.loads(row[0])["state"] == "lost"
+        assert job.status().state is JobState.LOST
 
 
 def test_output_cap_keeps_the_job_running_and_marks_the_cut(
@@ -207,5 +241,5 @@ def test_burst_survives_kill_9_with_no_lost_or_duplicated_job(
             assert st.state in (JobState.EXITED, JobState.LOST), st
             if job.id in acked:
                 assert st.state is JobState.EXITED and st.exit_code == 0
-        assert eng._cg.job_ids() == []
+        assert eng.diagnostics().cgroups == frozenset()
     assert len(list((state / "jobs").iterdir())) == len(ids)

@@ -22,6 +22,7 @@ import pytest
 
 import tjob
 from tjob import Engine, InvalidSpec, JobSpec, JobState, Limits, Stream
+from tjob.cgroups import CgroupBackend
 
 pytestmark = pytest.mark.root
 
@@ -87,7 +88,7 @@ def test_usage_is_reported_at_end(engine: Engine) -> None:
     assert st.exit_code == 0
     assert st.usage.cpu_seconds is not None and st.usage.cpu_seconds > 0
     assert st.usage.memory_peak_bytes is not None and st.usage.memory_peak_bytes > 0
-    assert st.limits["memory_mb"] == 20 and st.limits["cpu_percent"] == 20
+    assert st.limits.memory_mb == 20 and st.limits.cpu_percent == 20
 
 
 # ------------------------------------------------------------------ isolation
@@ -188,7 +189,7 @@ def test_cpu_limit_holds_by_the_cgroups_own_accounting(engine: Engine) -> None:
 
 
 @pytest.mark.cgroup2
-def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine) -> None:
+def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine, cg: CgroupBackend) -> None:
     job = engine.start(
         JobSpec(
             ["sh", "-c", "f() { f | f & }; f; exec sleep 1000"],
@@ -199,15 +200,14 @@ def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine) -> None:
     for chunk in job.output(streams=Stream.STDERR):
         if b"fork" in chunk.data.lower():
             break
-    cg = engine._cg
     assert len(cg.pids(job.id)) <= 64
     st = job.stop(grace=0)
     assert st.state is JobState.STOPPED and st.stopped
-    assert job.id not in cg.job_ids()
+    assert job.id not in engine.diagnostics().cgroups
 
 
 @pytest.mark.cgroup2
-def test_double_forked_setsid_descendants_die_on_stop(engine: Engine) -> None:
+def test_double_forked_setsid_descendants_die_on_stop(engine: Engine, cg: CgroupBackend) -> None:
     job = engine.start(
         JobSpec(
             [
@@ -218,7 +218,6 @@ def test_double_forked_setsid_descendants_die_on_stop(engine: Engine) -> None:
         )
     )
     next(iter(job.output()))  # "ready": the double-forked daemon exists
-    cg = engine._cg
     pids = cg.pids(job.id)
     assert len(pids) >= 3
     fds = [os.pidfd_open(p) for p in pids]
@@ -231,7 +230,7 @@ def test_double_forked_setsid_descendants_die_on_stop(engine: Engine) -> None:
     finally:
         for fd in fds:
             os.close(fd)
-    assert job.id not in cg.job_ids()
+    assert job.id not in engine.diagnostics().cgroups
 
 
 def test_direct_io_read_is_throttled(engine: Engine, tmp_path: Path) -> None:
@@ -430,16 +429,14 @@ def test_nothing_leaks_after_200_jobs(engine: Engine) -> None:
         last = os.pidfd_open(json.loads((job.dir / "run.json").read_text())["supervisor_pid"])
         assert select.select([last], [], [], 10)[0]
         os.close(last)
-    assert engine._cg.job_ids() == []
+    diag = engine.diagnostics()  # settles the last job, whose supervisor just exited
+    assert diag.cgroups == frozenset()
     assert _job_fds() <= fds_before
     assert threading.active_count() == threads_before
-    fs = engine._fs
-    assert fs is not None
-    (zygote,) = Path(f"/proc/{fs.pid}/task/{fs.pid}/children").read_text().split()
-    children = Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()
+    assert diag.zygote_pid is not None and diag.exit_watches == 0 and diag.watches == 0
     # Supervisors are reaped at once; the one child left is the spare for the next job.
-    assert len(children) <= 1
-    for pid in children:
+    assert len(diag.supervisors) <= 1
+    for pid in diag.supervisors:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state != "Z"
 
@@ -472,7 +469,7 @@ def test_new_engine_finds_finished_and_running_jobs(tmp_path: Path, cgroup_paren
 
 
 def test_one_engine_per_state_dir(engine: Engine) -> None:
-    with pytest.raises(tjob.SpawnError, match="another tjob engine"):
+    with pytest.raises(tjob.StateDirInUse, match="another tjob engine"):
         Engine(engine.state_dir, cgroup_parent="unused")
 
 
@@ -484,13 +481,12 @@ def test_closed_engine_refuses_to_start(tmp_path: Path, cgroup_parent: str) -> N
 
 
 @pytest.mark.cgroup2
-def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
+def test_cgroup_kill_alone_takes_every_process(engine: Engine, cg: CgroupBackend) -> None:
     """The path for a job adopted without its init: v1 freeze, SIGKILL each, thaw."""
     job = engine.start(
         JobSpec(["sh", "-c", "setsid sh -c 'sleep 1000 & echo ready; exec sleep 1001' & wait"])
     )
     next(iter(job.output()))
-    cg = engine._cg
     fds = [os.pidfd_open(p) for p in cg.pids(job.id)]
     try:
         assert len(fds) >= 3
@@ -501,7 +497,7 @@ def test_cgroup_kill_alone_takes_every_process(engine: Engine) -> None:
             os.close(fd)
     st = job.wait(30)
     assert st.signal == signal.SIGKILL and not st.stopped
-    assert job.id not in cg.job_ids()
+    assert job.id not in engine.diagnostics().cgroups
 
 
 def test_command_starts_with_default_signal_dispositions(engine: Engine) -> None:
@@ -515,27 +511,29 @@ def test_command_starts_with_default_signal_dispositions(engine: Engine) -> None
     assert blocked == 0 and ignored & ~glibc == 0, (hex(blocked), hex(ignored))
 
 
-def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(engine: Engine) -> None:
+def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(
+    engine: Engine, cg: CgroupBackend
+) -> None:
     """A job that spent its quota would otherwise take up to a CFS period (100 ms) to die."""
     job = engine.start(JobSpec(["sleep", "1000"], limits=Limits(cpu_percent=20)))
-    quota = Path("/sys/fs/cgroup/cpu") / engine._cg.parent / job.id / "cpu.cfs_quota_us"
+    quota = Path("/sys/fs/cgroup/cpu") / cg.parent / job.id / "cpu.cfs_quota_us"
     assert quota.read_text().strip() == "20000"
-    engine._cg.unthrottle(job.id)
+    cg.unthrottle(job.id)
     assert quota.read_text().strip() == "-1"
     job.stop(grace=0)
 
 
 def test_tmp_and_dev_shm_are_the_jobs_own(engine: Engine) -> None:
     host_file = Path("/tmp") / f"tjob-host-{os.getpid()}"
+    left = Path("/tmp") / f"tjob-job-{os.getpid()}"  # what the job writes must not reach the host
     host_file.write_text("host")
     try:
-        job = engine.start(
-            JobSpec(["sh", "-c", f"ls -A /tmp /dev/shm; echo job > /tmp/x; cat {host_file}"])
-        )
+        script = f"ls -A /tmp /dev/shm; echo job > {left}; cat {host_file}"
+        job = engine.start(JobSpec(["sh", "-c", script]))
         st = job.wait(30)
         assert st.exit_code != 0  # the host's file is not there
         assert out(job, Stream.STDOUT).split() == [b"/dev/shm:", b"/tmp:"]
-        assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "job\n"
+        assert not left.exists()
     finally:
         host_file.unlink()
 

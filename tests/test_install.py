@@ -96,9 +96,9 @@ def test_the_commands_work(installed: Installed) -> None:
 def test_the_package_is_the_installed_one_with_its_shim(installed: Installed) -> None:
     probe = textwrap.dedent(
         """
-        import os, tjob, tjob.spawner
+        import os, tjob, tjob.launcher
         print(tjob.__file__)
-        print(os.access(tjob.spawner.SHIM, os.X_OK), tjob.spawner.SHIM)
+        print(os.access(tjob.launcher.SHIM, os.X_OK), tjob.launcher.SHIM)
         """
     )
     lines = installed.run("python", "-c", probe).stdout.splitlines()

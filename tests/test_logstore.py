@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tjob.logstore import HEADER, LogReader, LogWriter
+from tjob.logstore import HEADER, TRUNCATED, LogReader, LogWriter
 from tjob.status import Stream
 
 
@@ -31,7 +31,7 @@ def test_frames_round_trip_with_stream_selection(log: tuple[LogWriter, str]) -> 
     w, path = log
     w.write(1, b"out\x00\xff")
     w.write(2, b"err")
-    w.truncate_mark()
+    w.write(TRUNCATED, b"")  # as the supervisor marks where capture stopped
     w.end(b'{"state": "exited"}')
     r = LogReader(path)
     assert all_chunks(r) == [

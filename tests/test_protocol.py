@@ -16,8 +16,8 @@ import pytest
 
 from tjob import Engine, JobSpec, JobState
 from tjob import protocol as p
-from tjob.engine import _is_supervisor
-from tjob.spawner import SHIM
+from tjob.launcher import SHIM
+from tjob.procs import is_supervisor
 from tjob.spec import MAX_ARGV_BYTES, MAX_ENV_BYTES
 
 HANG = 30
@@ -253,14 +253,15 @@ def test_supervisor_bears_the_mark_a_job_cannot_forge(engine: Engine) -> None:
         run = p.decode_run((job.dir / p.RUN_FILE).read_bytes())
         words = Path(f"/proc/{run.supervisor_pid}/cmdline").read_bytes().split(b"\0")
         assert words[:3] == [*p.SUPERVISOR_ARGV, job.id.encode()]
-        assert _is_supervisor(run.supervisor_pid, job.id)
-        assert not _is_supervisor(run.supervisor_pid, "0" * 32)
+        assert is_supervisor(run.supervisor_pid, job.id, str(job.dir))
+        assert not is_supervisor(run.supervisor_pid, "0" * 32, str(job.dir))
         init = Path(f"/proc/{run.init_pid}/cmdline").read_bytes().split(b"\0")
-        assert init[:2] == list(p.INIT_ARGV) and not _is_supervisor(run.init_pid, job.id)
+        assert init[:2] == list(p.INIT_ARGV)
+        assert not is_supervisor(run.init_pid, job.id, str(job.dir))
         assert job.pid is not None
         forged = Path(f"/proc/{job.pid}/cmdline").read_bytes().split(b"\0")
         assert forged[:2] == list(p.SUPERVISOR_ARGV)
-        assert not _is_supervisor(job.pid, "ID")
+        assert not is_supervisor(job.pid, "ID", str(job.dir))
     finally:
         job.stop(grace=0)
     assert job.wait(HANG).state is JobState.STOPPED

@@ -1,7 +1,7 @@
 """tjob: run Linux commands as isolated, resource-limited jobs.
 
-The library surface, re-exported lazily so that ``import tjob.cli.tjob`` (the CLI) and the fork
-server do not pay for the engine's imports they never use.
+The library surface, re-exported lazily so that ``import tjob.cli.tjob`` (the CLI) and the
+launcher do not pay for the engine's imports they never use.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         JobNotFound,
         JobRunning,
         SpawnError,
+        StateDirInUse,
         TjobError,
     )
     from .spec import DEFAULT_LIMITS, JobSpec, Limits
@@ -35,6 +36,7 @@ _WHERE = {
     "JobNotFound": "errors",
     "JobRunning": "errors",
     "SpawnError": "errors",
+    "StateDirInUse": "errors",
     "TjobError": "errors",
     "DEFAULT_LIMITS": "spec",
     "JobSpec": "spec",
@@ -61,6 +63,7 @@ __all__ = [
     "JobStatus",
     "Limits",
     "SpawnError",
+    "StateDirInUse",
     "Stream",
     "TjobError",
     "Usage",

@@ -1,384 +1,84 @@
-"""The library face: an Engine starts jobs, a Job reports, stops, waits and streams output.
+"""The library face: an Engine starts and finds jobs (:class:`~tjob.job.Job`).
 
-The engine itself never forks: a fork server (tjob.spawner) started once per engine starts
-the jobs, each under a supervisor process (tjob-shim) that outlives the engine. What the engine
-knows of a job it reads back from the job's directory (``state_dir/jobs/<id>``) — the status
-file recorded at the end and the framed output log — waking on inotify and pidfds through one
-shared watcher thread, so any number of sync or async readers cost no thread each.
+The engine itself never forks: a launcher (:mod:`tjob.launcher`) started once per engine makes
+each job's cgroup and hands the job to a spare supervisor (``tjob-shim``) that outlives the
+engine. What the engine knows of a job it reads back from the job's directory
+(``state_dir/jobs/<id>``), waking on inotify and pidfds through one shared watcher thread, so
+any number of sync or async readers cost no thread each.
+
+The async methods never make a blocking call on the event loop: each operation's decisions are
+written once as a flow (:mod:`tjob.flows`); the sync face runs its blocking steps in place, the
+async face in a thread (one hop per batch of them) or as a wait on an event. Reads of a job's
+small files and cgroup counters (page cache, kernel memory) are not blocking steps.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import pwd
 import secrets
-import select
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from . import cgroups
+from . import adopt, cgroups
 from .devices import check_block_device, device_of
-from .errors import (
-    AmbiguousJobId,
-    CgroupError,
-    EngineClosed,
-    InvalidSpec,
-    JobNotFound,
-    JobRunning,
-    SpawnError,
-    TjobError,
-)
-from .jobdir import (
-    EXEC_FILE,
-    LOG_FILE,
-    RUN_FILE,
-    SPEC_FILE,
-    STATUS_FILE,
-    STOP_FILE,
-    create_file,
-    exec_blob,
-    write_json,
-)
-from .logstore import READ_SIZE, Chunk, LogReader
+from .ends import Ends
+from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
+from .flows import Flow, Step, blocking, drive, drive_async
+from .index import JobIndex
+from .job import Follower, Job
+from .jobdir import EXEC_FILE, SPEC_FILE, create_file, exec_blob
+from .launcher_client import DEFAULT_PATH, LauncherClient
+from .logstore import Chunk
+from .procs import children
+from .protocol import Limits as ProtocolLimits
 from .protocol import (
-    SUPERVISOR_ARGV,
     ProtocolError,
-    RunInfo,
     StartReply,
     StartRequest,
-    decode_run,
     decode_start_reply,
     encode_start_request,
 )
-from .protocol import Limits as ProtocolLimits
+from .recorder import Recorder
 from .spec import DEFAULT_LIMITS, JobSpec, Limits
-from .status import JobState, JobStatus, Stream, Usage
+from .status import JobFacts, ResolvedLimits
 from .store import Store
 from .watch import Hub
 
-__all__ = ["Chunk", "Engine", "Follower", "Job"]
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-START_TIMEOUT = 30.0  # guards against a hung fork server, never reached in normal operation
-KILL_TIMEOUT = 30.0
+__all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
 
 
-def _readable(fd: int) -> bool:
-    """True once the process behind a pidfd has exited (no waiting). poll, not select:
-    a server with many connections has descriptors above select's 1024."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+@dataclass(frozen=True)
+class Diagnostics:
+    """What an engine holds now, for leak checks and debugging (a supported view).
 
-
-class Job:
-    """One job. Obtain from :meth:`Engine.start` or :meth:`Engine.get`; never build directly."""
-
-    def __init__(
-        self, engine: Engine, job_id: str, spec: JobSpec, created_at: float, limits: dict[str, Any]
-    ) -> None:
-        self._engine = engine
-        self.id = job_id
-        self.spec = spec
-        self.created_at = created_at
-        self.limits = limits
-        self.dir = engine.jobs_dir / job_id
-        self.pid: int | None = None
-        self.started_at: float | None = None
-        self._final: JobStatus | None = None
-        self._sup_pidfd = -1
-        self._init_pidfd = -1
-        self._lock = threading.RLock()  # _final_status may mark lost, which kills
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:8]
-
-    @property
-    def owner(self) -> str:
-        return self.spec.owner
-
-    def __repr__(self) -> str:
-        return f"<tjob.Job {self.short_id} {list(self.spec.argv)!r}>"
-
-    # ---------------------------------------------------------------- status
-
-    def _attach(self, pid: int | None, started_at: float, sup_pidfd: int, init_pidfd: int) -> None:
-        self.pid, self.started_at = pid, started_at
-        self._sup_pidfd, self._init_pidfd = sup_pidfd, init_pidfd
-
-    def _release(self) -> None:
-        for fd in (self._sup_pidfd, self._init_pidfd):
-            if fd >= 0:
-                os.close(fd)
-        self._sup_pidfd = self._init_pidfd = -1
-
-    def _final_status(self) -> JobStatus | None:
-        """The recorded end of the job, if any; marks it lost if its supervisor vanished."""
-        with self._lock:
-            if self._final is not None:
-                return self._final
-            st = self._read_status()
-            if st is None and self._sup_pidfd >= 0 and _readable(self._sup_pidfd):
-                st = self._read_status() or self._engine._mark_lost(self)
-            if st is not None:
-                self._final = st
-                self._release()
-                self._engine._store.finish(self.id, st.to_dict())
-            return st
-
-    def _read_status(self) -> JobStatus | None:
-        try:
-            data = json.loads((self.dir / STATUS_FILE).read_bytes())
-        except FileNotFoundError:
-            return None
-        return JobStatus.from_dict(data)
-
-    @property
-    def running(self) -> bool:
-        """Cheaper than ``status()`` when that is all one needs to know."""
-        return self._final_status() is None
-
-    def status(self, usage: bool = True) -> JobStatus:
-        """Where the job is now; while it runs, with the cgroup's usage so far (reading it is
-        a few files per job: listings of many jobs pass ``usage=False``)."""
-        final = self._final_status()
-        if final is not None:
-            return final
-        return JobStatus(
-            id=self.id,
-            state=JobState.RUNNING,
-            argv=tuple(self.spec.argv),
-            owner=self.owner,
-            pid=self.pid,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            usage=self._engine._cg.usage(self.id) if usage else Usage(),
-            limits=self.limits,
-        )
-
-    # ---------------------------------------------------------------- wait
-
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the job has ended; raise TimeoutError after ``timeout`` seconds."""
-        final = self._final_status()
-        if final is not None:
-            return final
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd) as w:
-            while True:
-                w.clear()
-                final = self._final_status()
-                if final is not None:
-                    return final
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"job {self.short_id} still running after {timeout}s")
-                w.wait(left)
-
-    async def wait_async(self, timeout: float | None = None) -> JobStatus:
-        """Like :meth:`wait`, without blocking the event loop."""
-        final = self._final_status()
-        if final is not None:
-            return final
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            with self._engine._hub.subscribe(str(self.dir), self._sup_pidfd, loop) as w:
-                while True:
-                    w.clear()
-                    final = self._final_status()
-                    if final is not None:
-                        return final
-                    await w.wait_async()
-
-    # ---------------------------------------------------------------- stop
-
-    def _begin_stop(self, grace: float) -> bool:
-        """Mark the stop and, with a grace period, SIGTERM every process; False if over."""
-        if grace < 0:
-            raise InvalidSpec("grace must be >= 0")
-        if self._final_status() is not None:
-            return False
-        (self.dir / STOP_FILE).touch()
-        if grace > 0:
-            with contextlib.suppress(CgroupError):
-                self._engine._cg.signal(self.id, signal.SIGTERM)
-        return True
-
-    def _kill(self) -> None:
-        """SIGKILL every process of the job."""
-        cg = self._engine._cg
-        with contextlib.suppress(CgroupError):
-            cg.unthrottle(self.id)
-        with self._lock:
-            init = self._init_pidfd
-            if init >= 0:
-                # Killing the namespace's init makes the kernel kill everything in it and
-                # refuse new processes there, so one pass over the cgroup leaves no one.
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(init, signal.SIGKILL)
-        with contextlib.suppress(CgroupError):
-            if init >= 0:
-                cg.signal(self.id, signal.SIGKILL)
-            else:
-                cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
-
-    def stop(self, grace: float = 10.0) -> JobStatus:
-        """SIGTERM every process, wait ``grace`` seconds, then SIGKILL all that is left.
-
-        Safe to call on a finished job (returns its status) and more than once.
-        """
-        if not self._begin_stop(grace):
-            return self.status()
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                return self.wait(grace)
-        self._kill()
-        return self.wait(KILL_TIMEOUT)
-
-    async def stop_async(self, grace: float = 10.0) -> JobStatus:
-        """Like :meth:`stop`, without blocking the event loop."""
-        if not self._begin_stop(grace):
-            return self.status()
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                return await self.wait_async(grace)
-        self._kill()
-        return await self.wait_async(KILL_TIMEOUT)
-
-    # ---------------------------------------------------------------- output
-
-    def output(
-        self,
-        follow: bool = True,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        read_size: int = READ_SIZE,
-    ) -> Iterator[Chunk]:
-        """The job's output from its first byte, as (stream, bytes) chunks in arrival order.
-
-        With ``follow``, new output is yielded as it arrives and the iterator ends once the job
-        has ended and everything is read; without, it ends at the current end. ``skip`` leaves
-        out the first bytes of the selected streams (to resume after a disconnect);
-        ``read_size`` bounds what one step reads (and so the memory a reader holds).
-        """
-        with self.follower(streams, skip) as f:
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                yield from chunks
-                if not chunks:
-                    f.wait()
-
-    async def output_async(
-        self,
-        follow: bool = True,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        read_size: int = READ_SIZE,
-    ) -> AsyncIterator[Chunk]:
-        """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
-        with self.follower(streams, skip, asyncio.get_running_loop()) as f:
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                for chunk in chunks:
-                    yield chunk
-                if not chunks:
-                    await f.wait_async()
-
-    def follower(
-        self,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Follower:
-        """A reader of this job's output paced by its caller: a server serving many readers
-        decides how much each one takes and when (see :class:`Follower`)."""
-        return Follower(self, streams, skip, loop)
-
-
-class Follower:
-    """One reader of a job's output, from byte 0 to the job's end.
-
-    ``take(n)`` returns what is there now (never waits); ``wait()`` / ``wait_async()`` sleep
-    until there may be more, on the engine's shared watcher (no polling). Use as a context
-    manager; ``loop`` is needed for ``wait_async``.
+    launcher_pid / zygote_pid: its helper processes (None if not running).
+    supervisors: live job supervisors (children of the zygote, the spare among them).
+    watches: directories watched for readers; exit_watches: supervisors watched for their end.
+    cgroups: job cgroups that exist under the engine's parent cgroup.
     """
 
-    def __init__(
-        self, job: Job, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> None:
-        self._job = job
-        self._stack = contextlib.ExitStack()
-        self._reader = self._stack.enter_context(LogReader(str(job.dir / LOG_FILE), streams, skip))
-        self._waiter = self._stack.enter_context(
-            job._engine._hub.subscribe(str(job.dir), job._sup_pidfd, loop)
-        )
-
-    def __enter__(self) -> Follower:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def take(self, size: int) -> list[Chunk] | None:
-        """Up to ``size`` bytes of output now: [] if none yet, None once all is read."""
-        r = self._reader
-        r.read_size = size
-        self._waiter.clear()  # before reading: a write after this read wakes the next wait
-        finished = False
-        while True:
-            before = r.offset
-            chunks = r.read()
-            if chunks:
-                return chunks
-            if r.ended or (finished and r.offset == before):
-                return None
-            if r.offset == before:
-                # Nothing new. Once its supervisor is done, all it wrote is in the file (a lost
-                # job or a full disk leave no end frame): read once more, then it is over.
-                finished = self._job._final_status() is not None
-                if not finished:
-                    return []
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Until the job writes more, ends, or ``timeout`` passes."""
-        self._waiter.wait(timeout)
-
-    async def wait_async(self) -> None:
-        await self._waiter.wait_async()
+    launcher_pid: int | None
+    zygote_pid: int | None
+    supervisors: frozenset[int]
+    watches: int
+    exit_watches: int
+    cgroups: frozenset[str]
 
 
 class _Prepared:
-    __slots__ = ("created_at", "dir", "job_id", "limits", "request", "spec")
+    __slots__ = ("dir", "facts", "request", "spec")
 
-    def __init__(
-        self,
-        job_id: str,
-        spec: JobSpec,
-        jdir: Path,
-        created_at: float,
-        limits: dict[str, Any],
-        request: StartRequest,
-    ) -> None:
-        self.job_id, self.spec, self.dir = job_id, spec, jdir
-        self.created_at, self.limits = created_at, limits
-        self.request = encode_start_request(request)  # for the fork server
+    def __init__(self, facts: JobFacts, spec: JobSpec, jdir: Path, request: StartRequest) -> None:
+        self.facts, self.spec, self.dir = facts, spec, jdir
+        self.request = encode_start_request(request)  # for the launcher
 
 
 class Engine:
@@ -408,11 +108,7 @@ class Engine:
         if output_cap <= 0:
             raise InvalidSpec("output_cap must be positive")
         self.output_cap = output_cap
-        self._fs: subprocess.Popen[bytes] | None = None
-        self._ctl: socket.socket | None = None
-        self._fs_lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        self._jobs_lock = threading.Lock()
+        self._index: JobIndex[Job] = JobIndex()
         self.state_dir = Path(state_dir).absolute()
         self.jobs_dir = self.state_dir / "jobs"
         self.defaults = defaults.merged(DEFAULT_LIMITS).validate()
@@ -432,74 +128,21 @@ class Engine:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lockfd)
-            raise SpawnError(f"another tjob engine is using {self.state_dir}") from None
+            raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
         self._store = Store(self.state_dir / "jobs.db")
         self._hub = Hub()
-        self._load()
-        self._start_forkserver()
+        store = self._store
+        self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
+        for job in adopt.load(self._store, self._ends, self._make_job):
+            self._index.add(job)
+        self._launcher = LauncherClient(self.state_dir, self._cg)
 
     @property
     def cgroup_version(self) -> int:
         return self._cg.version
 
-    # ---------------------------------------------------------------- fork server
-
-    def _start_forkserver(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pkg_parent = str(Path(__file__).resolve().parent.parent)
-        code = (
-            f"import sys; sys.path.insert(0, {pkg_parent!r}); from tjob.spawner import main; main()"
-        )
-        conf = json.dumps(
-            {"version": self._cg.version, "root": str(self._cg.root), "parent": self._cg.parent}
-        )
-        with open(self.state_dir / "spawner.log", "ab") as log:
-            self._fs = subprocess.Popen(
-                [sys.executable, "-I", "-c", code, str(theirs.fileno()), conf],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                start_new_session=True,
-                cwd="/",
-                # Jobs get explicit environments; keep the caller's out of every job's init.
-                env={"PATH": DEFAULT_PATH},
-            )
-        theirs.close()
-        self._ctl = ours
-
-    def _send(self, prepared: _Prepared) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            with self._fs_lock:
-                if self._closed or self._ctl is None:
-                    raise EngineClosed("the engine is closed")
-                try:
-                    socket.send_fds(self._ctl, [prepared.request], [theirs.fileno()])
-                except OSError:
-                    # The fork server died (killed by hand?): start another, once.
-                    self._stop_forkserver()
-                    self._start_forkserver()
-                    assert self._ctl is not None
-                    socket.send_fds(self._ctl, [prepared.request], [theirs.fileno()])
-        except OSError as e:
-            ours.close()
-            raise SpawnError(f"cannot reach the fork server: {e.strerror}") from None
-        finally:
-            theirs.close()
-        return ours
-
-    def _stop_forkserver(self) -> None:
-        if self._ctl is not None:
-            self._ctl.close()
-            self._ctl = None
-        if self._fs is not None:
-            try:
-                self._fs.wait(5)
-            except subprocess.TimeoutExpired:
-                self._fs.kill()
-                self._fs.wait()
-            self._fs = None
+    def _make_job(self, facts: JobFacts, spec: JobSpec) -> Job:
+        return Job(facts, spec, self.jobs_dir / facts.id, self._cg, self._hub)
 
     # ---------------------------------------------------------------- start
 
@@ -517,36 +160,18 @@ class Engine:
         if name:
             env["USER"] = env["LOGNAME"] = name
         env.update(spec.env)
-        public = {
-            "cpu_percent": limits.cpu_percent,
-            "memory_mb": limits.memory_mb,
-            "pids": limits.pids,
-            "rbps": limits.rbps,
-            "wbps": limits.wbps,
-            "device": device,
-        }
+        resolved = _resolved(limits, device)
         # What the final status repeats of the request; the rest is in exec.bin for the init.
-        req = {
-            "id": job_id,
-            "argv": list(spec.argv),
-            "owner": spec.owner,
-            "created_at": created_at,
-            "limits_public": public,
-        }
-        self._store.add(
-            job_id,
-            spec.owner,
-            created_at,
-            {"argv": list(spec.argv), "cwd": spec.cwd, "user": spec.user, "limits": public},
-        )
+        facts = JobFacts(job_id, tuple(spec.argv), spec.owner, created_at, resolved)
+        self._store.add(facts, spec.cwd, spec.user)
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
         create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
-        create_file(jdir / SPEC_FILE, json.dumps(req).encode())
+        create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())
         major, _, minor = (device or "").partition(":")
-        # The fork server makes the job's cgroup, the supervisor its log: the request stays
+        # The launcher makes the job's cgroup, the supervisor its log: the request stays
         # small (argv may be 256 KiB: it is in the files).
         request = StartRequest(
             dir=str(jdir),
@@ -561,10 +186,16 @@ class Engine:
                 device=(int(major), int(minor)) if device else None,
             ),
         )
-        return _Prepared(job_id, spec, jdir, created_at, public, request)
+        return _Prepared(facts, spec, jdir, request)
 
-    def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> Job:
-        job = Job(self, prepared.job_id, prepared.spec, prepared.created_at, prepared.limits)
+    def _prepare_and_send(self, spec: JobSpec) -> tuple[_Prepared, socket.socket]:
+        """Every blocking step of a start before the supervisor's answer, as one batch."""
+        prepared = self._prepare(spec)
+        return prepared, self._launcher.send(prepared.request)
+
+    def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> tuple[Job, str | None]:
+        """The job, from the supervisor's answer; and the error if it did not start."""
+        job = self._make_job(prepared.facts, prepared.spec)
         try:
             died = StartReply(False, error="the supervisor died")
             reply = decode_start_reply(msg) if msg else died
@@ -572,14 +203,22 @@ class Engine:
             reply = StartReply(False, error="the supervisor sent a malformed reply")
         if reply.ok and len(fds) == 2:
             job._attach(reply.pid, reply.started_at, fds[0], fds[1])
-        else:
-            for fd in fds:
-                os.close(fd)
-            job._final_status()
-            if job._final is None:
-                job._final = self._mark_lost(job, reply.error or "start failed")
-        with self._jobs_lock:
-            self._jobs[job.id] = job
+            self._ends.watch(job)
+            return job, None
+        for fd in fds:
+            os.close(fd)
+        return job, reply.error or "start failed"
+
+    def _start_flow(self, spec: JobSpec) -> Flow[Job]:
+        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
+        msg, fds = yield Step(
+            lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
+        )
+        job, error = self._finish(prepared, msg, fds)
+        if error is not None:
+            # The launcher recorded the failure before answering, or nobody did: the end step.
+            yield blocking(lambda: self._ends.settle(job, error))
+        self._index.add(job)
         return job
 
     def start(self, spec: JobSpec) -> Job:
@@ -588,115 +227,21 @@ class Engine:
         A command that cannot start gives a job in state ``failed`` with the reason in
         ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
         """
-        prepared = self._prepare(spec)
-        sock = self._send(prepared)
-        with sock:
-            sock.settimeout(START_TIMEOUT)
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
-            except TimeoutError:
-                msg, fds = b"", []
-        return self._finish(prepared, msg, fds)
+        return drive(self._start_flow(spec))
 
     async def start_async(self, spec: JobSpec) -> Job:
         """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
-        prepared = self._prepare(spec)
-        sock = self._send(prepared)
-        loop = asyncio.get_running_loop()
-        with sock:
-            sock.setblocking(False)
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _resolve, ready)
-            try:
-                async with asyncio.timeout(START_TIMEOUT):
-                    await ready
-                msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
-            except TimeoutError:
-                msg, fds = b"", []
-            finally:
-                loop.remove_reader(sock.fileno())
-        return self._finish(prepared, msg, fds)
+        return await drive_async(self._start_flow(spec))
 
     # ---------------------------------------------------------------- lookup
 
     def get(self, job_id: str) -> Job:
-        """The job with this id, or the only one whose id starts with it."""
-        with self._jobs_lock:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                return job
-            found = [j for i, j in self._jobs.items() if job_id and i.startswith(job_id)]
-        if not found:
-            raise JobNotFound(f"no job {job_id!r}")
-        if len(found) > 1:
-            raise AmbiguousJobId(f"job id prefix {job_id!r} matches {len(found)} jobs")
-        return found[0]
+        """The job with this id, or the only one whose id starts with it (O(log n))."""
+        return self._index.get(job_id)
 
     def jobs(self) -> list[Job]:
         """Every job this engine knows, newest first."""
-        with self._jobs_lock:
-            jobs = list(self._jobs.values())
-        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
-
-    # ---------------------------------------------------------------- records
-
-    def _load(self) -> None:
-        """Find the jobs of an earlier engine on this state dir (running ones included)."""
-        for rec in self._store.records():
-            spec = JobSpec(
-                argv=tuple(rec.spec["argv"]),
-                cwd=rec.spec["cwd"],
-                user=rec.spec["user"],
-                owner=rec.owner,
-            )
-            job = Job(self, rec.id, spec, rec.created_at, rec.spec["limits"])
-            if rec.status is not None and not job.dir.exists():
-                self._store.remove(rec.id)  # a removal cut short
-                continue
-            if rec.status is not None:
-                job._final = JobStatus.from_dict(rec.status)
-            elif job._final_status() is None:
-                self._adopt(job)
-            self._jobs[job.id] = job
-
-    def _adopt(self, job: Job) -> None:
-        try:
-            run = decode_run((job.dir / RUN_FILE).read_bytes())
-            sup = os.pidfd_open(run.supervisor_pid)
-        except (OSError, ProtocolError):
-            job._final = self._mark_lost(job)
-            return
-        if not _is_supervisor(run.supervisor_pid, job.id):
-            os.close(sup)
-            job._final = self._mark_lost(job)
-            return
-        job._attach(run.pid, run.started_at, sup, _init_pidfd(run))
-
-    def _mark_lost(
-        self, job: Job, error: str = "its supervisor ended without recording an end"
-    ) -> JobStatus:
-        """Record a job nobody will report on; kill and remove whatever is left of it."""
-        job._kill()
-        with contextlib.suppress(CgroupError):
-            self._cg.remove(job.id)
-        st = JobStatus(
-            id=job.id,
-            state=JobState.LOST,
-            argv=tuple(job.spec.argv),
-            owner=job.owner,
-            pid=job.pid,
-            error=error,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            ended_at=time.time(),
-            limits=job.limits,
-        )
-        try:
-            job.dir.mkdir(mode=0o700, exist_ok=True)  # absent if we died right after recording
-            write_json(job.dir / STATUS_FILE, st.to_dict())
-        except OSError:
-            pass  # a full disk: the next engine will find it lost again
-        return st
+        return sorted(self._index.all(), key=lambda j: j.created_at, reverse=True)
 
     # ---------------------------------------------------------------- removal
 
@@ -705,25 +250,51 @@ class Engine:
         job = self.get(job_id)
         if not job.status().state.finished:
             raise JobRunning(f"job {job.short_id} is still running; stop it first")
-        with self._jobs_lock:
-            self._jobs.pop(job.id, None)
+        self._index.discard(job.id)
+        self._ends.forget(job)
         # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
         self._store.remove(job.id)
 
     def prune(self, older_than: float) -> list[str]:
         """Remove finished jobs that ended more than ``older_than`` seconds ago."""
+        cutoff = time.time() - older_than
+        ended = set(self._store.ended_before(cutoff))
+        # Ends seen but whose row the end step has not written yet (their supervisor exiting).
+        for job in self._index.all():
+            final = job._final
+            if final is not None and final.ended_at is not None and final.ended_at < cutoff:
+                ended.add(job.id)
         removed = []
-        for job_id in self._store.ended_before(time.time() - older_than):
+        for job_id in sorted(ended):
             with contextlib.suppress(JobNotFound, TjobError):
                 self.remove(job_id)
                 removed.append(job_id)
         return removed
 
+    # ---------------------------------------------------------------- diagnostics
+
+    def diagnostics(self) -> Diagnostics:
+        """What the engine holds now (helper processes, watches, job cgroups), after settling
+        any job whose supervisor has exited."""
+        self._ends.settle_exited(self._index.all())
+        launcher = self._launcher.pid
+        zygotes = children(launcher) if launcher is not None else []
+        zygote = zygotes[0] if zygotes else None
+        watches, exit_watches = self._hub.counts()
+        return Diagnostics(
+            launcher_pid=launcher,
+            zygote_pid=zygote,
+            supervisors=frozenset(children(zygote)) if zygote is not None else frozenset(),
+            watches=watches,
+            exit_watches=exit_watches,
+            cgroups=frozenset(self._cg.job_ids()),
+        )
+
     # ---------------------------------------------------------------- close
 
     def close(self, stop_jobs: bool = False, grace: float = 10.0) -> None:
-        """Stop the fork server and release resources.
+        """Stop the launcher and release resources.
 
         Running jobs keep running (a later engine re-adopts them) unless ``stop_jobs``.
         """
@@ -735,13 +306,11 @@ class Engine:
                 job._begin_stop(grace)
             for job in running:
                 job.stop(grace)
-        with self._fs_lock:
-            self._closed = True
-            self._stop_forkserver()
-        self._hub.close()
-        with self._jobs_lock:
-            for job in self._jobs.values():
-                job._release()
+        self._closed = True
+        self._launcher.close()
+        self._hub.close()  # after this, no end step runs
+        for job in self._index.all():
+            self._ends.forget(job)
         self._store.close()
         os.close(self._lockfd)
 
@@ -752,9 +321,14 @@ class Engine:
         self.close()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:
+    """``limits`` merged with the engine's defaults (which set every field but the device)."""
+    values = dataclasses.asdict(limits)
+    del values["device"]
+    unset = [k for k, v in values.items() if v is None]
+    if unset:
+        raise InvalidSpec(f"no default for {', '.join(unset)}")
+    return ResolvedLimits(**values, device=device)
 
 
 def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:
@@ -770,34 +344,3 @@ def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, 
     except KeyError:
         raise InvalidSpec(f"no such user: {user}") from None
     return pw.pw_uid, pw.pw_gid, pw.pw_dir if os.path.isdir(pw.pw_dir) else "/", pw.pw_name
-
-
-def _init_pidfd(run: RunInfo) -> int:
-    """A pidfd of the supervisor's init, or -1. A pid whose parent is the (live) supervisor
-    cannot have been recycled: the supervisor has not reaped it."""
-    try:
-        fd = os.pidfd_open(run.init_pid)
-    except OSError:
-        return -1
-    try:
-        with open(f"/proc/{run.init_pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        ppid = -1
-    if ppid != run.supervisor_pid:
-        os.close(fd)
-        return -1
-    return fd
-
-
-def _is_supervisor(pid: int, job_id: str) -> bool:
-    """Whether ``pid`` is the supervisor of job ``job_id``: it bears the mark
-    (protocol.SUPERVISOR_ARGV, then the job id) and lives in our PID namespace, which no
-    process of a job (they are in the job's own) can be in, whatever it writes in its argv."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            words = f.read().split(b"\0")
-        same_ns = os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return False
-    return same_ns and words[:3] == [*SUPERVISOR_ARGV, job_id.encode()]

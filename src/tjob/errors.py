@@ -32,7 +32,11 @@ class CgroupError(TjobError):
 
 
 class SpawnError(TjobError):
-    """The fork server or a job supervisor failed (not the command itself)."""
+    """The launcher or a job's supervisor failed (not the command itself)."""
+
+
+class StateDirInUse(TjobError):
+    """Another engine holds the state directory (one engine per state directory at a time)."""
 
 
 class EngineClosed(TjobError):

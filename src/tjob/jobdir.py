@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .logstore import LogWriter
 from .protocol import (
     EXEC_FILE,
     LOG_FILE,
@@ -32,7 +31,6 @@ from .protocol import (
     ExecJob,
     encode_exec,
 )
-from .status import JobStatus
 
 __all__ = [
     "EXEC_FILE",
@@ -44,7 +42,6 @@ __all__ = [
     "STOP_FILE",
     "create_file",
     "exec_blob",
-    "record_end",
     "write_json",
 ]
 
@@ -99,17 +96,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none
-
-
-def record_end(jdir: Path, status: JobStatus) -> None:
-    """End the log with the final status (followers stop there), then write status.json."""
-    data = status.to_dict()
-    try:
-        log = LogWriter(str(jdir / LOG_FILE))
-        try:
-            log.end(json.dumps(data).encode())
-        finally:
-            log.close()
-    except OSError:
-        pass  # disk full: followers end on the status file instead
-    write_json(jdir / STATUS_FILE, data)

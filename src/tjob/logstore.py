@@ -5,9 +5,10 @@ Stream 1 is stdout, 2 stderr; stream 3 marks where capture stopped (cap or full 
 of stream 4 ends the log (its payload is the final status as JSON), so a reader knows the job is
 over from the log alone. Bytes are never decoded.
 
-Output is spliced from the job's pipe straight into the file (no copy through user space), the
-bytes first and their header after; a header still all zeros is a frame being written, and
-readers stop there until it is complete.
+The job's supervisor (shim.c) reads output from the job's pipes and writes each frame's bytes
+first and its header after (pwrite at known offsets); a header still all zeros is a frame being
+written, and readers stop there until it is complete. This module is the reader, and the writer
+of a log's end frame.
 """
 
 from __future__ import annotations
@@ -75,9 +76,6 @@ class LogWriter:
 
     def end(self, payload: bytes) -> None:
         self.write(END, payload)
-
-    def truncate_mark(self) -> None:
-        self.write(TRUNCATED, b"")
 
     def close(self) -> None:
         os.close(self.fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import signal
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,62 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ResolvedLimits:
+    """The limits a job runs under, every field decided: what the cgroup backends write, the
+    store keeps, a status reports and the wire carries (0 / None: not known, as from a status
+    decoded from a peer that left a field out).
+
+    ``device`` is the ``"MAJ:MIN"`` of the throttled block device, None when none is.
+    """
+
+    cpu_percent: int = 0
+    memory_mb: int = 0
+    pids: int = 0
+    rbps: int = 0
+    wbps: int = 0
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ResolvedLimits:
+        """From a record written by any version (a field left out or None is 0)."""
+        ints = {f: d.get(f) or 0 for f in ("cpu_percent", "memory_mb", "pids", "rbps", "wbps")}
+        return cls(**ints, device=d.get("device") or None)
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What a job's status repeats of its request, fixed before it starts (``spec.json``)."""
+
+    id: str
+    argv: tuple[str, ...]
+    owner: str
+    created_at: float
+    limits: ResolvedLimits
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "argv": list(self.argv),
+            "owner": self.owner,
+            "created_at": self.created_at,
+            "limits_public": self.limits.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> JobFacts:
+        return cls(
+            id=d["id"],
+            argv=tuple(d["argv"]),
+            owner=d.get("owner", ""),
+            created_at=d["created_at"],
+            limits=ResolvedLimits.from_dict(d["limits_public"]),
+        )
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """A truthful account of one job.
 
@@ -63,7 +120,7 @@ class JobStatus:
     started_at: float | None = None
     ended_at: float | None = None
     usage: Usage = field(default_factory=Usage)
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: ResolvedLimits = field(default_factory=ResolvedLimits)
 
     @property
     def short_id(self) -> str:
@@ -99,4 +156,18 @@ class JobStatus:
         d["state"] = JobState(d["state"])
         d["argv"] = tuple(d["argv"])
         d["usage"] = Usage(**d.get("usage") or {})
+        d["limits"] = ResolvedLimits.from_dict(d.get("limits") or {})
         return cls(**d)
+
+    @classmethod
+    def of(cls, facts: JobFacts, state: JobState, **end: Any) -> JobStatus:
+        """A status of the job ``facts`` describe: the one way every status is built."""
+        return cls(
+            id=facts.id,
+            state=state,
+            argv=facts.argv,
+            owner=facts.owner,
+            created_at=facts.created_at,
+            limits=facts.limits,
+            **end,
+        )

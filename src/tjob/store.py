@@ -14,9 +14,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import TjobError
+from .status import JobFacts, JobStatus, ResolvedLimits
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -33,11 +33,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(ended_at);
 
 @dataclass(frozen=True)
 class Record:
-    id: str
-    owner: str
-    created_at: float
-    spec: dict[str, Any]
-    status: dict[str, Any] | None
+    """A job as the store knows it: its facts, what else it was asked, and its end if over."""
+
+    facts: JobFacts
+    cwd: str
+    user: str | int | None
+    status: JobStatus | None
 
 
 class Store:
@@ -53,24 +54,26 @@ class Store:
         self._db.executescript(SCHEMA)
         path.chmod(0o600)
 
-    def add(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
+    def add(self, facts: JobFacts, cwd: str, user: str | int | None) -> None:
+        limits = facts.limits.to_dict()
+        spec = {"argv": list(facts.argv), "cwd": cwd, "user": user, "limits": limits}
         with self._lock:
             try:
                 self._db.execute(
                     "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
-                    (job_id, owner, created_at, json.dumps(spec)),
+                    (facts.id, facts.owner, facts.created_at, json.dumps(spec)),
                 )
             except sqlite3.Error as e:
                 raise TjobError(f"cannot record the job: {e}") from None
 
-    def finish(self, job_id: str, status: dict[str, Any]) -> None:
+    def finish(self, job_id: str, status: JobStatus) -> None:
         """Record the end. Best effort: the job directory's status file is the truth, and a
         record left unfinished (disk full) is completed from it by the next engine."""
         with self._lock:
             try:
                 self._db.execute(
                     "UPDATE jobs SET status = ?, ended_at = ? WHERE id = ?",
-                    (json.dumps(status), status.get("ended_at") or 0.0, job_id),
+                    (json.dumps(status.to_dict()), status.ended_at or 0.0, job_id),
                 )
             except sqlite3.OperationalError:
                 pass
@@ -87,10 +90,17 @@ class Store:
             rows = self._db.execute(
                 "SELECT id, owner, created_at, spec, status FROM jobs ORDER BY created_at"
             ).fetchall()
-        for job_id, owner, created_at, spec, status in rows:
-            yield Record(
-                job_id, owner, created_at, json.loads(spec), json.loads(status) if status else None
+        for job_id, owner, created_at, spec_json, status in rows:
+            spec = json.loads(spec_json)
+            facts = JobFacts(
+                job_id,
+                tuple(spec["argv"]),
+                owner,
+                created_at,
+                ResolvedLimits.from_dict(spec["limits"] or {}),
             )
+            end = JobStatus.from_dict(json.loads(status)) if status else None
+            yield Record(facts, spec["cwd"], spec["user"], end)
 
     def ended_before(self, when: float) -> list[str]:
         with self._lock:

@@ -1,9 +1,10 @@
 """Wake-ups without polling: one thread multiplexes inotify and pidfds for every waiter.
 
-A waiter subscribes to a key (a job directory) and gets woken when a file in it changes or the
-job's supervisor exits. Waiters are threading events (sync readers) or asyncio events (async
-readers, woken with one ``call_soon_threadsafe`` per loop per wake-up, not one per waiter), so
-thousands of followers cost one thread and one inotify instance in all.
+A waiter subscribes to a key (a job directory) and gets woken when a file in it changes.
+Waiters are threading events (sync readers) or asyncio events (async readers, woken with one
+``call_soon_threadsafe`` per loop per wake-up, not one per waiter), so thousands of followers
+cost one thread and one inotify instance in all. The same thread runs a callback when a pidfd
+handed to :meth:`Hub.on_exit` fires (the engine learns there that a supervisor exited).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 import select
 import struct
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 IN_MODIFY = 0x002
@@ -62,11 +64,10 @@ class Waiter:
 
 
 class _Key:
-    __slots__ = ("pidfd", "waiters", "wd")
+    __slots__ = ("waiters", "wd")
 
     def __init__(self) -> None:
         self.wd = -1
-        self.pidfd = -1
         self.waiters: set[Waiter] = set()
 
 
@@ -77,7 +78,7 @@ class Hub:
         self._lock = threading.Lock()
         self._keys: dict[str, _Key] = {}
         self._by_wd: dict[int, str] = {}
-        self._by_pidfd: dict[int, str] = {}
+        self._exits: dict[int, Callable[[], None]] = {}
         self._fd = -1
         self._epoll: select.epoll | None = None
         self._wake_r = self._wake_w = -1
@@ -93,17 +94,43 @@ class Hub:
         self._thread = threading.Thread(target=self._run, name="tjob-watch", daemon=True)
         self._thread.start()
 
-    @contextmanager
-    def subscribe(
-        self, key: str, pidfd: int = -1, loop: asyncio.AbstractEventLoop | None = None
-    ) -> Iterator[Waiter]:
-        """Watch directory ``key`` (and ``pidfd``, readable once its process exits)."""
-        waiter = Waiter(loop)
+    def _started(self) -> None:
+        if self._closed:
+            raise RuntimeError("hub closed")
+        if self._thread is None:
+            self._start()
+
+    def on_exit(self, pidfd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, on the hub's thread, when ``pidfd``'s process has exited
+        (at once if it has). The caller keeps the pidfd and must :meth:`forget` it before
+        closing it. A closed hub (the engine closing) watches nothing."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("hub closed")
-            if self._thread is None:
-                self._start()
+                return
+            self._started()
+            assert self._epoll is not None
+            self._exits[pidfd] = callback
+            self._epoll.register(pidfd, select.EPOLLIN)
+
+    def forget(self, pidfd: int) -> None:
+        """Stop watching ``pidfd`` (no-op once its callback has been taken)."""
+        with self._lock:
+            if self._exits.pop(pidfd, None) is not None and self._epoll is not None:
+                self._epoll.unregister(pidfd)
+
+    def counts(self) -> tuple[int, int]:
+        """(watched directories, watched pidfds): for leak checks."""
+        with self._lock:
+            return len(self._keys), len(self._exits)
+
+    @contextmanager
+    def subscribe(
+        self, key: str, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Iterator[Waiter]:
+        """Watch directory ``key``; ``loop``: wake the waiter there (for ``wait_async``)."""
+        waiter = Waiter(loop)
+        with self._lock:
+            self._started()
             k = self._keys.get(key)
             if k is None:
                 k = self._keys[key] = _Key()
@@ -114,11 +141,6 @@ class Hub:
                     raise OSError(e, f"inotify_add_watch {key}: {os.strerror(e)}")
                 k.wd = wd
                 self._by_wd[wd] = key
-            if pidfd >= 0 and k.pidfd < 0:
-                assert self._epoll is not None
-                k.pidfd = os.dup(pidfd)
-                self._by_pidfd[k.pidfd] = key
-                self._epoll.register(k.pidfd, select.EPOLLIN)
             k.waiters.add(waiter)
         try:
             yield waiter
@@ -132,11 +154,6 @@ class Hub:
         del self._keys[key]
         if k.wd >= 0 and self._by_wd.pop(k.wd, None) is not None:
             _libc.inotify_rm_watch(self._fd, k.wd)
-        if k.pidfd >= 0:
-            assert self._epoll is not None
-            self._by_pidfd.pop(k.pidfd, None)
-            self._epoll.unregister(k.pidfd)
-            os.close(k.pidfd)
 
     def _run(self) -> None:
         assert self._epoll is not None
@@ -147,22 +164,23 @@ class Hub:
             except InterruptedError:
                 continue
             keys: set[str] = set()
+            exited: list[Callable[[], None]] = []
             with self._lock:
                 if self._closed:
                     return
                 for fd, _ in events:
                     if fd == self._fd:
                         self._read_inotify(buf, keys)
-                    elif fd in self._by_pidfd:
+                    elif fd in self._exits:
                         # Level-triggered: a pidfd stays readable, so it fires once and goes.
-                        key = self._by_pidfd.pop(fd)
+                        exited.append(self._exits.pop(fd))
                         self._epoll.unregister(fd)
-                        os.close(fd)
-                        k = self._keys.get(key)
-                        if k is not None:
-                            k.pidfd = -1
-                        keys.add(key)
                 self._wake(keys)
+            for callback in exited:  # outside the lock: it may subscribe, forget, or write
+                try:
+                    callback()
+                except Exception:
+                    traceback.print_exc()  # the thread must live on for every other waiter
 
     def _read_inotify(self, buf: bytearray, keys: set[str]) -> None:
         while True:
@@ -219,6 +237,7 @@ class Hub:
             assert self._epoll is not None
             for key, k in list(self._keys.items()):
                 self._drop(key, k)
+            self._exits.clear()
             self._epoll.close()
             for fd in (self._fd, self._wake_r, self._wake_w):
                 os.close(fd)

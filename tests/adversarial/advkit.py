@@ -430,10 +430,10 @@ def children_of(pid: int) -> set[int]:
 
 
 def supervisors(h: Harness) -> set[int]:
-    """The job supervisors of the harness's engine: children of its fork server's zygote (one
+    """The job supervisors of the harness's engine: children of its launcher's zygote (one
     of them the spare, waiting for the next job)."""
-    assert h.engine is not None and h.engine._fs is not None
-    return {pid for zygote in children_of(h.engine._fs.pid) for pid in children_of(zygote)}
+    assert h.engine is not None
+    return set(h.engine.diagnostics().supervisors)
 
 
 def server_connections(port: int) -> int:
@@ -465,20 +465,19 @@ class Snapshot:
 
     @classmethod
     def take(cls, h: Harness) -> Snapshot:
-        assert h.engine is not None and h.engine._fs is not None
-        for job in h.engine.jobs():
-            job.status()  # a finished job's pidfds are released once its end is seen
+        assert h.engine is not None
+        diag = h.engine.diagnostics()  # settles first: an ended job's pidfds are closed
         # The loop's default executor (asyncio.to_thread) is a bounded pool that keeps its threads.
         threads = [t for t in threading.enumerate() if not t.name.startswith("asyncio_")]
         return cls(
-            cgroups=frozenset(h.engine._cg.job_ids()),
+            cgroups=diag.cgroups,
             fds=tuple(sorted(fd_kinds().items())),
             connections=server_connections(h.port),
             threads=len(threads),
             tasks=h.call(_task_count()),
             in_flight=len(h.in_flight()),
-            watches=len(h.engine._hub._keys),
-            supervisors=len(supervisors(h)),
+            watches=diag.watches,
+            supervisors=len(diag.supervisors),
         )
 
     def grew_from(self, before: Snapshot) -> list[str]:
@@ -520,7 +519,7 @@ async def _server_tasks_end() -> None:
 def settle(h: Harness) -> None:
     """Wait for what ends a moment after a case: handler tasks finishing their last send, and
     supervisors exiting after writing a job's final status (one spare supervisor stays)."""
-    assert h.engine is not None and h.engine._fs is not None
+    assert h.engine is not None
     running = [j for j in h.engine.jobs() if not j.status().state.finished]
     assert not running, f"jobs left running by the case: {running}"
     h.call(_server_tasks_end())

@@ -387,17 +387,19 @@ KILLER = r"""
 
 def test_job_cannot_kill_the_server_or_other_jobs(case: Case, scratch: Path) -> None:
     h = case.h
-    assert h.engine is not None and h.engine._fs is not None
-    fork_server = h.engine._fs.pid
+    assert h.engine is not None
+    launcher = h.engine.diagnostics().launcher_pid
+    assert launcher is not None
     bystander = case.stub(BOB).Status(pb.JobRef(id=case.bystander.id), timeout=HANG).pid
-    targets = [os.getpid(), fork_server, bystander]
+    targets = [os.getpid(), launcher, bystander]
     st = run(case, ["sh", str(script(scratch, KILLER)), *map(str, targets)])
     end = wait(case, st.id)
     text = output(case.stub(), st.id).decode()
     assert (end.exit_code, text.splitlines()[-1]) == (0, "survived"), text
     for pid in targets:
         assert f"kill-{pid} 1" in text, text  # no such process there
-    assert h.engine._fs.poll() is None  # the fork server lives on
+    assert h.engine.diagnostics().launcher_pid == launcher  # the launcher lives on
+    assert Path(f"/proc/{launcher}").exists()
     # kill -1 reached nothing outside the job: bob's job, also run as nobody, is checked by
     # the case, and it is still running.
     assert case.stub(BOB).Status(pb.JobRef(id=case.bystander.id), timeout=HANG).state == 1
@@ -408,7 +410,7 @@ KEY_THIEF = r"""
     for f in "$1"/*.key; do
         cat "$f" 2>/dev/null && echo "READ $f" || echo "denied $(basename "$f")"
     done
-    for f in "$2" "$2/jobs.db" "$2/spawner.log" "$2/jobs/$3/output.log" "$2/jobs/$3/spec.json"; do
+    for f in "$2" "$2/jobs.db" "$2/launcher.log" "$2/jobs/$3/output.log" "$2/jobs/$3/spec.json"; do
         cat "$f" >/dev/null 2>&1 || ls "$f" >/dev/null 2>&1 && echo "READ $f" || echo "denied $f"
     done
 """
@@ -553,7 +555,7 @@ def test_job_ignoring_sigterm_is_killed_after_the_grace(case: Case) -> None:
     end = stub.Stop(pb.StopRequest(id=st.id, grace_seconds=grace), timeout=HANG)
     assert (end.state, end.signal, end.stopped) == (pb.JOB_STATE_STOPPED, signal.SIGKILL, True)
     assert end.ended_at >= t0 + grace  # SIGKILL came only once the grace was over
-    assert st.id not in (case.h.engine._cg.job_ids() if case.h.engine else [])
+    assert st.id not in (case.h.engine.diagnostics().cgroups if case.h.engine else [])
 
 
 # --- what the sandbox does not cover ------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_state_dir_full(tmp_path: Path) -> None:
                 stub.Remove(pb.JobRef(id=flood.id), timeout=HANG)
                 ok = stub.Run(pb.RunRequest(argv=["echo", "back"]), timeout=HANG)
                 assert output(stub, ok.id) == b"back\n"
-                assert h.engine is not None and h.engine._cg.job_ids() == []
+                assert h.engine is not None and h.engine.diagnostics().cgroups == frozenset()
             finally:
                 clients.close()
     finally:

@@ -6,12 +6,11 @@ Pure functions, no I/O: the server calls them, the client CLI may too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidSpec
 from ..spec import MIB, Limits
-from ..status import JobState, JobStatus, Stream, Usage
+from ..status import JobState, JobStatus, ResolvedLimits, Stream, Usage
 from .tjob.v1 import tjob_pb2 as pb
 
 _STATE_TO_PB: dict[JobState, pb.JobState] = {
@@ -23,18 +22,16 @@ _STATE_TO_PB: dict[JobState, pb.JobState] = {
 }
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
-_SELECT_TO_PB: dict[Stream, pb.StreamSelect] = {
-    Stream.BOTH: pb.STREAM_SELECT_BOTH,
-    Stream.STDOUT: pb.STREAM_SELECT_STDOUT,
-    Stream.STDERR: pb.STREAM_SELECT_STDERR,
+_SELECT_FROM_PB: dict[int, Stream] = {
+    pb.STREAM_SELECT_BOTH: Stream.BOTH,
+    pb.STREAM_SELECT_STDOUT: Stream.STDOUT,
+    pb.STREAM_SELECT_STDERR: Stream.STDERR,
 }
-_SELECT_FROM_PB: dict[int, Stream] = {v: k for k, v in _SELECT_TO_PB.items()}
 
 _STREAM_TO_PB: dict[Stream, pb.Stream] = {
     Stream.STDOUT: pb.STREAM_STDOUT,
     Stream.STDERR: pb.STREAM_STDERR,
 }
-_STREAM_FROM_PB: dict[int, Stream] = {v: k for k, v in _STREAM_TO_PB.items()}
 
 _LIMIT_FIELDS = ("cpu_percent", "memory_mb", "pids", "rbps", "wbps")
 
@@ -48,32 +45,27 @@ def limits_from_pb(msg: pb.Limits) -> Limits:
     return Limits(**values, device=msg.device or None)
 
 
-def limits_to_pb(limits: Limits | Mapping[str, Any]) -> pb.Limits:
-    """Limits (a :class:`Limits` or a status's ``limits`` dict) as a message; None becomes 0."""
-    get = limits.get if isinstance(limits, Mapping) else lambda k: getattr(limits, k, None)
+def limits_to_pb(limits: Limits | ResolvedLimits) -> pb.Limits:
+    """Requested or resolved limits as a message; None (not asked for) becomes 0."""
     msg = pb.Limits()
     for f in _LIMIT_FIELDS:
-        value = get(f)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        value = getattr(limits, f)
+        if value:
             setattr(msg, f, value)
-    device = get("device")
-    if isinstance(device, str):
-        msg.device = device
+    if limits.device:
+        msg.device = limits.device
     return msg
 
 
-def limits_dict(msg: pb.Limits) -> dict[str, Any]:
-    """A status message's limits as the engine's status dict (unset fields left out)."""
-    out: dict[str, Any] = {f: getattr(msg, f) for f in _LIMIT_FIELDS if getattr(msg, f)}
-    if msg.device:
-        out["device"] = msg.device
-    return out
+def limits_from_status_pb(msg: pb.Limits) -> ResolvedLimits:
+    """A status message's limits as the engine's (unset fields 0, no device None)."""
+    values: dict[str, int] = {f: getattr(msg, f) for f in _LIMIT_FIELDS}
+    return ResolvedLimits(**values, device=msg.device or None)
 
 
-def memory_limit_bytes(limits: Mapping[str, Any]) -> int:
-    """The memory limit from a status's ``limits`` dict, in bytes (0: none known)."""
-    mb = limits.get("memory_mb")
-    return mb * MIB if isinstance(mb, int) and mb > 0 else 0
+def memory_limit_bytes(limits: ResolvedLimits) -> int:
+    """The memory limit of a status in bytes (0: none known)."""
+    return limits.memory_mb * MIB
 
 
 # --- states, streams ----------------------------------------------------------------------------
@@ -101,19 +93,8 @@ def select_from_pb(value: int) -> Stream:
         raise InvalidSpec(f"unknown stream selection {value}") from None
 
 
-def select_to_pb(streams: Stream) -> pb.StreamSelect:
-    return _SELECT_TO_PB[streams]
-
-
 def stream_to_pb(stream: Stream) -> pb.Stream:
     return _STREAM_TO_PB[stream]
-
-
-def stream_from_pb(value: int) -> Stream:
-    try:
-        return _STREAM_FROM_PB[value]
-    except KeyError:
-        raise InvalidSpec(f"unknown output stream {value}") from None
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -186,5 +167,5 @@ def status_from_pb(msg: pb.JobStatus) -> JobStatus:
         started_at=msg.started_at if msg.HasField("started_at") else None,
         ended_at=msg.ended_at if msg.HasField("ended_at") else None,
         usage=usage_from_pb(msg.usage),
-        limits=limits_dict(msg.limits),
+        limits=limits_from_status_pb(msg.limits),
     )

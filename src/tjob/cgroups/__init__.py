@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CgroupError
-from .base import CgroupBackend, ResolvedLimits
+from ..status import ResolvedLimits
+from .base import CgroupBackend
 
 __all__ = ["CgroupBackend", "ResolvedLimits", "backend", "detect"]
 

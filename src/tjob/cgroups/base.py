@@ -14,29 +14,7 @@ import signal
 from pathlib import Path
 
 from ..errors import CgroupError
-from ..status import Usage
-
-
-class ResolvedLimits:
-    """Limits with every field decided, as a backend writes them."""
-
-    __slots__ = ("cpu_percent", "device", "memory_mb", "pids", "rbps", "wbps")
-
-    def __init__(
-        self,
-        cpu_percent: int,
-        memory_mb: int,
-        pids: int,
-        rbps: int,
-        wbps: int,
-        device: tuple[int, int] | None,
-    ) -> None:
-        self.cpu_percent = cpu_percent
-        self.memory_mb = memory_mb
-        self.pids = pids
-        self.rbps = rbps
-        self.wbps = wbps
-        self.device = device
+from ..status import ResolvedLimits, Usage
 
 
 class CgroupBackend(abc.ABC):
@@ -85,7 +63,7 @@ class CgroupBackend(abc.ABC):
 
     @abc.abstractmethod
     def job_ids(self) -> list[str]:
-        """Job cgroups that exist now (leak checks, clean-up of lost jobs)."""
+        """Job cgroups that exist now (the engine's diagnostics view)."""
 
     def signal(self, job_id: str, sig: int) -> int:
         """Send ``sig`` to every process in the job's cgroup through pidfds; return how many.

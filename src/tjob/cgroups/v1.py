@@ -9,10 +9,9 @@ from pathlib import Path
 
 from ..errors import CgroupError
 from ..spec import MIB
-from ..status import Usage
+from ..status import ResolvedLimits, Usage
 from .base import (
     CgroupBackend,
-    ResolvedLimits,
     read_int,
     read_keyed,
     rmdir_quiet,
@@ -74,7 +73,7 @@ class CgroupV1(CgroupBackend):
             write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
             if limits.device is not None:
                 blk = self._dir("blkio", job_id)
-                dev = f"{limits.device[0]}:{limits.device[1]}"
+                dev = limits.device
                 write(blk / "blkio.throttle.read_bps_device", f"{dev} {limits.rbps}")
                 write(blk / "blkio.throttle.write_bps_device", f"{dev} {limits.wbps}")
         except OSError as e:

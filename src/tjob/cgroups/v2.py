@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..errors import CgroupError
 from ..spec import MIB
-from ..status import Usage
-from .base import CgroupBackend, ResolvedLimits, read_int, read_keyed, wait_exited, write
+from ..status import ResolvedLimits, Usage
+from .base import CgroupBackend, read_int, read_keyed, wait_exited, write
 
 REQUIRED = ("cpu", "memory", "pids")
 CPU_PERIOD_US = 100_000
@@ -82,8 +82,7 @@ class CgroupV2(CgroupBackend):
                 _set(d / "memory.swap.max", "0")
             _set(d / "pids.max", str(limits.pids))
             if limits.device is not None and self.io_available:
-                major, minor = limits.device
-                _set(d / "io.max", f"{major}:{minor} rbps={limits.rbps} wbps={limits.wbps}")
+                _set(d / "io.max", f"{limits.device} rbps={limits.rbps} wbps={limits.wbps}")
         except CgroupError:
             # The original error is the one worth reporting; a fresh empty cgroup always goes.
             with contextlib.suppress(OSError):

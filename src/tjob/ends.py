@@ -1,0 +1,64 @@
+"""The engine's end step: what it does once a job's supervisor is gone.
+
+Run when a supervisor's pidfd fires (on the watcher's thread), when a start fails, and for
+each job found at start-up; never as a side effect of reading a job. A job whose end was
+recorded (``status.json``) gets its store row; one whose supervisor vanished without
+recording it is killed and recorded as lost by the :class:`~tjob.recorder.Recorder`. Either
+way the job's pidfds are closed. Each job is settled once, whoever gets there first.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from .job import Job
+from .procs import readable
+from .recorder import LOST_ERROR, Recorder
+from .status import JobStatus
+from .store import Store
+from .watch import Hub
+
+
+class Ends:
+    def __init__(self, hub: Hub, store: Store, recorder: Recorder) -> None:
+        self._hub = hub
+        self._store = store
+        self._recorder = recorder
+
+    def watch(self, job: Job) -> None:
+        """Settle ``job`` when its supervisor exits (at once if it has)."""
+        self._hub.on_exit(job._sup_pidfd, partial(self._on_exit, job))
+
+    def _on_exit(self, job: Job) -> None:
+        self.settle(job)
+
+    def settle(self, job: Job, error: str = LOST_ERROR) -> JobStatus:
+        """Record in the store the end the launcher recorded, or record the job lost with
+        ``error``; close its pidfds. Idempotent."""
+        with job._lock:
+            final = job._final
+            if job._settled and final is not None:
+                return final
+            final = job._final_status()
+            if final is None:
+                job._kill()
+                final = self._recorder.lost(job.dir, job.facts, job.pid, job.started_at, error)
+            else:
+                self._store.finish(job.id, final)
+            job._settle(final)
+            return final
+
+    def settle_exited(self, jobs: list[Job]) -> None:
+        """Settle now every job whose supervisor has exited (the watcher's thread may not have
+        got there yet): a caller counting what the engine holds sees a settled engine."""
+        for job in jobs:
+            with job._lock:
+                fd = job._sup_pidfd
+                if fd >= 0 and not job._settled and readable(fd):
+                    self.settle(job)
+
+    def forget(self, job: Job) -> None:
+        """The job is being removed, or the engine closed: close its pidfds, record nothing."""
+        with job._lock:
+            job._settled = True
+            job._release()

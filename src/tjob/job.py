@@ -1,0 +1,311 @@
+"""A job as the library hands it out: it reports, stops, waits and streams its output.
+
+A job reads what it knows from its directory (the status file recorded at the end, the framed
+output log), waking on the engine's shared watcher (:mod:`tjob.watch`). Reading never changes
+anything: a job's end is recorded by the launcher or, if its supervisor vanished, by the
+engine's explicit end step (:mod:`tjob.ends`). A job talks to two collaborators only: its
+cgroup backend (usage, signals) and the watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from .cgroups import CgroupBackend
+from .errors import CgroupError, InvalidSpec
+from .flows import Flow, Step, blocking, drive, drive_async
+from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE
+from .logstore import READ_SIZE, Chunk, LogReader
+from .spec import JobSpec
+from .status import JobFacts, JobState, JobStatus, Stream, Usage
+from .watch import Hub
+
+KILL_TIMEOUT = 30.0
+
+
+class Job:
+    """One job. Obtain from :meth:`Engine.start` or :meth:`Engine.get`; never build directly."""
+
+    def __init__(
+        self, facts: JobFacts, spec: JobSpec, jdir: Path, cg: CgroupBackend, hub: Hub
+    ) -> None:
+        self.facts = facts
+        self.id = facts.id
+        self.spec = spec
+        self.created_at = facts.created_at
+        self.limits = facts.limits
+        self.dir = jdir
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self._cg = cg
+        self._hub = hub
+        self._final: JobStatus | None = None  # the recorded end, once seen (a cache)
+        self._settled = False  # the engine's end step is done: pidfds closed, row written
+        self._sup_pidfd = -1
+        self._init_pidfd = -1
+        self._lock = threading.RLock()  # guards the pidfds and the end step
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def owner(self) -> str:
+        return self.spec.owner
+
+    def __repr__(self) -> str:
+        return f"<tjob.Job {self.short_id} {list(self.spec.argv)!r}>"
+
+    # ---------------------------------------------------------------- status
+
+    def _attach(self, pid: int | None, started_at: float, sup_pidfd: int, init_pidfd: int) -> None:
+        self.pid, self.started_at = pid, started_at
+        self._sup_pidfd, self._init_pidfd = sup_pidfd, init_pidfd
+
+    def _settle(self, final: JobStatus) -> None:
+        """The engine's end step is done: remember the end, close the pidfds."""
+        with self._lock:
+            self._final = final
+            self._settled = True
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._sup_pidfd >= 0:
+                self._hub.forget(self._sup_pidfd)
+            for fd in (self._sup_pidfd, self._init_pidfd):
+                if fd >= 0:
+                    os.close(fd)
+            self._sup_pidfd = self._init_pidfd = -1
+
+    def _final_status(self) -> JobStatus | None:
+        """The recorded end of the job, if any (a read: it changes nothing)."""
+        final = self._final
+        if final is None:
+            try:
+                data = json.loads((self.dir / STATUS_FILE).read_bytes())
+            except FileNotFoundError:
+                return None
+            final = self._final = JobStatus.from_dict(data)
+        return final
+
+    @property
+    def running(self) -> bool:
+        """Cheaper than ``status()`` when that is all one needs to know."""
+        return self._final_status() is None
+
+    def status(self, usage: bool = True) -> JobStatus:
+        """Where the job is now; while it runs, with the cgroup's usage so far (reading it is
+        a few files per job: listings of many jobs pass ``usage=False``)."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        return JobStatus.of(
+            self.facts,
+            JobState.RUNNING,
+            pid=self.pid,
+            started_at=self.started_at,
+            usage=self._cg.usage(self.id) if usage else Usage(),
+        )
+
+    # ---------------------------------------------------------------- wait
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job has ended; raise TimeoutError after ``timeout`` seconds."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._hub.subscribe(str(self.dir)) as w:
+            while True:
+                w.clear()
+                final = self._final_status()
+                if final is not None:
+                    return final
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"job {self.short_id} still running after {timeout}s")
+                w.wait(left)
+
+    async def wait_async(self, timeout: float | None = None) -> JobStatus:
+        """Like :meth:`wait`, without blocking the event loop."""
+        final = self._final_status()
+        if final is not None:
+            return final
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            with self._hub.subscribe(str(self.dir), loop) as w:
+                while True:
+                    w.clear()
+                    final = self._final_status()
+                    if final is not None:
+                        return final
+                    await w.wait_async()
+
+    # ---------------------------------------------------------------- stop
+
+    def _begin_stop(self, grace: float) -> bool:
+        """Mark the stop and, with a grace period, SIGTERM every process; False if over."""
+        if self._final_status() is not None:
+            return False
+        (self.dir / STOP_FILE).touch()
+        if grace > 0:
+            with contextlib.suppress(CgroupError):
+                self._cg.signal(self.id, signal.SIGTERM)
+        return True
+
+    def _kill(self) -> None:
+        """SIGKILL every process of the job."""
+        cg = self._cg
+        with contextlib.suppress(CgroupError):
+            cg.unthrottle(self.id)
+        with self._lock:
+            init = self._init_pidfd
+            if init >= 0:
+                # Killing the namespace's init makes the kernel kill everything in it and
+                # refuse new processes there, so one pass over the cgroup leaves no one.
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(init, signal.SIGKILL)
+        with contextlib.suppress(CgroupError):
+            if init >= 0:
+                cg.signal(self.id, signal.SIGKILL)
+            else:
+                cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
+
+    def _ended(self, timeout: float) -> Step:
+        return Step(lambda: self.wait(timeout), lambda: self.wait_async(timeout))
+
+    def _stop_flow(self, grace: float) -> Flow[JobStatus]:
+        if grace < 0:
+            raise InvalidSpec("grace must be >= 0")
+        if not (yield blocking(lambda: self._begin_stop(grace))):
+            return self.status()
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                ended: JobStatus = yield self._ended(grace)
+                return ended
+        yield blocking(self._kill)
+        killed: JobStatus = yield self._ended(KILL_TIMEOUT)
+        return killed
+
+    def stop(self, grace: float = 10.0) -> JobStatus:
+        """SIGTERM every process, wait ``grace`` seconds, then SIGKILL all that is left.
+
+        Safe to call on a finished job (returns its status) and more than once.
+        """
+        return drive(self._stop_flow(grace))
+
+    async def stop_async(self, grace: float = 10.0) -> JobStatus:
+        """Like :meth:`stop`, without blocking the event loop (signals go from a thread)."""
+        return await drive_async(self._stop_flow(grace))
+
+    # ---------------------------------------------------------------- output
+
+    def output(
+        self,
+        follow: bool = True,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        read_size: int = READ_SIZE,
+    ) -> Iterator[Chunk]:
+        """The job's output from its first byte, as (stream, bytes) chunks in arrival order.
+
+        With ``follow``, new output is yielded as it arrives and the iterator ends once the job
+        has ended and everything is read; without, it ends at the current end. ``skip`` leaves
+        out the first bytes of the selected streams (to resume after a disconnect);
+        ``read_size`` bounds what one step reads (and so the memory a reader holds).
+        """
+        with self.follower(streams, skip) as f:
+            while True:
+                chunks = f.take(read_size)
+                if chunks is None or (not chunks and not follow):
+                    return
+                yield from chunks
+                if not chunks:
+                    f.wait()
+
+    async def output_async(
+        self,
+        follow: bool = True,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        read_size: int = READ_SIZE,
+    ) -> AsyncIterator[Chunk]:
+        """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
+        with self.follower(streams, skip, asyncio.get_running_loop()) as f:
+            while True:
+                chunks = f.take(read_size)
+                if chunks is None or (not chunks and not follow):
+                    return
+                for chunk in chunks:
+                    yield chunk
+                if not chunks:
+                    await f.wait_async()
+
+    def follower(
+        self,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Follower:
+        """A reader of this job's output paced by its caller: a server serving many readers
+        decides how much each one takes and when (see :class:`Follower`)."""
+        return Follower(self, streams, skip, loop)
+
+
+class Follower:
+    """One reader of a job's output, from byte 0 to the job's end.
+
+    ``take(n)`` returns what is there now (never waits); ``wait()`` / ``wait_async()`` sleep
+    until there may be more, on the engine's shared watcher (no polling). Use as a context
+    manager; ``loop`` is needed for ``wait_async``.
+    """
+
+    def __init__(
+        self, job: Job, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self._job = job
+        self._stack = contextlib.ExitStack()
+        self._reader = self._stack.enter_context(LogReader(str(job.dir / LOG_FILE), streams, skip))
+        self._waiter = self._stack.enter_context(job._hub.subscribe(str(job.dir), loop))
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def take(self, size: int) -> list[Chunk] | None:
+        """Up to ``size`` bytes of output now: [] if none yet, None once all is read."""
+        r = self._reader
+        r.read_size = size
+        self._waiter.clear()  # before reading: a write after this read wakes the next wait
+        finished = False
+        while True:
+            before = r.offset
+            chunks = r.read()
+            if chunks:
+                return chunks
+            if r.ended or (finished and r.offset == before):
+                return None
+            if r.offset == before:
+                # Nothing new. Every recorded end writes an end frame first; only a full disk
+                # leaves none, and then the status file says the job is over: read once more.
+                finished = self._job._final_status() is not None
+                if not finished:
+                    return []
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the job writes more, ends, or ``timeout`` passes."""
+        self._waiter.wait(timeout)
+
+    async def wait_async(self) -> None:
+        await self._waiter.wait_async()

@@ -1,0 +1,139 @@
+"""The engine's side of the launcher (:mod:`tjob.launcher`): start it, send it a job, receive
+the supervisor's answer, stop it.
+
+The launcher is started with ``subprocess`` (fork+exec is safe in a threaded process) as a
+fresh interpreter; its stderr, and that of every supervisor, is the state directory's
+``launcher.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .cgroups import CgroupBackend
+from .errors import EngineClosed, SpawnError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG = "launcher.log"
+START_TIMEOUT = 30.0  # guards against a hung launcher, never reached in normal operation
+REPLY_SIZE = 65536
+
+
+class LauncherClient:
+    """One launcher process per engine; thread-safe."""
+
+    def __init__(self, state_dir: Path, cg: CgroupBackend) -> None:
+        self._log = state_dir / LOG
+        self._conf = json.dumps({"version": cg.version, "root": str(cg.root), "parent": cg.parent})
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ctl: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._start()
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        code = (
+            f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+            "from tjob.launcher import main; main()"
+        )
+        with open(self._log, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", code, str(theirs.fileno()), self._conf],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                cwd="/",
+                # Jobs get explicit environments; keep the caller's out of every job's init.
+                env={"PATH": DEFAULT_PATH},
+            )
+        theirs.close()
+        self._ctl = ours
+
+    def send(self, request: bytes) -> socket.socket:
+        """Hand ``request`` to the launcher; the returned socket gets the supervisor's answer."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with self._lock:
+                if self._closed or self._ctl is None:
+                    raise EngineClosed("the engine is closed")
+                try:
+                    socket.send_fds(self._ctl, [request], [theirs.fileno()])
+                except OSError:
+                    # The launcher died (killed by hand?): start another, once.
+                    self._stop()
+                    self._start()
+                    assert self._ctl is not None
+                    socket.send_fds(self._ctl, [request], [theirs.fileno()])
+        except OSError as e:
+            ours.close()
+            raise SpawnError(f"cannot reach the launcher: {e.strerror}") from None
+        finally:
+            theirs.close()
+        return ours
+
+    @staticmethod
+    def receive(sock: socket.socket) -> tuple[bytes, list[int]]:
+        """The answer (empty if the supervisor died or never answered) and its pidfds."""
+        with sock:
+            sock.settimeout(START_TIMEOUT)
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, REPLY_SIZE, 2)
+            except TimeoutError:
+                msg, fds = b"", []
+        return msg, fds
+
+    @staticmethod
+    async def receive_async(sock: socket.socket) -> tuple[bytes, list[int]]:
+        """Like :meth:`receive`, awaiting the answer instead of blocking."""
+        loop = asyncio.get_running_loop()
+        with sock:
+            sock.setblocking(False)
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(sock.fileno(), _resolve, ready)
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    await ready
+                msg, fds, _flags, _addr = socket.recv_fds(sock, REPLY_SIZE, 2)
+            except TimeoutError:
+                msg, fds = b"", []
+            finally:
+                loop.remove_reader(sock.fileno())
+        return msg, fds
+
+    def _stop(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()  # the launcher sees the end and exits
+            self._ctl = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the launcher; no job can be sent after this."""
+        with self._lock:
+            self._closed = True
+            self._stop()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,93 @@
+"""What the engine reads of processes: pidfds and ``/proc``.
+
+A job's supervisor and init are known by pidfds (a pid may be recycled; a pidfd may not);
+re-adoption checks in ``/proc`` that a recorded pid is still the process it was.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+from .protocol import SUPERVISOR_ARGV, ZYGOTE_ARGV, RunInfo
+
+
+def readable(fd: int) -> bool:
+    """True once the process behind a pidfd has exited (no waiting). poll, not select:
+    a server with many connections has descriptors above select's 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def init_pidfd(run: RunInfo) -> int:
+    """A pidfd of the supervisor's init, or -1. A pid whose parent is the (live) supervisor
+    cannot have been recycled: the supervisor has not reaped it."""
+    try:
+        fd = os.pidfd_open(run.init_pid)
+    except OSError:
+        return -1
+    if parent_of(run.init_pid) != run.supervisor_pid:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid``, or -1 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def is_supervisor(pid: int, job_id: str, job_dir: str) -> bool:
+    """Whether ``pid`` (from the job's run.json) is the supervisor of job ``job_id``.
+
+    It must live in our PID namespace, which no process of a job (they are in the job's own)
+    can be in, whatever it writes in its argv; and its command line must be one of:
+
+    - the mark ``tjob-shim supervisor ID`` (protocol.SUPERVISOR_ARGV);
+    - the fallback recorder it execs to record its job's end when the launcher is gone:
+      ``python -I -c <...record_main()> CONF DIR REPORT``, for this job's directory;
+    - a supervisor of a release before the mark: the zygote's argv it was forked with
+      (``tjob-shim zygote CTL ROOT PYTHON <...record_main()> CONF``), so jobs running across
+      an upgrade are adopted, not recorded lost.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+        same_ns = os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return False
+    if not same_ns:
+        return False
+    if words[:3] == [*SUPERVISOR_ARGV, job_id.encode()]:
+        return True
+    recorder = b"record_main()"
+    if len(words) > 5 and words[1:3] == [b"-I", b"-c"] and recorder in words[3]:
+        return words[5] == os.fsencode(job_dir)
+    return len(words) > 5 and words[1] == ZYGOTE_ARGV[1] and recorder in words[5]
+
+
+def children(pid: int) -> list[int]:
+    """The live children of ``pid`` (for diagnostics; a scan of /proc where the kernel has no
+    ``children`` file)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return []
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids

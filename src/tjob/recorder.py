@@ -1,0 +1,130 @@
+"""The one recorder of a job's end: failed, exited, stopped or lost.
+
+Every final status is built here by :meth:`JobStatus.of` from the job's facts (``spec.json``,
+or the same :class:`JobFacts` the engine holds) and the end's own fields, and written in one
+order: the job's cgroup removed, the log's end frame (followers stop there), ``status.json``
+(its presence means the job is over), then the store row.
+
+Ends a supervisor reports are recorded in the launcher (or, if it is gone, in the supervisor's
+fallback recorder), which has no store: there the row is written by the engine when the
+supervisor's pidfd fires (:mod:`tjob.ends`), or by the next engine at start-up. A lost end is
+recorded by the engine itself, all four steps at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .cgroups import CgroupBackend
+from .errors import CgroupError
+from .jobdir import LOG_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
+from .logstore import LogWriter
+from .status import JobFacts, JobState, JobStatus, Usage
+
+LOST_ERROR = "its supervisor ended without recording an end"
+
+
+class Recorder:
+    """Records ends with one cgroup backend; ``index`` (the engine's store) gets the row."""
+
+    def __init__(self, cg: CgroupBackend, index: Callable[[JobStatus], None] | None = None) -> None:
+        self.cg = cg
+        self.index = index
+
+    def failed(self, jdir: Path, error: str) -> JobStatus:
+        """A job that never ran."""
+        facts = read_facts(jdir)
+        reported = self._remove(facts.id, error, keep_first=True)
+        status = JobStatus.of(facts, JobState.FAILED, error=reported, ended_at=now())
+        return self._write(jdir, status)
+
+    def exited(
+        self, jdir: Path, wstatus: int, cut: str | None, pid: int, started_at: float
+    ) -> JobStatus:
+        """A job whose command ran: its wait status (-1 if init was killed), cgroup usage,
+        OOM kills; ``cut`` says why output capture stopped early, if it did."""
+        facts = read_facts(jdir)
+        if wstatus < 0:
+            # No report: init was SIGKILLed (a stop), and the kernel SIGKILLed all in its namespace.
+            wstatus = signal.SIGKILL
+        usage = self.cg.usage(facts.id)
+        oom = self.cg.oom_kills(facts.id) > 0
+        error = self._remove(facts.id, cut)
+        stopped = (jdir / STOP_FILE).exists()
+        status = JobStatus.of(
+            facts,
+            JobState.STOPPED if stopped else JobState.EXITED,
+            pid=pid or None,
+            exit_code=os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None,
+            signal=os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
+            oom_killed=oom,
+            stopped=stopped,
+            error=error,
+            output_truncated=cut is not None,
+            started_at=started_at,
+            ended_at=now(),
+            usage=Usage(
+                cpu_seconds=usage.cpu_seconds,
+                memory_peak_bytes=usage.memory_peak_bytes,
+                io_read_bytes=usage.io_read_bytes,
+                io_write_bytes=usage.io_write_bytes,
+            ),
+        )
+        return self._write(jdir, status)
+
+    def lost(
+        self, jdir: Path, facts: JobFacts, pid: int | None, started_at: float | None, error: str
+    ) -> JobStatus:
+        """A job nobody will report on (its processes already killed by the caller)."""
+        self._remove(facts.id, None)
+        status = JobStatus.of(
+            facts, JobState.LOST, pid=pid, error=error, started_at=started_at, ended_at=now()
+        )
+        try:
+            jdir.mkdir(mode=0o700, exist_ok=True)  # absent if we died right after recording
+            return self._write(jdir, status)
+        except OSError:
+            return status  # a full disk: the next engine will find it lost again
+
+    def _remove(self, job_id: str, error: str | None, keep_first: bool = False) -> str | None:
+        """Remove the job's cgroup; a failure is added to ``error`` (or, with ``keep_first``,
+        only reported if there is no error yet: the first error is the one worth reading)."""
+        try:
+            self.cg.remove(job_id)
+        except CgroupError as e:
+            if not (keep_first and error):
+                return f"{error}; {e}" if error else str(e)
+        return error
+
+    def _write(self, jdir: Path, status: JobStatus) -> JobStatus:
+        record_end(jdir, status)
+        if self.index is not None:
+            self.index(status)
+        return status
+
+
+def read_facts(jdir: Path) -> JobFacts:
+    return JobFacts.from_dict(json.loads((jdir / SPEC_FILE).read_bytes()))
+
+
+def now() -> float:
+    return time.time()
+
+
+def record_end(jdir: Path, status: JobStatus) -> None:
+    """End the log with the final status (followers stop there), then write status.json."""
+    data = status.to_dict()
+    try:
+        log = LogWriter(str(jdir / LOG_FILE))
+        try:
+            log.end(json.dumps(data).encode())
+        finally:
+            log.close()
+    except OSError:
+        pass  # disk full: followers end on the status file instead (its write has a reserve)
+    write_json(jdir / STATUS_FILE, data)

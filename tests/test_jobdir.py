@@ -1,0 +1,40 @@
+"""A job's directory: files made once, exec.bin as the protocol says, JSON written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tjob.jobdir import RESERVE_FILE, create_file, exec_blob, write_json
+from tjob.protocol import ExecJob, decode_exec
+
+
+def test_create_file_makes_a_private_file_once(tmp_path: Path) -> None:
+    create_file(tmp_path / "spec.json", b"{}")
+    assert (tmp_path / "spec.json").read_bytes() == b"{}"
+    assert (tmp_path / "spec.json").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        create_file(tmp_path / "spec.json", b"again")
+
+
+def test_exec_blob_is_the_protocols_exec_job() -> None:
+    blob = exec_blob("host", "/w", (65534, 65534), ["cpu/x/tasks"], ["sh", "-c", "a b"], {"A": "1"})
+    assert decode_exec(blob) == ExecJob(
+        b"host", b"/w", (65534, 65534), (b"cpu/x/tasks",), (b"sh", b"-c", b"a b"), (b"A=1",)
+    )
+    assert decode_exec(exec_blob("h", "/", None, [], ["x"], {})).ids is None
+
+
+def test_exec_blob_keeps_odd_bytes_of_arguments() -> None:
+    odd = "caf\udce9"  # a byte that is not UTF-8, as os.fsdecode gives it
+    assert b"caf\xe9\0" in exec_blob("h", "/", None, [], [odd], {})
+
+
+def test_write_json_replaces_atomically_and_spends_the_reserve(tmp_path: Path) -> None:
+    (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)
+    write_json(tmp_path / "status.json", {"a": 1})
+    write_json(tmp_path / "status.json", {"a": 2})
+    assert json.loads((tmp_path / "status.json").read_text()) == {"a": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no .tmp, no reserve

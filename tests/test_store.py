@@ -1,0 +1,68 @@
+"""The job store on its own: records round-trip with their typed facts and ends, and a state
+directory written before limits were typed still reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tjob.errors import TjobError
+from tjob.status import JobFacts, JobState, JobStatus, ResolvedLimits
+from tjob.store import Store
+
+LIMITS = ResolvedLimits(20, 64, 100, 1 << 20, 2 << 20, "8:0")
+
+
+def facts(job_id: str, created_at: float) -> JobFacts:
+    return JobFacts(job_id, ("echo", "hi"), "alice", created_at, LIMITS)
+
+
+def test_records_round_trip_in_creation_order(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    store.add(facts("b", 2.0), "/tmp", "nobody")
+    store.add(facts("a", 1.0), "/", 1000)
+    recs = list(store.records())
+    assert [r.facts for r in recs] == [facts("a", 1.0), facts("b", 2.0)]
+    assert [(r.cwd, r.user, r.status) for r in recs] == [
+        ("/", 1000, None),
+        ("/tmp", "nobody", None),
+    ]
+    assert (tmp_path / "jobs.db").stat().st_mode & 0o777 == 0o600
+    store.close()
+
+
+def test_finish_prune_and_remove(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    store.add(facts("a", 1.0), "/", None)
+    store.add(facts("b", 1.0), "/", None)
+    end = JobStatus.of(facts("a", 1.0), JobState.EXITED, exit_code=0, ended_at=10.0)
+    store.finish("a", end)
+    assert store.ended_before(11.0) == ["a"] and store.ended_before(10.0) == []
+    store.close()
+    again = Store(tmp_path / "jobs.db")  # durable across a reopen
+    assert {r.facts.id: r.status for r in again.records()} == {"a": end, "b": None}
+    again.remove("a")
+    assert [r.facts.id for r in again.records()] == ["b"]
+    with pytest.raises(TjobError, match="cannot record"):
+        again.add(facts("b", 1.0), "/", None)  # one record per id
+    again.close()
+
+
+def test_rows_written_before_typed_limits_still_read(tmp_path: Path) -> None:
+    Store(tmp_path / "jobs.db").close()
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    spec = {"argv": ["true"], "cwd": "/", "user": None, "limits": {"memory_mb": 20, "pids": None}}
+    status = {"id": "old", "state": "lost", "argv": ["true"], "limits": {"memory_mb": 20}}
+    db.execute(
+        "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+        ("old", "bob", 1.0, json.dumps(spec), json.dumps(status), 2.0),
+    )
+    db.commit()
+    db.close()
+    (rec,) = Store(tmp_path / "jobs.db").records()
+    assert rec.facts.limits == ResolvedLimits(memory_mb=20)
+    assert rec.status is not None and rec.status.state is JobState.LOST
+    assert rec.status.limits == ResolvedLimits(memory_mb=20)

@@ -17,6 +17,8 @@ command -v ping >/dev/null || need+=(iputils-ping)
 # Tests of `tjob completion zsh|fish` run the scripts in those shells.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
+# The install test also installs with pipx, as the README suggests.
+command -v pipx >/dev/null || need+=(pipx)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

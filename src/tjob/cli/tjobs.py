@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tjob.api.server import Policy
+    from tjob.cli import service
     from tjob.engine import Engine
 
 PROG = "tjobs"
@@ -159,9 +161,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["certs"]:
         return _certs(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    from tjob.cli import config, service
+
+    parser = build_parser()
+    service.add_flags(parser)
+    if args_list[:1] == ["config"]:
+        return config.command(parser, args_list[1:])
+    if args_list[:1] == ["install-service"]:
+        return _install_service(args_list[1:])
     try:
+        args, path = config.parse(parser, args_list)
+        args.reloader = service.Reloader(parser, args_list, path, args)
         return _serve(args)
+    except config.ConfigError as err:
+        _say(str(err))
+        return EXIT_REFUSED
     except Refusal as err:
         _say(str(err))
         return EXIT_REFUSED
@@ -175,6 +189,14 @@ def _certs(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"{PROG} certs", allow_abbrev=False)
     certs.add_arguments(parser)
     return certs.run(parser.parse_args(argv))
+
+
+def _install_service(argv: list[str]) -> int:
+    from tjob.cli import install
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} install-service", allow_abbrev=False)
+    install.add_arguments(parser)
+    return install.run(parser.parse_args(argv))
 
 
 def _say(message: str) -> None:
@@ -251,6 +273,7 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
 
 
 def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
+    from tjob.cgroups.delegate import place
     from tjob.devices import check_block_device
     from tjob.engine import Engine
     from tjob.errors import TjobError
@@ -259,7 +282,11 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
         if args.mnt is not None:
             check_block_device(args.mnt)
         return Engine(
-            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+            args.state_dir,
+            defaults=policy.caps,
+            device=args.mnt,
+            output_cap=args.output_cap,
+            cgroup_parent=place(Path("/sys/fs/cgroup"), args.cgroup_parent),
         )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
@@ -274,16 +301,9 @@ def _serve(args: argparse.Namespace) -> int:
         _fail("must run as root for cgroups and namespaces (sudo tjobs)")
     tls_ctx = _tls(args)
 
-    import logging
+    from tjob.cli import logfmt
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        datefmt="%Y/%m/%d %H:%M:%S",
-    )
-    # grpclib logs every client cancellation at INFO; those are routine here.
-    logging.getLogger("grpclib").setLevel(logging.WARNING)
+    logfmt.install(args.log_format)
 
     # The engine (and its fork server) only once the cheap checks have passed.
     engine = _engine(args, policy)
@@ -320,10 +340,15 @@ async def _run(
         why = "address already in use" if err.errno == errno.EADDRINUSE else err.strerror or err
         _fail(f"cannot listen on {args.host}: {why}")
 
+    from tjob.cli import logfmt, service
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloader: service.Reloader = args.reloader
+    reloader.add(lambda new: logfmt.install(new.log_format), keys=["log-format"])
+    loop.add_signal_handler(signal.SIGHUP, _reload, reloader)
     caps = policy.caps
     log.info(
         "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
@@ -340,8 +365,10 @@ async def _run(
         policy.job_user,
         ", ".join(sorted(policy.admins)) or "none",
     )
+    service.notify(f"READY=1\nSTATUS=listening on {args.host}")
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()
+    service.notify("STOPPING=1")
     log.info("shutting down")
     pruner.cancel()
     await api.shutdown()
@@ -351,6 +378,14 @@ async def _run(
     else:
         log.info("stopped; %d running jobs keep running (tjobs re-adopts them on restart)", running)
     return 0
+
+
+def _reload(reloader: service.Reloader) -> None:
+    from tjob.cli import service
+
+    service.notify("RELOADING=1")
+    reloader.reload()
+    service.notify("READY=1")
 
 
 async def _prune(engine: Engine, retention: float, log: logging.Logger) -> None:

@@ -96,13 +96,14 @@ def _scalar(action: argparse.Action, raw: object) -> object:
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise TypeError(f"expected a string or a number, not {_show(raw)}")
     text = raw if isinstance(raw, str) else repr(raw)
+    value: object = text
     if action.type in (int, float):
         try:
-            value = action.type(text)  # type: ignore[operator]
+            value = action.type(text)
         except ValueError:
             raise ValueError(f"expected a number, not {_show(raw)}") from None
-    else:
-        value = text if action.type is None else action.type(text)  # type: ignore[operator]
+    elif action.type is not None:
+        value = action.type(text)  # type: ignore[operator]
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"{_show(raw)} is not one of {', '.join(map(str, action.choices))}")
     return value

@@ -110,7 +110,7 @@ class Reloader:
                 config.render_value(old_view.get(key)),
                 config.render_value(new_view.get(key)),
                 "" if key in self._live else " (needs a restart)",
-                extra={"key": key, "live": key not in self._live},
+                extra={"key": key, "live": key in self._live},
             )
         for hook in self._hooks:
             try:

@@ -30,7 +30,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def tjobs(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TJOBS, *args], check=False, capture_output=True, text=True, timeout=HANG)
+    return subprocess.run(
+        [*TJOBS, *args], check=False, capture_output=True, text=True, timeout=HANG
+    )
 
 
 def test_every_flag_has_a_key_but_help_and_config() -> None:

@@ -46,14 +46,14 @@ cat >"$units/tjob-systemd-test.service" <<UNIT
 [Unit]
 Description=tjob: tests/cgroup2/systemd-test.sh
 After=basic.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
 [Service]
 Type=oneshot
 TimeoutStartSec=infinity
 ExecStart=$here/systemd-test.sh $project
 StandardOutput=journal+console
 StandardError=journal+console
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
 UNIT
 
 # -n: no userspace mount table to update (it lives in the /run being moved).

@@ -101,9 +101,9 @@ cmdline=(
     "init=$here/guest-init.sh" "tjob_work=$work"
 )
 if [ $mode = systemd ]; then
-    # systemd's own cgroup mount is then the unified one; its status lines show on the console.
+    # systemd's own cgroup mount is then the unified one; only failed units' status lines show.
     cmdline=("${cmdline[@]/#init=*/init=$here/guest-init-systemd.sh}")
-    cmdline+=(systemd.unified_cgroup_hierarchy=1)
+    cmdline+=(systemd.unified_cgroup_hierarchy=1 systemd.show_status=error)
 fi
 echo "test-cgroup2: booting $kver, $mode mode (timeout ${timeout_s}s)"
 start=$(date +%s)

@@ -346,9 +346,11 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloader: service.Reloader = args.reloader
-    reloader.add(lambda new: logfmt.install(new.log_format), keys=["log-format"])
-    loop.add_signal_handler(signal.SIGHUP, _reload, reloader)
+    # SIGHUP: re-read the config file; more reloadable state hooks on with reloader.add().
+    reloader: service.Reloader | None = getattr(args, "reloader", None)
+    if reloader is not None:
+        reloader.add(lambda new: logfmt.install(new.log_format), keys=["log-format"])
+        loop.add_signal_handler(signal.SIGHUP, _reload, reloader)
     caps = policy.caps
     log.info(
         "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from apiharness import HANG, needs_root
+from apiharness import HANG, needs_root, open_gate
 from test_api_tjobs import TJOBS, Running, cert_flags  # noqa: F401
 
 from tjob import Engine
+from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.cgroups import delegate
 from tjob.cli import install, logfmt, service
 from tjob.errors import CgroupError
@@ -153,7 +154,9 @@ def test_not_delegated_keeps_the_root_parent(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_running_tjobs_notifies_reloads_and_logs_json(certs: Path, tmp_path: Path) -> None:
+def test_running_tjobs_notifies_reloads_and_logs_json(
+    certs: Path, tmp_path: Path, gate: Path
+) -> None:
     conf = tmp_path / "tjobs.toml"
     conf.write_text('log-format = "json"\nmax-jobs = 3\n')
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -168,6 +171,12 @@ def test_running_tjobs_notifies_reloads_and_logs_json(certs: Path, tmp_path: Pat
         listen = json.loads(server.expect('"listen on'))
         assert listen["level"] == "info" and "max 3 running jobs" in listen["message"]
         assert notify.recv(200).startswith(b"READY=1\nSTATUS=listening on 127.0.0.1:")
+        stub = server.stub()
+        job = stub.Run(
+            pb.RunRequest(argv=["sh", "-c", f"echo up; cat {gate}; echo down"]), timeout=HANG
+        )
+        follower = stub.Logs(pb.LogsRequest(id=job.id, follow=True), timeout=HANG)
+        assert next(follower).data == b"up\n"
         conf.write_text('log-format = "plain"\nmax-jobs = 4\n')
         server.proc.send_signal(signal.SIGHUP)
         assert notify.recv(200) == b"RELOADING=1"
@@ -178,6 +187,9 @@ def test_running_tjobs_notifies_reloads_and_logs_json(certs: Path, tmp_path: Pat
         line = server.expect("reloaded: 2 changed, 1 need a restart")
         assert not line.startswith("{")
         assert notify.recv(200) == b"READY=1"
+        open_gate(gate)  # the stream opened before the reload goes on after it
+        assert b"".join(c.data for c in follower) == b"down\n"
+        server.channel.close()
         server.proc.send_signal(signal.SIGTERM)
         assert notify.recv(200) == b"STOPPING=1"
         assert server.proc.wait(HANG) == 0

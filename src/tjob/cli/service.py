@@ -27,6 +27,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     """The service flags: the config file, the log format, where job cgroups go."""
     from tjob.cli.logfmt import FORMATS
 
+    p.epilog = (
+        f"{p.epilog or ''} Config: `tjobs config check|show`. systemd: `tjobs install-service` "
+        "writes the unit."
+    ).strip()
     p.add_argument(
         "--config",
         metavar="PATH",

@@ -126,6 +126,7 @@ def test_delegated_service_moves_into_its_leaf(tmp_path: Path) -> None:
     leaf = root / unit.lstrip("/") / "supervisor"
     leaf.mkdir()
     (leaf / "cgroup.procs").write_text("")  # the kernel makes it; a fake tree needs it made
+    assert delegate.started_in_unit_root(root, proc)  # systemd < 254 starts it there
     assert delegate.place(root, "auto", proc) == "system.slice/tjobs.service/jobs"
     assert (leaf / "cgroup.procs").read_text() == "0"  # "0": the writing process moved itself
 
@@ -135,6 +136,7 @@ def test_delegate_subgroup_leaf_is_recognised(tmp_path: Path) -> None:
     unit = "/system.slice/tjobs.service"
     root, proc = fake_tree(tmp_path, unit + "/supervisor", unit)
     (root / unit.lstrip("/") / "supervisor" / "cgroup.procs").write_text("")
+    assert not delegate.started_in_unit_root(root, proc)
     assert delegate.place(root, "delegated", proc) == "system.slice/tjobs.service/jobs"
 
 
@@ -142,6 +144,7 @@ def test_delegate_subgroup_leaf_is_recognised(tmp_path: Path) -> None:
 def test_not_delegated_keeps_the_root_parent(tmp_path: Path) -> None:
     root, proc = fake_tree(tmp_path, "/user.slice/session-1.scope", None)
     assert delegate.place(root, "auto", proc) == "tjob"
+    assert not delegate.started_in_unit_root(root, proc)
     with pytest.raises(CgroupError, match="not in a cgroup v2 subtree delegated"):
         delegate.place(root, "delegated", proc)
     assert delegate.place(root, "/custom/parent/", proc) == "custom/parent"

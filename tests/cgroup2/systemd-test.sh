@@ -66,6 +66,8 @@ restart_with_job_running() {
 # (254+ starts it in the leaf, DelegateSubgroup=supervisor.) What must hold then: the job runs
 # on untouched, its end is recorded without tjobs, and tjobs starts again once no job runs.
 restart_refused_while_jobs_run() {
+    journalctl -u tjobs -o cat | grep -q '"level": "warning".*systemd < 254' ||
+        fail "tjobs did not warn that it cannot restart while jobs run"
     systemctl restart tjobs && fail "systemd $sd_version restarted tjobs with a job running"
     [ "$(systemctl show -p ExecMainStatus --value tjobs)" = 219 ] ||
         fail "restart failed, but not with 219/CGROUP"

@@ -85,3 +85,13 @@ def place(root: Path, setting: str, proc_file: str = "/proc/self/cgroup") -> str
         raise CgroupError(f"cannot create cgroup {leaf}: {e.strerror}") from None
     write(leaf / "cgroup.procs", "0")  # 0: the writing process, with all its threads
     return str((base / JOBS).relative_to(root))
+
+
+def started_in_unit_root(root: Path, proc_file: str = "/proc/self/cgroup") -> bool:
+    """Whether the service manager started us in our delegated cgroup itself, not in its leaf:
+    systemd before 254 (no DelegateSubgroup=) does, and then cannot start the service again
+    while jobs run under it (the kernel refuses a process in a cgroup that passes controllers
+    on). Call before :func:`place`, which moves us."""
+    own = own_cgroup(proc_file)
+    base = delegated_base(root, own)
+    return base is not None and own is not None and base == root / own.lstrip("/")

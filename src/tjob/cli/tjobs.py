@@ -273,11 +273,18 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
 
 
 def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
-    from tjob.cgroups.delegate import place
+    import logging
+
+    from tjob.cgroups.delegate import place, started_in_unit_root
     from tjob.devices import check_block_device
     from tjob.engine import Engine
     from tjob.errors import TjobError
 
+    if started_in_unit_root(Path("/sys/fs/cgroup")):
+        logging.getLogger("tjobs").warning(
+            "started in the delegated cgroup itself (systemd < 254, no DelegateSubgroup=): "
+            "while jobs run, systemd cannot start tjobs again (219/CGROUP) until they end"
+        )
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)

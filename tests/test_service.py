@@ -18,7 +18,7 @@ from test_api_tjobs import TJOBS, Running, cert_flags  # noqa: F401
 
 from tjob import Engine
 from tjob.api.tjob.v1 import tjob_pb2 as pb
-from tjob.cgroups import delegate
+from tjob.cgroups import delegate, scope
 from tjob.cli import install, logfmt, service
 from tjob.errors import CgroupError
 
@@ -126,9 +126,12 @@ def test_delegated_service_moves_into_its_leaf(tmp_path: Path) -> None:
     leaf = root / unit.lstrip("/") / "supervisor"
     leaf.mkdir()
     (leaf / "cgroup.procs").write_text("")  # the kernel makes it; a fake tree needs it made
-    assert delegate.started_in_unit_root(root, proc)  # systemd < 254 starts it there
-    assert delegate.place(root, "auto", proc) == "system.slice/tjobs.service/jobs"
+    # Started in the unit's cgroup itself (systemd < 254) and told to stay in the unit.
+    placement = delegate.place(root, "delegated", proc)
+    assert placement.parent == "system.slice/tjobs.service/jobs"
     assert (leaf / "cgroup.procs").read_text() == "0"  # "0": the writing process moved itself
+    assert placement.note is not None and "systemd < 254" in placement.note
+    assert placement.home is None  # it stays in the leaf
 
 
 @needs_root
@@ -136,21 +139,29 @@ def test_delegate_subgroup_leaf_is_recognised(tmp_path: Path) -> None:
     unit = "/system.slice/tjobs.service"
     root, proc = fake_tree(tmp_path, unit + "/supervisor", unit)
     (root / unit.lstrip("/") / "supervisor" / "cgroup.procs").write_text("")
-    assert not delegate.started_in_unit_root(root, proc)
-    assert delegate.place(root, "delegated", proc) == "system.slice/tjobs.service/jobs"
+    # systemd 254+ started it in the leaf: auto keeps jobs under the unit, nothing to note.
+    placement = delegate.place(root, "auto", proc)
+    assert placement.parent == "system.slice/tjobs.service/jobs"
+    assert placement.note is None and placement.home is None
 
 
 @needs_root
 def test_not_delegated_keeps_the_root_parent(tmp_path: Path) -> None:
     root, proc = fake_tree(tmp_path, "/user.slice/session-1.scope", None)
-    assert delegate.place(root, "auto", proc) == "tjob"
-    assert not delegate.started_in_unit_root(root, proc)
-    with pytest.raises(CgroupError, match="not in a cgroup v2 subtree delegated"):
-        delegate.place(root, "delegated", proc)
-    assert delegate.place(root, "/custom/parent/", proc) == "custom/parent"
+    assert delegate.place(root, "auto", proc).parent == "tjob"
+    for setting in ("delegated", "scope"):
+        with pytest.raises(CgroupError, match="not in a cgroup v2 subtree delegated"):
+            delegate.place(root, setting, proc)
+    assert delegate.place(root, "/custom/parent/", proc).parent == "custom/parent"
     # A v1 or hybrid host (several hierarchies listed) is never placed by the v2 tree.
     Path(proc).write_text("12:memory:/x\n0::/system.slice/tjobs.service\n")
     assert delegate.own_cgroup(proc) is None
+
+
+def test_scope_is_named_after_the_unit() -> None:
+    assert scope.scope_name(Path("/sys/fs/cgroup/system.slice/tjobs.service")) == (
+        "tjobs-jobs.scope"
+    )
 
 
 # --- a running tjobs: readiness, reload, JSON logs ----------------------------------------------

@@ -2,8 +2,8 @@
 
 The unit is package data (``tjob/data/tjobs.service``) with the installed ``tjobs`` and the
 config path filled in. ``DelegateSubgroup=supervisor`` is added on systemd 254 and later, which
-then starts tjobs in that leaf itself (older systemd does not know the key; tjobs moves itself
-there, see ``tjob.cgroups.delegate``).
+then starts tjobs in that leaf itself (older systemd does not know the key; tjobs then keeps its
+jobs in a scope beside the unit, see ``tjob.cgroups.delegate`` and ``tjob.cgroups.scope``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def render_unit(exe: str, config_path: str, systemd: int | None) -> str:
     subgroup = (
         "DelegateSubgroup=supervisor"
         if systemd is not None and systemd >= 254
-        else "# DelegateSubgroup=supervisor (systemd 254+; tjobs moves itself there otherwise)"
+        else "# DelegateSubgroup=supervisor (systemd 254+; before it, jobs go to a scope)"
     )
     return (
         text.replace("@TJOBS@", exe)

@@ -54,9 +54,20 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+_claimed: dict[str, str] = {}
+
+
+def claim_notify_socket() -> None:
+    """Take ``$NOTIFY_SOCKET`` out of the environment: what tjobs starts (systemd-run, the fork
+    server) must not speak for it, and systemd only listens to the main process anyway."""
+    address = os.environ.pop("NOTIFY_SOCKET", None)
+    if address:
+        _claimed["address"] = address
+
+
 def notify(state: str) -> bool:
     """Tell the service manager ``state`` (``READY=1``, ``STOPPING=1``, ``STATUS=...``)."""
-    address = os.environ.get("NOTIFY_SOCKET")
+    address = os.environ.get("NOTIFY_SOCKET") or _claimed.get("address")
     if not address:
         return False
     if address.startswith("@"):

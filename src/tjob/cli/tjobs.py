@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config.command(parser, args_list[1:])
     if args_list[:1] == ["install-service"]:
         return _install_service(args_list[1:])
+    service.claim_notify_socket()
     try:
         args, path = config.parse(parser, args_list)
         args.reloader = service.Reloader(parser, args_list, path, args)
@@ -275,26 +276,30 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
 def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
     import logging
 
-    from tjob.cgroups.delegate import place, started_in_unit_root
+    from tjob.cgroups.delegate import place
     from tjob.devices import check_block_device
     from tjob.engine import Engine
     from tjob.errors import TjobError
 
-    if started_in_unit_root(Path("/sys/fs/cgroup")):
-        logging.getLogger("tjobs").warning(
-            "started in the delegated cgroup itself (systemd < 254, no DelegateSubgroup=): "
-            "while jobs run, systemd cannot start tjobs again (219/CGROUP) until they end"
-        )
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)
-        return Engine(
+        placement = place(Path("/sys/fs/cgroup"), args.cgroup_parent)
+        if placement.note:
+            logging.getLogger("tjobs").warning("%s", placement.note)
+        engine = Engine(
             args.state_dir,
             defaults=policy.caps,
             device=args.mnt,
             output_cap=args.output_cap,
-            cgroup_parent=place(Path("/sys/fs/cgroup"), args.cgroup_parent),
+            cgroup_parent=placement.parent,
         )
+        try:
+            placement.settle()
+        except TjobError:
+            engine.close()
+            raise
+        return engine
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
     except OSError as err:

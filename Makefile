@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test test-cgroup2 lint demo bench clean
+.PHONY: install test test-cgroup2 test-systemd lint demo bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test: install
 # in it (this host is cgroup v1).
 test-cgroup2: install
 	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py
+
+# tjobs as a systemd service (root): the same VM with the host's systemd as its init installs
+# the unit, runs jobs through the CLI, restarts and stops tjobs (tests/cgroup2/systemd-test.sh).
+test-systemd: install
+	bash tests/cgroup2/run.sh --systemd
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples

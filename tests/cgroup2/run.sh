@@ -6,11 +6,20 @@
 # Needs root (apt-get, and 9p passthrough must read every file of /). Arguments, if any, replace
 # the guest pytest's default `tests` (e.g. tests/test_cgroup2_real.py -k cpu). Environment:
 # TJOB_CG2_TIMEOUT (seconds, default 360), TJOB_CG2_SMP (default 2), TJOB_CG2_MEM (MiB, 2048).
+#
+# `run.sh --systemd` (make test-systemd) boots the host's systemd as the guest's init instead,
+# over a writable overlay of the shared root, and runs systemd-test.sh as a unit: tjobs as a
+# system service, for real (guest-init-systemd.sh). Default timeout there: 600 s.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/../.." && pwd)
-timeout_s=${TJOB_CG2_TIMEOUT:-360}
+mode=pytest
+if [ "${1:-}" = --systemd ]; then
+    mode=systemd
+    shift
+fi
+timeout_s=${TJOB_CG2_TIMEOUT:-$([ $mode = systemd ] && echo 600 || echo 360)}
 marker=TJOB-CGROUP2-PYTEST-EXIT
 
 if [ "$(id -u)" != 0 ]; then
@@ -40,6 +49,9 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mkinitramfs >/dev/null || need+=(initramfs-tools)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 [ -n "$(newest_kernel)" ] || need+=(linux-image-amd64)
+if [ $mode = systemd ] && [ ! -x /lib/systemd/systemd ]; then
+    need+=(systemd)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "test-cgroup2: installing ${need[*]}"
     apt-get update -q
@@ -62,7 +74,8 @@ trap 'exit 130' INT TERM # so that the EXIT trap runs
 conf=$work/initramfs-tools
 cp -a /etc/initramfs-tools/. "$conf/"
 sed -i 's/^MODULES=.*/MODULES=list/' "$conf/initramfs.conf"
-printf '%s\n' 9p 9pnet 9pnet_virtio virtio_pci virtio_blk >>"$conf/modules"
+# overlay: the systemd mode's writable root.
+printf '%s\n' 9p 9pnet 9pnet_virtio virtio_pci virtio_blk overlay >>"$conf/modules"
 mkinitramfs -d "$conf" -o "$work/initrd.img" "$kver"
 
 # ---------------------------------------------------------------- scratch disk
@@ -87,7 +100,12 @@ cmdline=(
     root=rootfs rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro
     "init=$here/guest-init.sh" "tjob_work=$work"
 )
-echo "test-cgroup2: booting $kver (timeout ${timeout_s}s)"
+if [ $mode = systemd ]; then
+    # systemd's own cgroup mount is then the unified one; only failed units' status lines show.
+    cmdline=("${cmdline[@]/#init=*/init=$here/guest-init-systemd.sh}")
+    cmdline+=(systemd.unified_cgroup_hierarchy=1 systemd.show_status=error)
+fi
+echo "test-cgroup2: booting $kver, $mode mode (timeout ${timeout_s}s)"
 start=$(date +%s)
 set +e
 # stdin from /dev/null: qemu leaves the caller's terminal alone; the console goes to stdout.

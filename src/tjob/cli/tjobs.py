@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tjob.api.server import Policy
+    from tjob.cli import service
     from tjob.engine import Engine
 
 PROG = "tjobs"
@@ -217,9 +219,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["certs"]:
         return _certs(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    from tjob.cli import config, service
+
+    parser = build_parser()
+    service.add_flags(parser)
+    if args_list[:1] == ["config"]:
+        return config.command(parser, args_list[1:])
+    if args_list[:1] == ["install-service"]:
+        return _install_service(args_list[1:])
+    service.claim_notify_socket()
     try:
+        args, path = config.parse(parser, args_list)
+        args.reloader = service.Reloader(parser, args_list, path, args)
         return _serve(args)
+    except config.ConfigError as err:
+        _say(str(err))
+        return EXIT_REFUSED
     except Refusal as err:
         _say(str(err))
         return EXIT_REFUSED
@@ -233,6 +248,14 @@ def _certs(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"{PROG} certs", allow_abbrev=False)
     certs.add_arguments(parser)
     return certs.run(parser.parse_args(argv))
+
+
+def _install_service(argv: list[str]) -> int:
+    from tjob.cli import install
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} install-service", allow_abbrev=False)
+    install.add_arguments(parser)
+    return install.run(parser.parse_args(argv))
 
 
 def _say(message: str) -> None:
@@ -324,6 +347,9 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
 
 
 def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
+    import logging
+
+    from tjob.cgroups.delegate import place
     from tjob.devices import check_block_device
     from tjob.engine import Engine
     from tjob.errors import TjobError
@@ -331,9 +357,22 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)
-        return Engine(
-            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+        placement = place(Path("/sys/fs/cgroup"), args.cgroup_parent)
+        if placement.note:
+            logging.getLogger("tjobs").warning("%s", placement.note)
+        engine = Engine(
+            args.state_dir,
+            defaults=policy.caps,
+            device=args.mnt,
+            output_cap=args.output_cap,
+            cgroup_parent=placement.parent,
         )
+        try:
+            placement.settle()
+        except TjobError:
+            engine.close()
+            raise
+        return engine
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
     except OSError as err:
@@ -349,14 +388,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     import logging
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(message)s",
-        datefmt="%Y/%m/%d %H:%M:%S",
-    )
-    # grpclib logs every client cancellation at INFO; those are routine here.
-    logging.getLogger("grpclib").setLevel(logging.WARNING)
+    from tjob.cli import logfmt
+
+    logfmt.install(args.log_format)
     # A flood of one kind of line (a full descriptor table fails each accept and open alike;
     # a client refused in a loop) is one line per interval, not one per attempt.
     from tjob.api.logtext import RepeatFilter
@@ -410,10 +444,17 @@ async def _run(
         why = "address already in use" if err.errno == errno.EADDRINUSE else err.strerror or err
         _fail(f"cannot listen on {args.host}: {why}")
 
+    from tjob.cli import logfmt, service
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: re-read the config file; more reloadable state hooks on with reloader.add().
+    reloader: service.Reloader | None = getattr(args, "reloader", None)
+    if reloader is not None:
+        reloader.add(lambda new: logfmt.install(new.log_format), keys=["log-format"])
+        loop.add_signal_handler(signal.SIGHUP, _reload, reloader)
     caps = policy.caps
     log.info(
         "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
@@ -443,8 +484,10 @@ async def _run(
         lim.max_follows,
         lim.stall_timeout,
     )
+    service.notify(f"READY=1\nSTATUS=listening on {args.host}")
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()
+    service.notify("STOPPING=1")
     log.info("shutting down")
     pruner.cancel()
     await api.shutdown()
@@ -454,6 +497,14 @@ async def _run(
     else:
         log.info("stopped; %d running jobs keep running (tjobs re-adopts them on restart)", running)
     return 0
+
+
+def _reload(reloader: service.Reloader) -> None:
+    from tjob.cli import service
+
+    service.notify("RELOADING=1")
+    reloader.reload()
+    service.notify("READY=1")
 
 
 async def _prune(engine: Engine, retention: float, log: logging.Logger) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tjob.api.server import Policy
+    from tjob.api.tls import ServerFiles
     from tjob.engine import Engine
 
 PROG = "tjobs"
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     _client_limit_flags(p)
+    from tjob.cli import ops
+
+    ops.add_flags(p, _flag)
     return p
 
 
@@ -230,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _certs(argv: list[str]) -> int:
     from tjob.cli import certs
 
+    if argv[:1] in (["list"], ["revoke"]):
+        return certs.manage(argv)
     parser = argparse.ArgumentParser(prog=f"{PROG} certs", allow_abbrev=False)
     certs.add_arguments(parser)
     return certs.run(parser.parse_args(argv))
@@ -306,8 +312,9 @@ def _job_user(name: str) -> str | int:
     return name
 
 
-def _tls(args: argparse.Namespace) -> ssl.SSLContext:
+def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext, ServerFiles]:
     from tjob.api import tls
+    from tjob.cli import ops
     from tjob.errors import TjobError
 
     for path, what in (
@@ -318,7 +325,8 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
         if not os.path.exists(path):
             _fail(f"{what} {path} not found (create the files with `tjobs certs`)")
     try:
-        return tls.server_context(args.ca, args.cert, args.key)
+        files = ops.tls_files(args)
+        return tls.server_context(files.ca, files.cert, files.key, files.crl), files
     except TjobError as err:
         _fail(str(err))
 
@@ -345,7 +353,7 @@ def _serve(args: argparse.Namespace) -> int:
     policy = _policy(args)
     if os.geteuid() != 0:
         _fail("must run as root for cgroups and namespaces (sudo tjobs)")
-    tls_ctx = _tls(args)
+    tls_ctx, files = _tls(args)
 
     import logging
 
@@ -385,13 +393,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import asyncio
 
-        return asyncio.run(_run(engine, policy, tls_ctx, args))
+        return asyncio.run(_run(engine, policy, (tls_ctx, files), args))
     finally:
         engine.close(stop_jobs=args.stop_on_exit)
 
 
 async def _run(
-    engine: Engine, policy: Policy, tls_ctx: ssl.SSLContext, args: argparse.Namespace
+    engine: Engine,
+    policy: Policy,
+    tls: tuple[ssl.SSLContext, ServerFiles],
+    args: argparse.Namespace,
 ) -> int:
     import asyncio
     import errno
@@ -400,10 +411,16 @@ async def _run(
 
     from tjob.api.logtext import shown
     from tjob.api.server import ApiServer
+    from tjob.cli import ops
+    from tjob.errors import TjobError
 
     log = logging.getLogger("tjobs")
     host, port = parse_host(args.host)
-    api = ApiServer(engine, policy, tls_ctx)
+    try:
+        audit, metrics = ops.open_audit(args), ops.start_metrics(args, log)
+    except TjobError as err:
+        _fail(str(err))
+    api = ApiServer(engine, policy, tls[0], files=tls[1], metrics=metrics, audit=audit)
     try:
         await api.start(host, port)
     except OSError as err:
@@ -414,6 +431,9 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, ops.reload, api, log)  # certificates and CRL
+    ops.warn_expiry(tls[1], log)
+    crl_watch = asyncio.create_task(ops.watch_crl(api, log))
     caps = policy.caps
     log.info(
         "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
@@ -447,7 +467,11 @@ async def _run(
     await stop.wait()
     log.info("shutting down")
     pruner.cancel()
+    crl_watch.cancel()
     await api.shutdown()
+    for done in (metrics, audit):
+        if done is not None:
+            done.close()
     running = sum(1 for j in engine.jobs() if not j.status().state.finished)
     if args.stop_on_exit:
         log.info("stopping %d running jobs (--stop-on-exit)", running)

@@ -186,3 +186,54 @@ def test_a_bad_file_on_reload_keeps_the_old_credentials(h: OpsHarness) -> None:
 
 def test_ssl_module_has_crl_checks() -> None:
     assert ssl.VERIFY_CRL_CHECK_LEAF
+
+
+@needs_root
+def test_tjobs_reloads_on_crl_change_and_sighup_with_metrics_and_audit(
+    certs: Path, tmp_path: Path
+) -> None:
+    import json
+    import signal
+    import urllib.request
+
+    from test_api_tjobs import Running, free_port
+
+    from tjob import Engine
+
+    mport, audit = free_port(), tmp_path / "audit.jsonl"
+    r = Running(
+        certs, tmp_path / "state", "--metrics", f"127.0.0.1:{mport}", "--audit-log", str(audit)
+    )
+    try:
+        r.expect("metrics on http://127.0.0.1:")
+        r.expect("listen on")
+        bob = r.stub("other")
+        st = bob.Run(pb.RunRequest(argv=["sh", "-c", "echo up; exec sleep 300"]), timeout=HANG)
+        follower = bob.Logs(pb.LogsRequest(id=st.id, follow=True), timeout=HANG)
+        assert next(follower).data == b"up\n"
+        # The file changed: tjobs notices within seconds, no signal needed.
+        assert certs_cli.manage(["revoke", "--dir", str(certs), "bob"]) == 0
+        r.expect("reloaded the certificates (1 revoked; closed 1 connections)")
+        with pytest.raises(grpc.RpcError) as info:
+            next(follower)
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError):
+            r.stub("other").List(pb.ListRequest(), timeout=HANG)
+        r.stub("cli").List(pb.ListRequest(), timeout=HANG)
+        r.proc.send_signal(signal.SIGHUP)
+        r.expect("reloaded the certificates (1 revoked; closed 0 connections)")
+        url = f"http://127.0.0.1:{mport}/metrics"
+        with urllib.request.urlopen(url, timeout=HANG) as reply:
+            text = reply.read().decode()
+        assert 'tjob_rpcs_total{code="OK",method="run"} 1.0' in text
+        assert 'tjob_client_running_jobs{client="bob"} 1.0' in text
+        (line,) = [json.loads(x) for x in audit.read_text().splitlines()]
+        assert line["method"] == "run" and line["identity"] == "bob" and line["job"] == st.id
+        r.proc.send_signal(signal.SIGTERM)
+        assert r.proc.wait(HANG) == 0
+        assert not any("Traceback" in ln for ln in r.log)
+    finally:
+        if r.proc.poll() is None:
+            r.proc.kill()
+        r.proc.wait(HANG)
+        Engine(r.state).close(stop_jobs=True, grace=0)

@@ -126,8 +126,11 @@ class _Protocol(H2Protocol):
 
     def serial(self) -> int | None:
         """The serial number of the client's certificate (None without one)."""
-        transport = self.connection._transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        # grpclib deletes the connection (and it its transport) once the peer has left.
+        transport = getattr(getattr(self, "connection", None), "_transport", None)
+        if transport is None or transport.is_closing():
+            return None
+        ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         return x509.load_der_x509_certificate(der).serial_number if der else None
 

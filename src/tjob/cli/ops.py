@@ -143,6 +143,9 @@ def reload(api: ApiServer, log: logging.Logger) -> None:
     except TjobError as err:
         log.error("reload failed, keeping the previous certificates: %s", err)
         return
+    except Exception:  # a bug: said in the log, and the server serves on
+        log.exception("reload failed")
+        return
     log.info(
         "reloaded the certificates (%d revoked; closed %d connections)",
         done.revoked,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
 import functools
 import logging
 import math
@@ -61,12 +60,13 @@ from ..errors import (
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
 from . import convert, listing, stats
-from .audit import AUDITED, AuditLog, argv_field, clip, method_of
+from .audit import AuditLog, argv_field, clip, method_of
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
 from .limits import ClientQuota, LimitExceeded, ServerLimits
 from .logtext import shown, shown_argv
 from .metrics import Metrics, running_by_owner
+from .observe import Observer, Outcome, note
 from .output import OutputShares, Stalled, send_output
 from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
 from .tjob.v1 import tjob_pb2 as pb
@@ -126,26 +126,6 @@ class Policy:
 
 
 @dataclass
-class _Outcome:
-    """What one call came to, for the metrics and the audit log."""
-
-    peer: str
-    identity: str | None = None
-    code: Code = Code.OK
-    reason: str = ""
-    note: dict[str, Any] = field(default_factory=dict)  # the audit line's job fields
-
-
-# The running call's audit fields (each handler task has its own context).
-_NOTE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("tjob_audit_note")
-
-
-def _note(**fields: Any) -> None:
-    """Add fields (job id, argv, env keys) to the running call's audit line."""
-    _NOTE.get().update(fields)
-
-
-@dataclass
 class _Calls:
     """RPC handler tasks in flight, so shutdown can end streams and wait for the rest."""
 
@@ -166,9 +146,7 @@ class JobService(JobServiceBase):
     ) -> None:
         self._engine = engine
         self.policy = policy
-        self.metrics = metrics
-        self.audit = audit
-        self._watchers: set[asyncio.Task[None]] = set()
+        self.observe = Observer(metrics, audit)
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
@@ -182,7 +160,7 @@ class JobService(JobServiceBase):
     async def Run(self, stream: Stream[pb.RunRequest, pb.JobStatus]) -> None:
         with self._rpc("run", stream) as caller:
             req = await _request(stream, pb.RunRequest, self._receiving(caller))
-            _note(argv=argv_field(req.argv), env_keys=sorted(req.env)[:256])
+            note(argv=argv_field(req.argv), env_keys=sorted(req.env)[:256])
             spec = self._spec(caller, req)
             if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
                 raise QuotaExceeded(
@@ -197,11 +175,8 @@ class JobService(JobServiceBase):
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
                     del self._starting[caller.name]
-            _note(job=job.id)
-            if self.metrics is not None:
-                self.metrics.start_seconds.observe(time.monotonic() - began)
-                self.metrics.started.inc()
-                self.count_end(job)
+            note(job=job.id)
+            self.observe.started(job, time.monotonic() - began)
             st = job.status(usage=False)  # a job just started has used nothing yet
             log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
             await stream.send_message(convert.status_to_pb(st))
@@ -212,9 +187,9 @@ class JobService(JobServiceBase):
             grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
             if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
                 raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
-            _note(job=clip(req.id))
+            note(job=clip(req.id))
             job = self.guard.job(caller, req.id)
-            _note(job=job.id)
+            note(job=job.id)
             was_running = job.running
             st = await job.stop_async(grace)
             if was_running:
@@ -245,8 +220,10 @@ class JobService(JobServiceBase):
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
             loop = asyncio.get_running_loop()
-            m = self.metrics
-            with job.follower(streams, req.skip, loop) as follower, _following(m):
+            with (
+                job.follower(streams, req.skip, loop) as follower,
+                self.observe.following() as sent,
+            ):
                 await send_output(
                     stream,
                     follower,
@@ -254,7 +231,7 @@ class JobService(JobServiceBase):
                     client=caller.name,
                     shares=self._shares,
                     stall_timeout=self.policy.limits.stall_timeout,
-                    sent=None if m is None else m.streamed.inc,
+                    sent=sent,
                 )
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
@@ -282,9 +259,9 @@ class JobService(JobServiceBase):
     async def Remove(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("remove", stream) as caller:
             req = await _request(stream, pb.JobRef, self._receiving(caller))
-            _note(job=clip(req.id))
+            note(job=clip(req.id))
             job = self.guard.job(caller, req.id)
-            _note(job=job.id)
+            note(job=job.id)
             st = job.status()
             await asyncio.to_thread(self._engine.remove, job.id)
             log.info("remove %s %s", caller, job.short_id)
@@ -308,21 +285,24 @@ class JobService(JobServiceBase):
         Streaming calls (Logs, Wait, Stats) are registered so that shutdown can end them with
         UNAVAILABLE instead of leaving clients hanging.
         """
+        with self.observe.call(name, _peer(stream)) as out, self._answering(name, out, streaming):
+            if self.closing:
+                raise ShuttingDown(SHUTTING_DOWN)
+            caller = self.guard.caller(stream.peer.cert())
+            out.identity = caller.name
+            self._quota.admit(caller.name)
+            with self._quota.call(caller.name, follow=logs, stats=stats):
+                yield caller
+
+    @contextlib.contextmanager
+    def _answering(self, name: str, out: Outcome, streaming: bool) -> Iterator[None]:
+        """Turn every failure into a gRPC status and a log line; the outcome says which."""
         task = asyncio.current_task()
         calls = self._calls.streams if streaming else self._calls.unary
         if task is not None:
             calls.add(task)
-        who = _peer(stream)
-        out = _Outcome(peer=who)
-        token = _NOTE.set(out.note)
         try:
-            if self.closing:
-                raise ShuttingDown(SHUTTING_DOWN)
-            caller = self.guard.caller(stream.peer.cert())
-            who, out.identity = str(caller), caller.name
-            self._quota.admit(caller.name)
-            with self._quota.call(caller.name, follow=logs, stats=stats):
-                yield caller
+            yield
         except asyncio.CancelledError:
             out.code = Code.CANCELLED
             if self.closing and streaming and task is not None:
@@ -338,6 +318,7 @@ class JobService(JobServiceBase):
             raise
         except Stalled:
             out.code = Code.CANCELLED
+            who = out.peer if out.identity is None else shown(out.identity)
             log.info(
                 "reset a %s stream of %s: its peer took nothing for %gs",
                 name,
@@ -346,6 +327,7 @@ class JobService(JobServiceBase):
             )
         except Exception as exc:
             out.code, out.reason = code, message = _answer(exc)
+            who = out.peer if out.identity is None else shown(out.identity)
             if code is Code.INTERNAL:
                 log.error(
                     "failed %s from %s: %s", name, who, shown(str(exc)), exc_info=not _expected(exc)
@@ -354,27 +336,8 @@ class JobService(JobServiceBase):
                 log.info("refused %s from %s: %s %s", name, who, code.name, shown(message))
             raise GRPCError(code, message) from None
         finally:
-            _NOTE.reset(token)
             if task is not None:
                 calls.discard(task)
-            self._observe(name, out)
-
-    def _observe(self, method: str, out: _Outcome) -> None:
-        """Count a call in the metrics and write its audit line (state-changing calls)."""
-        if self.metrics is not None:
-            self.metrics.rpcs.labels(method, out.code.name).inc()
-            if out.code is Code.RESOURCE_EXHAUSTED:
-                self.metrics.refused(out.reason)
-        if self.audit is not None and method in AUDITED:
-            self.audit.record(
-                identity=out.identity,
-                peer=out.peer,
-                method=method,
-                **out.note,
-                result="ok" if out.code is Code.OK else "refused",
-                code=out.code.name,
-                **({"reason": out.reason} if out.code is not Code.OK else {}),
-            )
 
     def _receiving(
         self, caller: Caller
@@ -404,20 +367,6 @@ class JobService(JobServiceBase):
         mine = (j for j in self._engine.jobs() if j.owner == caller.name)
         return sum(1 for j in mine if j.running)
 
-    def count_end(self, job: Any) -> None:
-        """Count the job's final state in the metrics when it ends (a task waits for it)."""
-        if self.metrics is None or not job.running:
-            return
-
-        async def wait() -> None:
-            st = await job.wait_async()
-            assert self.metrics is not None
-            self.metrics.ended.labels(st.state.value).inc()
-
-        task = asyncio.get_running_loop().create_task(wait())
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-
     def jobs_now(self) -> tuple[int, dict[str, int]]:
         """Running jobs, in all and per owner (the metrics' scrape-time snapshot)."""
         return running_by_owner(self._engine.jobs())
@@ -429,8 +378,7 @@ class JobService(JobServiceBase):
     async def close(self, timeout: float) -> None:
         """Refuse new calls, end open streams with UNAVAILABLE, wait (bounded) for the rest."""
         self.closing = True
-        for task in list(self._watchers):
-            task.cancel()
+        self.observe.close()
         for task in list(self._calls.streams):
             task.cancel()
         pending = self.in_flight()
@@ -491,7 +439,7 @@ class ApiServer:
         if self.metrics is not None:
             self.metrics.watch(asyncio.get_running_loop(), self.service.jobs_now)
             for job in self._engine.jobs():  # re-adopted jobs end here too
-                self.service.count_end(job)
+                self.service.observe.count_end(job)
 
     def reload(self) -> Reloaded:
         """Reload the certificate, key, CA and CRL from ``files`` (SIGHUP, or the CRL file
@@ -510,8 +458,8 @@ class ApiServer:
 
     def _refused_conn(self, client: str | None, peer: str, path: str, code: Code, why: str) -> None:
         """A call refused for its connection (conn.py): metrics and audit see it too."""
-        out = _Outcome(peer=peer, identity=client, code=code, reason=why)
-        self.service._observe(method_of(path), out)
+        out = Outcome(peer=peer, identity=client, code=code, reason=why)
+        self.service.observe.record(method_of(path), out)
 
     async def shutdown(self, timeout: float = 3.0) -> None:
         """Stop serving: health says NOT_SERVING, streams end, calls in flight get ``timeout``."""
@@ -590,19 +538,6 @@ def _answer(exc: Exception) -> tuple[Code, str]:
     if isinstance(exc, TjobError):
         return Code.INTERNAL, str(exc)
     return Code.INTERNAL, "internal error (see the tjobs log)"
-
-
-@contextlib.contextmanager
-def _following(metrics: Metrics | None) -> Iterator[None]:
-    """Count an active follower in the metrics while it is served."""
-    if metrics is None:
-        yield
-        return
-    metrics.followers.inc()
-    try:
-        yield
-    finally:
-        metrics.followers.dec()
 
 
 def _expected(exc: Exception) -> bool:

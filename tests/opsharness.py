@@ -21,11 +21,13 @@ from tjob.api.tls import ServerFiles
 
 
 class OpsHarness(Harness):
-    def __init__(self, tmp: Path, **kw: Any) -> None:
+    def __init__(
+        self, tmp: Path, *, audit_max_size: int = 64 << 20, audit_keep: int = 5, **kw: Any
+    ) -> None:
         super().__init__(tmp, **kw)
         self.metrics = Metrics()
         self.audit_path = tmp / "audit.log"
-        self.audit = AuditLog(self.audit_path)
+        self.audit = AuditLog(self.audit_path, max_size=audit_max_size, keep=audit_keep)
         self.metrics_port = 0
 
     @property

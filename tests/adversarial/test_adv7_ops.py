@@ -71,6 +71,16 @@ def test_many_names_add_a_bounded_number_of_series(h: OpsHarness) -> None:
             call(b"", timeout=HANG)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert {k for k in h.scrape() if k[0] == "tjob_rpcs_total"} == before
+        # On a connection refused before any handler (no clientAuth), the path is the client's
+        # to choose: it is counted as method "other", however many there are.
+        client_cert(h.certs, "noeku", "noeku", eku=False)
+        for i in range(5):
+            call = h.channel("noeku").unary_unary(f"/tjob.v1.JobService/Made{i}")
+            with pytest.raises(grpc.RpcError) as info:
+                call(b"", timeout=HANG)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        new = {k for k in h.scrape() if k[0] == "tjob_rpcs_total"} - before
+        assert new == {("tjob_rpcs_total", (("code", "UNAUTHENTICATED"), ("method", "other")))}
     finally:
         for name, job_id in ids:
             h.stub(name).Stop(pb.StopRequest(id=job_id, grace_seconds=0), timeout=HANG)

@@ -118,9 +118,16 @@ def argv_field(argv: Iterable[str]) -> list[str]:
     return out
 
 
+# The API's methods by their audit and metrics names.
+METHODS = frozenset({"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill"})
+SERVICE = "/tjob.v1.JobService/"
+
+
 def method_of(path: str) -> str:
-    """``/tjob.v1.JobService/Run`` -> ``run`` (the audit and metrics name of a method)."""
-    return path.rpartition("/")[2].lower()
+    """``/tjob.v1.JobService/Run`` -> ``run``; any other path (a client's to choose) is
+    ``other``, so it can neither grow the metrics' labels nor the audit line."""
+    name = path.removeprefix(SERVICE).lower() if path.startswith(SERVICE) else ""
+    return name if name in METHODS else "other"
 
 
 def _now() -> str:

@@ -73,3 +73,15 @@ def test_metrics_move_with_runs_refusals_and_followers(h: OpsHarness, gate: Path
     assert h.sample("tjob_jobs_running") == 0
     assert h.sample("tjob_client_running_jobs", client="alice") == 0
     assert h.sample("tjob_rpcs_total", method="logs", code="OK") == 1
+
+
+def test_metrics_address_defaults_to_localhost() -> None:
+    from tjob.cli.ops import metrics_addr
+
+    assert metrics_addr("9100") == ("localhost", 9100)
+    assert metrics_addr(":9100") == ("localhost", 9100)
+    assert metrics_addr("0.0.0.0:9100") == ("0.0.0.0", 9100)
+    assert metrics_addr("[::1]:9100") == ("::1", 9100)
+    for bad in ("", "x", "host:", "host:70000"):
+        with pytest.raises(ValueError, match="--metrics"):
+            metrics_addr(bad)

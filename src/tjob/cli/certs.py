@@ -18,6 +18,11 @@ _CA_DAYS = 365
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the certs flags to ``parser``."""
+    parser.epilog = (
+        "Also: `list [--dir DIR]` shows the issued certificates with expiry and revocation; "
+        "`revoke [--dir DIR] NAME|SERIAL` revokes a client's certificates (the CRL next to "
+        "the CA, which tjobs reloads)."
+    )
     parser.add_argument(
         "--dir", default=pki.DEFAULT_DIR, help="directory for the files (default %(default)s)"
     )

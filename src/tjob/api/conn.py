@@ -97,6 +97,7 @@ class _Protocol(H2Protocol):
         handler.proto = self
         self.client: str | None = None
         self.who = "unknown peer"
+        self.peer = "unknown peer"
         self.counted = False
         self.paused = False
         self.calm = False
@@ -105,7 +106,9 @@ class _Protocol(H2Protocol):
         super().connection_made(transport)
         self.client = identity_from_peercert(transport.get_extra_info("peercert"))
         addr = transport.get_extra_info("peername")
-        self.who = f"{shown(self.client or '?')} ({addr[0]}:{addr[1]})" if addr else "?"
+        if addr:
+            self.peer = f"{addr[0]}:{addr[1]}"
+        self.who = f"{shown(self.client or '?')} ({self.peer})" if addr else "?"
         over = self.server.conns.open(self.client)
         self.counted = True
         if over is not None:
@@ -120,6 +123,16 @@ class _Protocol(H2Protocol):
         h2c = self.connection._connection
         h2c.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.server.limits.conn_streams})
         self.connection.flush()
+
+    def serial(self) -> int | None:
+        """The serial number of the client's certificate (None without one)."""
+        # grpclib deletes the connection (and it its transport) once the peer has left.
+        transport = getattr(getattr(self, "connection", None), "_transport", None)
+        if transport is None or transport.is_closing():
+            return None
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return x509.load_der_x509_certificate(der).serial_number if der else None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self.counted:
@@ -189,6 +202,8 @@ class _Handler(gserver.Handler):
         if self.refusal is not None:
             self.answered = True
             coro = _refuse(stream, *self.refusal, self.proto)
+            path = dict(headers).get(":path", "")
+            self.proto.server.refused(self.proto.client, self.proto.peer, path, *self.refusal)
         else:
             coro = gserver.request_handler(
                 self.mapping,
@@ -255,6 +270,10 @@ def _client_auth(transport: asyncio.BaseTransport) -> bool:
 _EKU_SEEN: dict[bytes, bool] = {}  # verdicts by certificate: clients reconnect with the same one
 
 
+def _ignore(*_args: object) -> None:
+    pass
+
+
 def _once(fn: Callable[[], Any]) -> Callable[[], None]:
     done = False
 
@@ -285,6 +304,21 @@ class GuardedServer(gserver.Server):
         super().__init__(handlers, config=window)
         self.limits = limits
         self.conns = _Conns(limits)
+        # Told of each call refused for its connection: (client, peer, :path, code, message).
+        self.refused: Callable[[str | None, str, str, Code, str], None] = _ignore
+
+    def close_revoked(self, serials: Collection[int]) -> list[str]:
+        """Close (GOAWAY, then close) every connection whose client certificate has one of
+        ``serials``; the clients closed, for the log. Their open streams end (UNAVAILABLE)."""
+        closed = []
+        for handler in list(self._handlers):
+            proto = getattr(handler, "proto", None)
+            if isinstance(proto, _Protocol) and proto.serial() in serials:
+                # At once: a closing TLS transport would wait for the client's close_notify
+                # (up to 30 s) with its streams still open.
+                proto.connection._transport.abort()
+                closed.append(proto.who)
+        return closed
 
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()

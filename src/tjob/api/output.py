@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
@@ -70,9 +71,10 @@ async def send_output(
     client: str,
     shares: OutputShares,
     stall_timeout: float,
+    sent: Callable[[int], object] | None = None,
 ) -> None:
     """Send what the job writes, within the client's share: one follower takes big reads
-    (throughput), a thousand take small ones."""
+    (throughput), a thousand take small ones. ``sent`` is told the bytes of each chunk sent."""
     shares.add(client)
     try:
         while True:
@@ -85,6 +87,8 @@ async def send_output(
                 else:
                     msg = pb.LogChunk(stream=convert.stream_to_pb(chunk.stream), data=chunk.data)
                 await _send(stream, msg, stall_timeout)
+                if sent is not None:
+                    sent(len(chunk.data))
             if not chunks:
                 await follower.wait_async()  # holding nothing while the job is quiet
     finally:

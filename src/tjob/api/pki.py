@@ -154,6 +154,8 @@ def init_dir(
     leaves = {SERVER_STEM: issue_server(ca, sans, leaf_days)}
     leaves.update({stem: issue_client(ca, cn, leaf_days) for stem, cn in DEFAULT_CLIENTS.items()})
     _make_dir(root)
+    for stale in (root / "issued.json", root / f"{CA_STEM}.crl"):  # the old CA's
+        stale.unlink(missing_ok=True)
     written: list[Path] = []
     # The CA goes last: if anything fails before, a rerun needs no --force.
     for stem, item in [*leaves.items(), (CA_STEM, ca)]:
@@ -347,6 +349,9 @@ def _write_pair(root: Path, stem: str, item: CertKey) -> list[Path]:
     crt, key = _crt(root, stem), _key(root, stem)
     _write(crt, item.cert_pem(), 0o644)
     _write(key, item.key_pem(), 0o600)
+    from tjob.api import certstore  # imports this module
+
+    certstore.record_issued(root, stem, item.cert)
     return [crt, key]
 
 

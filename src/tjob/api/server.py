@@ -34,6 +34,7 @@ import math
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -59,14 +60,18 @@ from ..errors import (
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
 from . import convert, listing, stats
+from .audit import AuditLog, argv_field, clip, method_of
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
 from .limits import ClientQuota, LimitExceeded, ServerLimits
 from .logtext import shown, shown_argv
+from .metrics import Metrics, running_by_owner
+from .observe import Observer, Outcome, note
 from .output import OutputShares, Stalled, send_output
 from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
+from .tls import ServerFiles, reload_context
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -131,9 +136,17 @@ class _Calls:
 class JobService(JobServiceBase):
     """``tjob.v1.JobService`` over an :class:`Engine`; every job access goes through the guard."""
 
-    def __init__(self, engine: Engine, policy: Policy) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: Policy,
+        *,
+        metrics: Metrics | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self._engine = engine
         self.policy = policy
+        self.observe = Observer(metrics, audit)
         self.guard = Guard(engine, policy.admins)
         self._calls = _Calls()
         self._starting: collections.Counter[str] = collections.Counter()
@@ -147,19 +160,23 @@ class JobService(JobServiceBase):
     async def Run(self, stream: Stream[pb.RunRequest, pb.JobStatus]) -> None:
         with self._rpc("run", stream) as caller:
             req = await _request(stream, pb.RunRequest, self._receiving(caller))
+            note(argv=argv_field(req.argv), env_keys=sorted(req.env)[:256])
             spec = self._spec(caller, req)
             if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
                 raise QuotaExceeded(
                     f"you have {self.policy.max_jobs} running jobs, the most this server "
-                    "allows one client; stop or wait for one first"
+                    "allows one client (tjobs --max-jobs); stop or wait for one first"
                 )
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
+            began = time.monotonic()
             try:
                 job = await self._engine.start_async(spec)
             finally:
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
                     del self._starting[caller.name]
+            note(job=job.id)
+            self.observe.started(job, time.monotonic() - began)
             st = job.status(usage=False)  # a job just started has used nothing yet
             log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
             await stream.send_message(convert.status_to_pb(st))
@@ -170,7 +187,9 @@ class JobService(JobServiceBase):
             grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
             if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
                 raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
+            note(job=clip(req.id))
             job = self.guard.job(caller, req.id)
+            note(job=job.id)
             was_running = job.running
             st = await job.stop_async(grace)
             if was_running:
@@ -201,7 +220,10 @@ class JobService(JobServiceBase):
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
             loop = asyncio.get_running_loop()
-            with job.follower(streams, req.skip, loop) as follower:
+            with (
+                job.follower(streams, req.skip, loop) as follower,
+                self.observe.following() as sent,
+            ):
                 await send_output(
                     stream,
                     follower,
@@ -209,6 +231,7 @@ class JobService(JobServiceBase):
                     client=caller.name,
                     shares=self._shares,
                     stall_timeout=self.policy.limits.stall_timeout,
+                    sent=sent,
                 )
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
@@ -236,7 +259,9 @@ class JobService(JobServiceBase):
     async def Remove(self, stream: Stream[pb.JobRef, pb.JobStatus]) -> None:
         with self._rpc("remove", stream) as caller:
             req = await _request(stream, pb.JobRef, self._receiving(caller))
+            note(job=clip(req.id))
             job = self.guard.job(caller, req.id)
+            note(job=job.id)
             st = job.status()
             await asyncio.to_thread(self._engine.remove, job.id)
             log.info("remove %s %s", caller, job.short_id)
@@ -254,32 +279,46 @@ class JobService(JobServiceBase):
         logs: bool = False,
         stats: bool = False,
     ) -> Iterator[Caller]:
-        """Authenticate the call and turn every failure into a gRPC status (and a log line).
+        """Authenticate the call and turn every failure into a gRPC status (and a log line);
+        count it in the metrics and, if it changes state, in the audit log.
 
         Streaming calls (Logs, Wait, Stats) are registered so that shutdown can end them with
         UNAVAILABLE instead of leaving clients hanging.
         """
+        with self.observe.call(name, _peer(stream)) as out, self._answering(name, out, streaming):
+            if self.closing:
+                raise ShuttingDown(SHUTTING_DOWN)
+            caller = self.guard.caller(stream.peer.cert())
+            out.identity = caller.name
+            self._quota.admit(caller.name)
+            with self._quota.call(caller.name, follow=logs, stats=stats):
+                yield caller
+
+    @contextlib.contextmanager
+    def _answering(self, name: str, out: Outcome, streaming: bool) -> Iterator[None]:
+        """Turn every failure into a gRPC status and a log line; the outcome says which."""
         task = asyncio.current_task()
         calls = self._calls.streams if streaming else self._calls.unary
         if task is not None:
             calls.add(task)
-        who = _peer(stream)
         try:
-            if self.closing:
-                raise ShuttingDown(SHUTTING_DOWN)
-            caller = self.guard.caller(stream.peer.cert())
-            who = str(caller)
-            self._quota.admit(caller.name)
-            with self._quota.call(caller.name, follow=logs, stats=stats):
-                yield caller
+            yield
         except asyncio.CancelledError:
+            out.code = Code.CANCELLED
             if self.closing and streaming and task is not None:
                 task.uncancel()  # we cancelled it to end the stream: answer instead
+                out.code = Code.UNAVAILABLE
                 raise GRPCError(Code.UNAVAILABLE, SHUTTING_DOWN) from None
             raise  # the client went away
-        except (GRPCError, StreamTerminatedError):
+        except GRPCError as err:
+            out.code, out.reason = err.status, err.message or ""
+            raise
+        except StreamTerminatedError:
+            out.code = Code.CANCELLED
             raise
         except Stalled:
+            out.code = Code.CANCELLED
+            who = out.peer if out.identity is None else shown(out.identity)
             log.info(
                 "reset a %s stream of %s: its peer took nothing for %gs",
                 name,
@@ -287,7 +326,8 @@ class JobService(JobServiceBase):
                 self.policy.limits.stall_timeout,
             )
         except Exception as exc:
-            code, message = _answer(exc)
+            out.code, out.reason = code, message = _answer(exc)
+            who = out.peer if out.identity is None else shown(out.identity)
             if code is Code.INTERNAL:
                 log.error(
                     "failed %s from %s: %s", name, who, shown(str(exc)), exc_info=not _expected(exc)
@@ -327,6 +367,10 @@ class JobService(JobServiceBase):
         mine = (j for j in self._engine.jobs() if j.owner == caller.name)
         return sum(1 for j in mine if j.running)
 
+    def jobs_now(self) -> tuple[int, dict[str, int]]:
+        """Running jobs, in all and per owner (the metrics' scrape-time snapshot)."""
+        return running_by_owner(self._engine.jobs())
+
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The handler tasks of the calls being served now."""
         return self._calls.streams | self._calls.unary
@@ -334,11 +378,20 @@ class JobService(JobServiceBase):
     async def close(self, timeout: float) -> None:
         """Refuse new calls, end open streams with UNAVAILABLE, wait (bounded) for the rest."""
         self.closing = True
+        self.observe.close()
         for task in list(self._calls.streams):
             task.cancel()
         pending = self.in_flight()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: revoked serials known now, connections closed."""
+
+    revoked: int
+    closed: list[str]
 
 
 class ApiServer:
@@ -347,14 +400,29 @@ class ApiServer:
     Create and use it inside the event loop that serves it.
     """
 
-    def __init__(self, engine: Engine, policy: Policy, tls: ssl.SSLContext) -> None:
-        self.service = JobService(engine, policy)
+    def __init__(
+        self,
+        engine: Engine,
+        policy: Policy,
+        tls: ssl.SSLContext,
+        *,
+        files: ServerFiles | None = None,
+        metrics: Metrics | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        """``files``: where ``tls`` was loaded from, for :meth:`reload`."""
+        self.service = JobService(engine, policy, metrics=metrics, audit=audit)
+        self._engine = engine
         self._tls = tls
+        self.files = files
+        self.metrics = metrics
+        self.audit = audit
         self._health = ServiceStatus()
         self._health.set(True)
         health = Health({self.service: [self._health]})
         handlers = ServerReflection.extend([self.service, health])
         self._server = GuardedServer(handlers, policy.limits)
+        self._server.refused = self._refused_conn
         listen(self._server, SendInitialMetadata, _send_version)
         self._started = False
         self._stopped = False
@@ -368,6 +436,30 @@ class ApiServer:
         else:
             await self._server.start(host, port, ssl=self._tls, reuse_address=True)
         self._started = True
+        if self.metrics is not None:
+            self.metrics.watch(asyncio.get_running_loop(), self.service.jobs_now)
+            for job in self._engine.jobs():  # re-adopted jobs end here too
+                self.service.observe.count_end(job)
+
+    def reload(self) -> Reloaded:
+        """Reload the certificate, key, CA and CRL from ``files`` (SIGHUP, or the CRL file
+        changed) and close the connections of clients whose certificate is now revoked.
+
+        Connections made from now on see the new files; open streams of other clients go on.
+        A bad file keeps the old credentials and is reported (TjobError).
+        """
+        if self.files is None:
+            raise TjobError("this server was not given its certificate files; cannot reload")
+        revoked = reload_context(self._tls, self.files)
+        closed = self._server.close_revoked(revoked) if revoked else []
+        for who in closed:
+            log.info("closed the connection of %s: its certificate is revoked", who)
+        return Reloaded(revoked=len(revoked), closed=closed)
+
+    def _refused_conn(self, client: str | None, peer: str, path: str, code: Code, why: str) -> None:
+        """A call refused for its connection (conn.py): metrics and audit see it too."""
+        out = Outcome(peer=peer, identity=client, code=code, reason=why)
+        self.service.observe.record(method_of(path), out)
 
     async def shutdown(self, timeout: float = 3.0) -> None:
         """Stop serving: health says NOT_SERVING, streams end, calls in flight get ``timeout``."""

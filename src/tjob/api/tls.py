@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tjob.errors import TjobError
@@ -22,13 +23,64 @@ if typing.TYPE_CHECKING:
 
 
 def server_context(
-    ca: str | os.PathLike[str], cert: str | os.PathLike[str], key: str | os.PathLike[str]
+    ca: str | os.PathLike[str],
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    crl: str | os.PathLike[str] | None = None,
 ) -> ssl.SSLContext:
-    """A TLS 1.3-only server context that requires a client certificate from ``ca``."""
+    """A TLS 1.3-only server context that requires a client certificate from ``ca``, not
+    revoked by the CRL file ``crl`` (if given and present)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.verify_mode = ssl.CERT_REQUIRED
     _configure(ctx, "server", Path(ca), Path(cert), Path(key))
+    if crl is not None:
+        _load_crl(ctx, Path(ca), Path(crl))
     return ctx
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """Where a server context's files are, so it can be reloaded."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path | None = None
+
+
+def reload_context(ctx: ssl.SSLContext, files: ServerFiles) -> frozenset[int]:
+    """Load the files again into the live ``ctx``: connections accepted from now on present the
+    new certificate and are checked against the new CA and CRL. Returns the revoked serials.
+
+    Everything is checked before ``ctx`` changes, so a bad file leaves it as it was. A context
+    only gains CRLs (OpenSSL cannot drop one); the newest (by lastUpdate) is the one used, and
+    ``tjobs certs revoke`` makes each CRL newer than the last.
+    """
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _configure(scratch, "server", files.ca, files.cert, files.key)
+    revoked = frozenset[int]()
+    if files.crl is not None:
+        revoked = _load_crl(scratch, files.ca, files.crl)
+    _configure(ctx, "server", files.ca, files.cert, files.key)
+    if files.crl is not None:
+        _load_crl(ctx, files.ca, files.crl)
+    return revoked
+
+
+def _load_crl(ctx: ssl.SSLContext, ca: Path, crl: Path) -> frozenset[int]:
+    """Check client certificates against the PEM CRL ``crl`` (signed by ``ca``), if it exists;
+    the serials it revokes."""
+    from tjob.api import certstore  # cryptography: the server side only
+
+    if not crl.exists():
+        return frozenset()
+    revoked = certstore.read_crl(crl, ca)
+    try:
+        ctx.load_verify_locations(cafile=crl)
+    except (ssl.SSLError, OSError) as err:
+        raise TjobError(f"cannot load CRL {crl}: {err}") from err
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return revoked
 
 
 def client_context(

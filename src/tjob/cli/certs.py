@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tjob.api import pki
 from tjob.errors import TjobError
@@ -17,6 +18,11 @@ _CA_DAYS = 365
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the certs flags to ``parser``."""
+    parser.epilog = (
+        "Also: `list [--dir DIR]` shows the issued certificates with expiry and revocation; "
+        "`revoke [--dir DIR] NAME|SERIAL` revokes a client's certificates (the CRL next to "
+        "the CA, which tjobs reloads)."
+    )
     parser.add_argument(
         "--dir", default=pki.DEFAULT_DIR, help="directory for the files (default %(default)s)"
     )
@@ -68,14 +74,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def manage(argv: list[str], prog: str = "tjobs certs") -> int:
+    """``list`` or ``revoke NAME|SERIAL``: the issued certificates, or revoke a client's."""
+    from tjob.api import certstore
+
+    parser = argparse.ArgumentParser(prog=f"{prog} {argv[0]}", allow_abbrev=False)
+    parser.add_argument(
+        "--dir", default=pki.DEFAULT_DIR, help="certificates directory (default %(default)s)"
+    )
+    if argv[0] == "revoke":
+        parser.description = (
+            "Revoke a client's certificates (by name: all of them; or one by serial) in the "
+            "CRL next to the CA; then reload tjobs (SIGHUP), which also watches the CRL file."
+        )
+        parser.add_argument("what", metavar="NAME|SERIAL")
+    args = parser.parse_args(argv[1:])
+    try:
+        if argv[0] == "revoke":
+            done = certstore.revoke(args.dir, args.what)
+            for e in done:
+                print(f"revoked {e.name} (serial {e.serial})")
+            if not done:
+                print(f"{args.what}: already revoked")
+            print(f"CRL: {certstore.crl_path(Path(args.dir) / 'ca.crt')}")
+            return 0
+        rows = certstore.issued(args.dir)
+    except TjobError as err:
+        print(f"{prog} {argv[0]}: {err}", file=sys.stderr)
+        return 1
+    print(f"{'KIND':<7} {'NAME':<20} {'EXPIRES (UTC)':<17} {'STATE':<8} SERIAL")
+    for e in rows:
+        expires = e.not_after[:16].replace("T", " ")
+        state = "revoked" if e.revoked else "valid"
+        print(f"{e.kind:<7} {e.name:<20} {expires:<17} {state:<8} {e.serial}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tjob.cli.certs``."""
     parser = argparse.ArgumentParser(
         prog="python -m tjob.cli.certs",
         description="Create the tjob CA and certificates, or add one client certificate.",
     )
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["list"], ["revoke"]):
+        return manage(args, parser.prog)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(parser.parse_args(args))
 
 
 def _days(text: str) -> int:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tjob.api.server import Policy
+    from tjob.api.tls import ServerFiles
     from tjob.cli import service
     from tjob.engine import Engine
 
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     _client_limit_flags(p)
+    from tjob.cli import ops
+
+    ops.add_flags(p, _flag)
     return p
 
 
@@ -245,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _certs(argv: list[str]) -> int:
     from tjob.cli import certs
 
+    if argv[:1] in (["list"], ["revoke"]):
+        return certs.manage(argv)
     parser = argparse.ArgumentParser(prog=f"{PROG} certs", allow_abbrev=False)
     certs.add_arguments(parser)
     return certs.run(parser.parse_args(argv))
@@ -329,8 +335,9 @@ def _job_user(name: str) -> str | int:
     return name
 
 
-def _tls(args: argparse.Namespace) -> ssl.SSLContext:
+def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext, ServerFiles]:
     from tjob.api import tls
+    from tjob.cli import ops
     from tjob.errors import TjobError
 
     for path, what in (
@@ -341,7 +348,8 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext:
         if not os.path.exists(path):
             _fail(f"{what} {path} not found (create the files with `tjobs certs`)")
     try:
-        return tls.server_context(args.ca, args.cert, args.key)
+        files = ops.tls_files(args)
+        return tls.server_context(files.ca, files.cert, files.key, files.crl), files
     except TjobError as err:
         _fail(str(err))
 
@@ -384,7 +392,7 @@ def _serve(args: argparse.Namespace) -> int:
     policy = _policy(args)
     if os.geteuid() != 0:
         _fail("must run as root for cgroups and namespaces (sudo tjobs)")
-    tls_ctx = _tls(args)
+    tls_ctx, files = _tls(args)
 
     import logging
 
@@ -419,13 +427,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import asyncio
 
-        return asyncio.run(_run(engine, policy, tls_ctx, args))
+        return asyncio.run(_run(engine, policy, (tls_ctx, files), args))
     finally:
         engine.close(stop_jobs=args.stop_on_exit)
 
 
 async def _run(
-    engine: Engine, policy: Policy, tls_ctx: ssl.SSLContext, args: argparse.Namespace
+    engine: Engine,
+    policy: Policy,
+    tls: tuple[ssl.SSLContext, ServerFiles],
+    args: argparse.Namespace,
 ) -> int:
     import asyncio
     import errno
@@ -434,10 +445,16 @@ async def _run(
 
     from tjob.api.logtext import shown
     from tjob.api.server import ApiServer
+    from tjob.cli import ops
+    from tjob.errors import TjobError
 
     log = logging.getLogger("tjobs")
     host, port = parse_host(args.host)
-    api = ApiServer(engine, policy, tls_ctx)
+    try:
+        audit, metrics = ops.open_audit(args), ops.start_metrics(args, log)
+    except TjobError as err:
+        _fail(str(err))
+    api = ApiServer(engine, policy, tls[0], files=tls[1], metrics=metrics, audit=audit)
     try:
         await api.start(host, port)
     except OSError as err:
@@ -450,11 +467,16 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # SIGHUP: re-read the config file; more reloadable state hooks on with reloader.add().
+    # SIGHUP: re-read the config file, and reload the certificates and the CRL.
     reloader: service.Reloader | None = getattr(args, "reloader", None)
     if reloader is not None:
         reloader.add(lambda new: logfmt.install(new.log_format), keys=["log-format"])
+        reloader.add(lambda new: ops.reload(api, log))
         loop.add_signal_handler(signal.SIGHUP, _reload, reloader)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, ops.reload, api, log)
+    ops.warn_expiry(tls[1], log)
+    crl_watch = asyncio.create_task(ops.watch_crl(api, log))
     caps = policy.caps
     log.info(
         "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
@@ -490,7 +512,11 @@ async def _run(
     service.notify("STOPPING=1")
     log.info("shutting down")
     pruner.cancel()
+    crl_watch.cancel()
     await api.shutdown()
+    for done in (metrics, audit):
+        if done is not None:
+            done.close()
     running = sum(1 for j in engine.jobs() if not j.status().state.finished)
     if args.stop_on_exit:
         log.info("stopping %d running jobs (--stop-on-exit)", running)

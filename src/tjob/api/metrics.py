@@ -1,0 +1,167 @@
+"""Prometheus metrics of the API server (``tjobs --metrics ADDR``), on a registry of its own.
+
+Events (calls, refusals, starts, ends, bytes sent) are counted where they happen on the event
+loop: a ``prometheus_client`` counter increment is about a microsecond (an uncontended
+``threading.Lock``). What is a state rather than an event (jobs running, per client) is read
+when Prometheus scrapes: the HTTP thread asks the event loop for a snapshot, so the job table is
+only ever touched on the loop.
+
+Label values come from fixed sets (method names, gRPC codes, job states, limit flags) except
+``client``, which is bounded: the :data:`TOP_CLIENTS` clients with the most running jobs by
+name, the rest summed under ``client="other"`` — a client that connects with many common names
+adds at most that many series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+TOP_CLIENTS = 20  # clients named in tjob_client_running_jobs; the rest are client="other"
+OTHER = "other"
+SNAPSHOT_TIMEOUT = 5.0  # seconds a scrape waits for the event loop
+# The limits a refusal can name (their tjobs flags without the dashes); anything else is
+# "other", so a client cannot make up label values (its name is part of some messages).
+LIMITS = frozenset(
+    {
+        "max-conns",
+        "client-conns",
+        "client-calls",
+        "client-follows",
+        "max-follows",
+        "client-stats",
+        "client-rate",
+        "max-jobs",
+    }
+)
+_FLAG = re.compile(r"tjobs --([a-z-]+)")
+START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+Snapshot = tuple[int, dict[str, int]]  # running jobs, running jobs by owner
+
+
+def limit_name(message: str) -> str:
+    """The limit a refusal message names (its flag, the last one the server wrote), or other."""
+    for flag in reversed(_FLAG.findall(message)):
+        if flag in LIMITS:
+            return str(flag)
+    return OTHER
+
+
+def top_clients(by_client: dict[str, int], top: int = TOP_CLIENTS) -> dict[str, int]:
+    """The ``top`` clients with most running jobs by name, the rest summed as ``other``."""
+    ranked = sorted(by_client.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(ranked[:top])
+    rest = sum(n for _, n in ranked[top:])
+    if rest or len(ranked) > top:
+        out[OTHER] = out.get(OTHER, 0) + rest
+    return out
+
+
+class Metrics:
+    """The metric objects; ``serve`` exposes them over plain HTTP."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.started = Counter("tjob_jobs_started", "Jobs started through the API", registry=r)
+        self.ended = Counter(
+            "tjob_jobs_ended", "Jobs seen ending, by final state", ["state"], registry=r
+        )
+        self.start_seconds = Histogram(
+            "tjob_job_start_seconds",
+            "Time from a valid Run request to its job running",
+            buckets=START_BUCKETS,
+            registry=r,
+        )
+        self.rpcs = Counter(
+            "tjob_rpcs", "RPCs answered, by method and gRPC code", ["method", "code"], registry=r
+        )
+        self.followers = Gauge("tjob_log_followers", "Logs calls being served now", registry=r)
+        self.streamed = Counter(
+            "tjob_output_streamed_bytes", "Job output bytes sent to Logs calls", registry=r
+        )
+        self.refusals = Counter(
+            "tjob_limit_refusals", "Calls refused by a limit, by its tjobs flag", ["limit"],
+            registry=r,
+        )  # fmt: skip
+        self._jobs = _JobsCollector()
+        r.register(self._jobs)
+        self._http: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def refused(self, message: str) -> None:
+        """Count a RESOURCE_EXHAUSTED refusal under the limit its message names."""
+        self.refusals.labels(limit_name(message)).inc()
+
+    def watch(self, loop: asyncio.AbstractEventLoop, snapshot: Callable[[], Snapshot]) -> None:
+        """Read the running jobs at each scrape with ``snapshot`` (called on ``loop``)."""
+        self._jobs.loop, self._jobs.snapshot = loop, snapshot
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0: any) in a thread; the address bound."""
+        http, self._thread = start_http_server(port, host, registry=self.registry)
+        self._http = http
+        bound = http.server_address
+        return str(bound[0]), int(bound[1])
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class _JobsCollector(Collector):
+    """Running jobs now, in all and per client (bounded), read from the loop at each scrape."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.snapshot: Callable[[], Snapshot] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected per scrape; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        running, by_client = self._read()
+        yield _gauge("tjob_jobs_running", "Jobs running now", running)
+        yield _gauge("tjob_jobs_queued", "Jobs waiting to start (tjobs has no queue: 0)", 0)
+        g = GaugeMetricFamily(
+            "tjob_client_running_jobs",
+            f"Running jobs per client: the top {TOP_CLIENTS} by name, the rest as other",
+            labels=["client"],
+        )
+        for name, n in top_clients(by_client).items():
+            g.add_metric([name], n)
+        yield g
+
+    def _read(self) -> Snapshot:
+        loop, snapshot = self.loop, self.snapshot
+        if loop is None or snapshot is None or loop.is_closed():
+            return 0, {}
+
+        async def take() -> Snapshot:
+            return snapshot()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(take(), loop).result(SNAPSHOT_TIMEOUT)
+        except Exception:
+            return 0, {}
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def running_by_owner(jobs: Iterable[Any]) -> Snapshot:
+    """(running jobs, running jobs per owner) of engine jobs."""
+    by: Tally[str] = Tally(j.owner for j in jobs if j.running)
+    return sum(by.values()), dict(by)

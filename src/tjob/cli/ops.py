@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from tjob.api.server import ApiServer
     from tjob.api.tls import ServerFiles
 
-CRL_POLL = 2.0  # seconds between looks at the CRL file: a revocation applies within this
 AUDIT_FILE = "audit.log"
 
 
@@ -155,18 +154,27 @@ def reload(api: ApiServer, log: logging.Logger) -> None:
         warn_expiry(api.files, log)
 
 
-async def watch_crl(api: ApiServer, log: logging.Logger, interval: float = CRL_POLL) -> None:
-    """Reload when the CRL file changes (a stat every ``interval`` seconds)."""
+async def watch_crl(api: ApiServer, log: logging.Logger) -> None:
+    """Reload when the CRL file changes: woken by inotify on its directory (``tjobs certs
+    revoke`` replaces the file), so a revocation applies at once, without polling."""
     if api.files is None or api.files.crl is None:
         return
+    from tjob.watch import Hub
+
     crl = api.files.crl
-    seen = _stamp(crl)
-    while True:
-        await asyncio.sleep(interval)
-        now = _stamp(crl)
-        if now != seen:
-            seen = now
-            reload(api, log)
+    hub = Hub()
+    try:
+        with hub.subscribe(str(crl.parent), asyncio.get_running_loop()) as changed:
+            seen = _stamp(crl)
+            while True:
+                changed.clear()  # before looking: a change after this wakes the next wait
+                now = _stamp(crl)
+                if now != seen:
+                    seen = now
+                    reload(api, log)
+                await changed.wait_async()
+    finally:
+        hub.close()
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -29,7 +29,10 @@ class BuildShim(build_ext):
         )
         path = self.get_ext_fullpath(ext.name)
         self.compiler.link_executable(
-            objects, os.path.basename(path), output_dir=os.path.dirname(path)
+            objects,
+            os.path.basename(path),
+            output_dir=os.path.dirname(path),
+            libraries=ext.libraries,
         )
 
 
@@ -37,7 +40,13 @@ setup(
     ext_modules=[
         Extension(
             SHIM,
-            sources=["src/tjob/shim.c"],
+            sources=[
+                "src/tjob/shim.c",
+                "src/tjob/shim/jail_filter.c",
+                "src/tjob/shim/jail_mounts.c",
+                "src/tjob/shim/jail_privs.c",
+            ],
+            libraries=["seccomp"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
         )
     ],

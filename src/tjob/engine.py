@@ -24,11 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cgroups
+from . import cgroups, jail
 from .devices import check_block_device, device_of
 from .errors import (
     AmbiguousJobId,
@@ -52,7 +52,7 @@ from .jobdir import (
     write_json,
 )
 from .logstore import READ_SIZE, Chunk, LogReader
-from .spec import DEFAULT_LIMITS, JobSpec, Limits
+from .spec import DEFAULT_LIMITS, MIB, JobSpec, Limits
 from .status import JobState, JobStatus, Stream, Usage
 from .store import Store
 from .watch import Hub
@@ -392,6 +392,8 @@ class Engine:
         defaults: Limits = DEFAULT_LIMITS,
         device: str | None = None,
         output_cap: int = 1 << 30,
+        hide: Sequence[str] = (),
+        seccomp: str | Path | None = jail.DEFAULT_PROFILE,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -410,6 +412,9 @@ class Engine:
         dev = check_block_device(device) if device else device_of("/")
         self.device = f"{dev[0]}:{dev[1]}" if dev else None
         self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent)
+        # The jail (jail.py): checked once here, so that a bad profile or kernel fails now.
+        self._jail = jail.settings([*jail.DEFAULT_HIDE, str(self.state_dir), *hide], seccomp)
+        jail.check(self._jail)
         self._cg.setup()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
@@ -440,7 +445,12 @@ class Engine:
             f"import sys; sys.path.insert(0, {pkg_parent!r}); from tjob.spawner import main; main()"
         )
         conf = json.dumps(
-            {"version": self._cg.version, "root": str(self._cg.root), "parent": self._cg.parent}
+            {
+                "version": self._cg.version,
+                "root": str(self._cg.root),
+                "parent": self._cg.parent,
+                "jail": self._jail,
+            }
         )
         with open(self.state_dir / "spawner.log", "ab") as log:
             self._fs = subprocess.Popen(
@@ -532,7 +542,17 @@ class Engine:
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
-        create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
+        blob = exec_blob(
+            job_id[:8],
+            spec.cwd,
+            ids,
+            procs,
+            spec.argv,
+            env,
+            (limits.memory_mb or 0) * MIB,
+            jail.rlimits(self.output_cap),
+        )
+        create_file(jdir / EXEC_FILE, blob)
         create_file(jdir / SPEC_FILE, json.dumps(req).encode())
         major, _, minor = (device or "").partition(":")
         # The fork server makes the job's cgroup, the supervisor its log: the request stays

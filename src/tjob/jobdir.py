@@ -46,14 +46,18 @@ def exec_blob(
     procs: Sequence[str],
     argv: Sequence[str],
     env: Mapping[str, str],
+    scratch: int = 0,
+    rlimits: Sequence[str] = (),
 ) -> bytes:
     """exec.bin for the job's init (shim.c): NUL-terminated fields, lists led by their length.
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
-    relative to the cgroup root."""
+    relative to the cgroup root. ``scratch``: the size of the job's tmpfs (0: the default);
+    ``rlimits``: ``NAME=SOFT:HARD`` (jail.py)."""
     uid, gid = (str(ids[0]), str(ids[1])) if ids else ("-", "-")
     fields = [hostname, cwd, uid, gid, str(len(procs)), *procs, str(len(argv)), *argv]
     fields += [str(len(env)), *(f"{k}={v}" for k, v in env.items())]
+    fields += [str(scratch), str(len(rlimits)), *rlimits]  # jail (issue 13): appended
     return b"".join(os.fsencode(f) + b"\0" for f in fields)
 
 

@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shim/jail.h"
+
 #define PIPE_SIZE (1 << 20)
 /* Per read from a pipe: frames of 1 MiB sped up one gRPC follower but cost a thousand of them
  * 30% more server memory; 256 KiB ones slowed the one follower. */
@@ -121,11 +123,16 @@ static ssize_t recv_with_fds(int sock, char *buf, size_t size, int *fds, int max
 /* ----------------------------------------------------------------------------- the command */
 
 /* exec.bin: NUL-terminated fields: hostname, cwd, uid, gid ("-" = keep root), the count and
- * paths of the cgroup files to join (relative to the cgroup root), argc and argv, envc and env. */
+ * paths of the cgroup files to join (relative to the cgroup root), argc and argv, envc and env;
+ * then (jail, issue 13; absent in older files) the scratch tmpfs size in bytes, and the count
+ * and "NAME=SOFT:HARD" rlimits. */
 struct job {
     char *hostname, *cwd, *uid, *gid;
     int nprocs, argc, envc;
     char **procs, **argv, **envp;
+    char *scratch; /* jail */
+    int nrlimits;
+    char **rlimits;
 };
 
 static char *read_fd(int fd, size_t *len) {
@@ -179,6 +186,12 @@ static int parse_job(char *buf, size_t len, struct job *job) {
     LIST(job->nprocs, job->procs);
     LIST(job->argc, job->argv);
     LIST(job->envc, job->envp);
+    job->scratch = NULL; /* jail: optional trailing fields */
+    job->nrlimits = 0;
+    if (p < end) {
+        NEXT(job->scratch);
+        LIST(job->nrlimits, job->rlimits);
+    }
 #undef NEXT
 #undef LIST
     return job->argc > 0 ? 0 : -1;
@@ -231,6 +244,8 @@ static void exec_command(struct job *job, int *procs, int out_w, int err_w, int 
     setsid();
     int null = open("/dev/null", O_RDONLY);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) goto fail;
+    stage = "rlimits";
+    if (jail_set_rlimits(job->rlimits, job->nrlimits)) goto fail; /* jail: as root */
     if (strcmp(job->gid, "-") != 0) {
         stage = "user";
         target = job->uid;
@@ -243,6 +258,9 @@ static void exec_command(struct job *job, int *procs, int out_w, int err_w, int 
     stage = "chdir";
     target = job->cwd;
     if (chdir(job->cwd)) goto fail;
+    stage = "seccomp";
+    target = "-";
+    if (jail_load_filter()) goto fail; /* jail: last before exec */
     stage = "exec";
     target = job->argv[0];
     exec_path(job->argv, job->envp);
@@ -275,23 +293,11 @@ static void report(int fd, const char *fmt, ...) {
     write_all(fd, line, (size_t)n);
 }
 
-/* Private mount tree (nothing propagates to the host), a /proc of this PID namespace, a
- * read-only /sys of this network namespace (hiding the host's cgroupfs), and a /tmp and
- * /dev/shm of the job's own, whose pages count against its memory limit. */
+/* New mount, network, UTS and IPC namespaces, loopback up; then the jail's mounts (shim/
+ * jail_mounts.c): a private read-only view of the host, /proc of this PID namespace, a
+ * read-only /sys of this network namespace, a minimal /dev, private scratch tmpfs. */
 static int enter_job_namespaces(void) {
     if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)) return -1;
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) return -1;
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) return -1;
-    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      NULL))
-        return -1;
-    const char *scratch[] = {"/tmp", "/dev/shm"};
-    for (int i = 0; i < 2; i++) {
-        struct stat st;
-        if (stat(scratch[i], &st) == 0 && S_ISDIR(st.st_mode) &&
-            mount("tmpfs", scratch[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-            return -1;
-    }
     /* A new network namespace has only lo, and it starts down. */
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
@@ -311,7 +317,7 @@ static int enter_job_namespaces(void) {
         write_all(f, "0 2147483647", 12);
         close(f);
     }
-    return 0;
+    return jail_enter_root(); /* jail: after the sysctl above, as /proc/sys is read-only */
 }
 
 /* The command's pid as the host sees it, through the host's /proc (opened before ours was
@@ -341,6 +347,10 @@ static int run_init(int chan, int rep_w, const char *cgroup_root) {
         report(rep_w, "F namespaces %d -\n", errno);
         return 1;
     }
+    if (jail_drop_privileges()) { /* jail: capabilities, securebits, keyring, cmdline */
+        report(rep_w, "F privileges %d -\n", errno);
+        return 1;
+    }
     char msg[16];
     int fds[3], nfds;
     ssize_t n = recv_with_fds(chan, msg, sizeof msg, fds, 3, &nfds);
@@ -353,6 +363,10 @@ static int run_init(int chan, int rep_w, const char *cgroup_root) {
     struct job job;
     if (!blob || parse_job(blob, len, &job)) {
         report(rep_w, "F setup %d -\n", EINVAL);
+        return 1;
+    }
+    if (jail_size_scratch(job.scratch)) { /* jail: per-job tmpfs size */
+        report(rep_w, "F scratch %d -\n", errno);
         return 1;
     }
     int *procs = calloc((size_t)job.nprocs + 1, sizeof(int));
@@ -759,9 +773,21 @@ static int zygote(int ctl, const char *cgroup_root, const struct recorder *rec) 
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7 || strcmp(argv[1], "zygote") != 0) {
-        fprintf(stderr, "usage: tjob-shim zygote CTL_FD CGROUP_ROOT PYTHON CODE CONF\n"
+    char err[256];
+    if (argc == 3 && strcmp(argv[1], "jail-check") == 0) { /* jail: the engine's start-up check */
+        if (jail_setup(argv[2], NULL, 0, err, sizeof err) || jail_check(err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    if ((argc != 7 && argc != 8) || strcmp(argv[1], "zygote") != 0) {
+        fprintf(stderr, "usage: tjob-shim zygote CTL_FD CGROUP_ROOT PYTHON CODE CONF [JAIL]\n"
                         "(started by tjob's fork server, not by hand)\n");
+        return 2;
+    }
+    if (argc == 8 && jail_setup(argv[7], argv, argc, err, sizeof err)) { /* jail: settings */
+        fprintf(stderr, "tjob-shim: %s\n", err);
         return 2;
     }
     struct recorder rec = {argv[4], argv[5], argv[6]};

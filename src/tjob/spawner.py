@@ -52,8 +52,10 @@ class _Zygote:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Reaped by the kernel (SIGCHLD is ignored here); stderr is the engine's spawner.log.
         ctl = str(theirs.fileno())
+        jail = json.loads(conf).get("jail")  # the jail's settings (jail.py), if any
         subprocess.Popen(
-            [str(SHIM), "zygote", ctl, str(cg.root), sys.executable, RECORDER, conf],
+            [str(SHIM), "zygote", ctl, str(cg.root), sys.executable, RECORDER, conf]
+            + ([jail] if jail is not None else []),
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -1,0 +1,21 @@
+/* The settings jail_setup parsed, shared by the jail's files (not by shim.c). */
+#ifndef TJOB_JAIL_INTERNAL_H
+#define TJOB_JAIL_INTERNAL_H
+
+#include <linux/filter.h>
+
+struct jail_settings {
+    char **hide;
+    int nhide;
+    struct sock_fprog filter; /* .len 0: no filter (seccomp unconfined) */
+    int skip_mounts, skip_privs; /* TJOB_JAIL_SKIP, to measure what each costs */
+    char *args;                  /* the zygote's argv text, blanked out of init's cmdline */
+    size_t args_len;
+};
+
+extern struct jail_settings jail;
+
+/* Compile the "default"/"arch"/"rule" lines into jail.filter; -1 and a message on error. */
+int jail_compile_filter(char **lines, int count, char *err, size_t errlen);
+
+#endif

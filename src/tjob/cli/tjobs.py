@@ -122,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="most running jobs per client identity (default 64)",
     )
+    _flag(
+        p,
+        "hide",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="host path jobs must not see (an empty directory or file is shown instead); "
+        "repeatable, adds to the defaults: /home /root /boot /srv /mnt /media /etc/tjob, "
+        "the state dir and the certificates' directories",
+    )
+    _flag(
+        p,
+        "seccomp",
+        default=None,
+        metavar="PATH",
+        help="seccomp profile for jobs, in Docker's JSON format (default: tjob's own, "
+        "src/tjob/seccomp.json); 'unconfined' for none",
+    )
     return p
 
 
@@ -258,13 +276,27 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)
+        # The jail hides the certificates' directories (the server's key) from every job.
+        certs = {os.path.dirname(os.path.abspath(p)) for p in (args.ca, args.cert, args.key)}
+        certs.discard("/")
         return Engine(
-            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+            args.state_dir,
+            defaults=policy.caps,
+            device=args.mnt,
+            output_cap=args.output_cap,
+            hide=[*sorted(certs), *args.hide],
+            seccomp=_seccomp(args.seccomp),
         )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
     except OSError as err:
         _fail(f"cannot manage jobs in {args.state_dir}: {err.strerror or err}")
+
+
+def _seccomp(flag: str | None) -> str:
+    from tjob import jail
+
+    return str(jail.DEFAULT_PROFILE) if flag is None else flag
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -340,6 +372,10 @@ async def _run(
         policy.job_user,
         ", ".join(sorted(policy.admins)) or "none",
     )
+    if args.seccomp == "unconfined":
+        log.warning("jobs run without a seccomp filter (--seccomp unconfined)")
+    elif args.seccomp is not None:
+        log.info("jobs' seccomp profile: %s", args.seccomp)
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()
     log.info("shutting down")

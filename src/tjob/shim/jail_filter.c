@@ -175,7 +175,7 @@ int jail_check(char *err, size_t errlen) {
     if (child == 0) {
         const char *stage = "mount namespace";
         int ok = unshare(CLONE_NEWNS) == 0;
-        if (ok) stage = "read-only root", ok = jail_enter_root() == 0;
+        if (ok && !jail.skip_mounts) stage = "read-only root", ok = jail_enter_root() == 0;
         if (ok) stage = "privileges", ok = jail_drop_privileges() == 0;
         if (ok) stage = "no_new_privs", ok = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
         if (ok) stage = "seccomp filter", ok = jail_load_filter() == 0;

@@ -30,9 +30,10 @@ static int drop_capabilities(void) {
     if (syscall(SYS_capget, &head, data)) return -1;
     data[0].inheritable = data[1].inheritable = 0;
     if (syscall(SYS_capset, &head, data)) return -1;
-    /* Not SECBIT_NO_SETUID_FIXUP: the command's setuid must still clear its capabilities. */
-    int bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-               SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    /* Not SECBIT_NO_SETUID_FIXUP: the command's setuid must still clear its capabilities. Not
+     * SECBIT_KEEP_CAPS_LOCKED: ping (iputils) calls PR_SET_KEEPCAPS, harmless without caps. */
+    int bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+               SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     return prctl(PR_SET_SECUREBITS, bits, 0, 0, 0);
 }
 

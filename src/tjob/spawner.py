@@ -52,7 +52,11 @@ class _Zygote:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Reaped by the kernel (SIGCHLD is ignored here); stderr is the engine's spawner.log.
         ctl = str(theirs.fileno())
-        jail = json.loads(conf).get("jail")  # the jail's settings (jail.py), if any
+        # The jail's settings (jail.py), if any: the zygote's last argument, not in the
+        # configuration its supervisors hand to the recorder.
+        c = json.loads(conf)
+        jail = c.pop("jail", None)
+        conf = json.dumps(c)
         subprocess.Popen(
             [str(SHIM), "zygote", ctl, str(cg.root), sys.executable, RECORDER, conf]
             + ([jail] if jail is not None else []),

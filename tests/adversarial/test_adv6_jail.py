@@ -367,3 +367,18 @@ def test_tjobs_refuses_a_bad_profile_in_one_line(certs: Path, tmp_path: Path) ->
     log = server.rest()
     assert len(log) == 1 and log[0].startswith("tjobs: cannot manage jobs: seccomp profile "), log
     assert "none.json: No such file or directory" in log[0]
+
+
+def test_devices_cgroup_allows_only_the_minimal_nodes(case: Case) -> None:
+    devices = Path("/sys/fs/cgroup/devices")
+    if not (devices / "devices.list").exists():
+        pytest.skip("no cgroup v1 devices controller (cgroup v2: the minimal /dev alone)")
+    with fifo() as gate:
+        st = run(case, ["cat", str(gate)])
+        allowed = (devices / case.h.cgroup_parent / st.id / "devices.list").read_text()
+        gate.release()
+        case.stub().Wait(pb.JobRef(id=st.id), timeout=HANG)
+    assert allowed.split("\n")[:-1] == [
+        "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+        "c 5:2 rwm", "c 136:* rwm",
+    ]  # fmt: skip

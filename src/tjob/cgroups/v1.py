@@ -22,6 +22,12 @@ from .base import (
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
 CFS_PERIOD_US = 100_000
+# The jail's minimal /dev (shim/jail_mounts.c), as a devices-cgroup allowlist: null, zero,
+# full, random, urandom, tty, ptmx and the job's own ptys. Used where the devices controller
+# is mounted: the jail alone already keeps other nodes out of a job's reach (no CAP_MKNOD, no
+# mount), this also stops a node reached some other way.
+DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+           "c 5:2 rwm", "c 136:* rwm")  # fmt: skip
 
 
 class CgroupV1(CgroupBackend):
@@ -47,6 +53,9 @@ class CgroupV1(CgroupBackend):
         seen: dict[Path, Path] = {}
         for c in CONTROLLERS:
             seen.setdefault(self._hier[c].resolve(), self._hier[c])
+        if (self.root / "devices" / "devices.deny").exists():  # optional: the jail's allowlist
+            self._hier["devices"] = self.root / "devices"
+            seen.setdefault(self._hier["devices"].resolve(), self._hier["devices"])
         self._hiers = list(seen.values())
         self._memsw = (self._hier["memory"] / "memory.memsw.limit_in_bytes").exists()
         for hier in self._hiers:
@@ -72,6 +81,11 @@ class CgroupV1(CgroupBackend):
             if self._memsw:
                 write(mem / "memory.memsw.limit_in_bytes", nbytes)
             write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
+            if "devices" in self._hier:
+                dev_dir = self._dir("devices", job_id)
+                write(dev_dir / "devices.deny", "a")
+                for rule in DEVICES:
+                    write(dev_dir / "devices.allow", rule)
             if limits.device is not None:
                 blk = self._dir("blkio", job_id)
                 dev = f"{limits.device[0]}:{limits.device[1]}"

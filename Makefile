@@ -8,8 +8,13 @@ STAMP   := $(VENV)/.installed
 
 install: $(STAMP)
 
-# setup.py builds tjob-shim from src/tjob/shim.c into the package (needs a C compiler).
-$(STAMP): pyproject.toml setup.py src/tjob/shim.c
+# setup.py builds tjob-shim from src/tjob/shim.c and src/tjob/shim/*.c into the package (needs a
+# C compiler and libseccomp's headers: installed with apt if missing; git and gcc are what the
+# jail's tests compile and commit with inside a job).
+$(STAMP): pyproject.toml setup.py src/tjob/shim.c $(wildcard src/tjob/shim/*.c src/tjob/shim/*.h)
+	@[ -f /usr/include/seccomp.h ] && command -v git >/dev/null || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends libseccomp-dev git; }
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'

@@ -28,6 +28,10 @@ from tjob.spec import JobSpec, Limits
 pytestmark = ROOT
 
 MACHINE = platform.machine()
+MINIMAL_DEV = {
+    "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd",
+    "stdin", "stdout", "stderr",
+}  # fmt: skip
 
 
 def run(case: Case, argv: list[str], stem: str = "cli", **kw: Any) -> pb.JobStatus:
@@ -107,10 +111,7 @@ def test_pid_1_argv_names_no_install_path(case: Case) -> None:
 def test_dev_holds_only_the_minimal_nodes(case: Case) -> None:
     got = sh(case, "ls -A /dev; echo; ls -A /dev/pts; echo; ls -l /dev/ptmx; ls /dev/fuse 2>&1")
     dev, pts, rest = got.split("\n\n", 2)
-    assert set(dev.split()) == {
-        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd",
-        "stdin", "stdout", "stderr",
-    }  # fmt: skip
+    assert set(dev.split()) == MINIMAL_DEV
     assert pts.split() == ["ptmx"]  # a devpts of the job's own: none of the host's ptys
     assert "-> pts/ptmx" in rest and "No such file" in rest  # no /dev/fuse, /dev/net/tun, ...
 
@@ -281,6 +282,28 @@ def _run(engine: tjob.Engine, script: str, **kw: Any) -> tuple[int | None, str]:
     return st.exit_code, b"".join(c.data for c in job.output()).decode(errors="replace")
 
 
+@pytest.mark.cgroup2
+def test_the_jail_holds_on_this_kernel(engine: tjob.Engine) -> None:
+    """The jail's essentials through the library alone, so the cgroup v2 lane runs them too."""
+    script = """
+        grep Seccomp: /proc/self/status
+        touch /etc/planted 2>&1 | grep -c 'Read-only'
+        ls -A /dev | tr '\\n' ' '; echo
+        wc -c < /proc/cmdline
+        ls -A /home | wc -l
+        unshare -U true 2>&1 | grep -c 'not permitted'
+        echo x > /var/tmp/x && echo x > /run/lock/x && echo scratch-ok
+    """
+    code, got = _run(engine, script)
+    assert code == 0, got
+    lines = got.splitlines()
+    assert lines[0].split() == ["Seccomp:", "2"], got
+    assert lines[1] == "1", got
+    assert set(lines[2].split()) == MINIMAL_DEV, got
+    assert lines[3:] == ["0", "0", "1", "scratch-ok"], got
+
+
+@pytest.mark.cgroup2
 def test_ordinary_work_runs_in_the_jail(engine: tjob.Engine) -> None:
     script = """
         set -e

@@ -173,9 +173,11 @@ int jail_check(char *err, size_t errlen) {
     pid_t child = fork();
     if (child < 0) return -1;
     if (child == 0) {
-        const char *stage = "mount namespace";
-        int ok = unshare(CLONE_NEWNS) == 0;
-        if (ok && !jail.skip_mounts) stage = "read-only root", ok = jail_enter_root() == 0;
+        const char *stage = "namespaces";
+        /* A network namespace too, as init has: sysfs is one superblock per namespace, and
+         * mounting it over the host's own is refused (EBUSY). */
+        int ok = unshare(CLONE_NEWNS | CLONE_NEWNET) == 0;
+        if (ok) stage = "read-only root", ok = jail_enter_root() == 0;
         if (ok) stage = "privileges", ok = jail_drop_privileges() == 0;
         if (ok) stage = "no_new_privs", ok = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
         if (ok) stage = "seccomp filter", ok = jail_load_filter() == 0;

@@ -155,11 +155,6 @@ def settings(hide: Iterable[str], seccomp: str | Path | None) -> str:
         lines.append(f"hide {real}")
     if seccomp is not None and str(seccomp) != UNCONFINED:
         lines += profile_rules(seccomp)
-    # To measure what each part costs (bench): TJOB_JAIL_SKIP=mounts,privs,filter.
-    skip = set(os.environ.get("TJOB_JAIL_SKIP", "").split(","))
-    if "filter" in skip:
-        lines = [ln for ln in lines if ln.startswith("hide ")]
-    lines += [f"skip {part}" for part in sorted(skip & {"mounts", "privs"})]
     return "\n".join(lines)
 
 

@@ -151,8 +151,6 @@ int jail_setup(const char *settings, char **argv, int argc, char *err, size_t er
     int n = 0;
     for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         if (strncmp(l, "hide /", 6) == 0) jail.hide[jail.nhide++] = l + 5;
-        else if (strcmp(l, "skip mounts") == 0) jail.skip_mounts = 1;
-        else if (strcmp(l, "skip privs") == 0) jail.skip_privs = 1;
         else lines[n++] = l;
     }
     if (argc > 0) { /* argv's strings are contiguous: from the first to the last one's NUL */

@@ -8,7 +8,6 @@ struct jail_settings {
     char **hide;
     int nhide;
     struct sock_fprog filter; /* .len 0: no filter (seccomp unconfined) */
-    int skip_mounts, skip_privs; /* TJOB_JAIL_SKIP, to measure what each costs */
     char *args;                  /* the zygote's argv text, blanked out of init's cmdline */
     size_t args_len;
 };

@@ -165,22 +165,7 @@ static int hide_paths(void) {
     return 0;
 }
 
-/* Before the jail (TJOB_JAIL_SKIP=mounts, for measuring what it costs): the old mounts. */
-static int legacy_mounts(void) {
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) return -1;
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) return -1;
-    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
-        return -1;
-    const char *scratch[] = {"/tmp", "/dev/shm"};
-    for (int i = 0; i < 2; i++)
-        if (is_dir(scratch[i]) &&
-            mount("tmpfs", scratch[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-            return -1;
-    return 0;
-}
-
 int jail_enter_root(void) {
-    if (jail.skip_mounts) return legacy_mounts();
     if (bind_host_root() || make_dev() || make_scratch() || make_proc_sys() || hide_paths())
         return -1;
     /* pivot_root(".", "."): the old root ends up stacked on the new one, then detached. */
@@ -191,7 +176,7 @@ int jail_enter_root(void) {
 }
 
 int jail_size_scratch(const char *bytes) {
-    if (jail.skip_mounts || !bytes || !*bytes || strcmp(bytes, "0") == 0) return 0;
+    if (!bytes || !*bytes || strcmp(bytes, "0") == 0) return 0;
     char opts[64], path[PATH_MAX];
     for (size_t i = 0; i < NSCRATCH; i++) {
         snprintf(path, sizeof path, "/%s", SCRATCH[i].path);

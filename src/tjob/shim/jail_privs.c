@@ -49,7 +49,6 @@ static void hide_cmdline(void) {
 }
 
 int jail_drop_privileges(void) {
-    if (jail.skip_privs) return 0;
     /* A session keyring of the job's own (anonymous, owned by root, charged to root's key
      * quota, not to the job user's small one), not tjobs' session keyring. */
     if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0) return -1;

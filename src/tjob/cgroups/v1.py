@@ -25,7 +25,8 @@ CFS_PERIOD_US = 100_000
 # The jail's minimal /dev (shim/jail_mounts.c), as a devices-cgroup allowlist: null, zero,
 # full, random, urandom, tty, ptmx and the job's own ptys. Used where the devices controller
 # is mounted: the jail alone already keeps other nodes out of a job's reach (no CAP_MKNOD, no
-# mount), this also stops a node reached some other way.
+# mount), this also stops a node reached some other way. Set once on the parent, whose new
+# children copy it; on each job where the parent cannot take it (it holds older jobs).
 DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
            "c 5:2 rwm", "c 136:* rwm")  # fmt: skip
 
@@ -38,6 +39,7 @@ class CgroupV1(CgroupBackend):
         self._hier: dict[str, Path] = {}
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
         self._memsw = False
+        self._devices_per_job = False  # the parent could not take the allowlist
 
     def _dir(self, controller: str, job_id: str | None = None) -> Path:
         base = self._hier[controller] / self.parent
@@ -63,6 +65,22 @@ class CgroupV1(CgroupBackend):
                 (hier / self.parent).mkdir(exist_ok=True)
             except OSError as e:
                 raise CgroupError(f"cannot create {hier / self.parent}: {e.strerror}") from None
+        if "devices" in self._hier:
+            self._devices_per_job = not self._allow_devices(self._dir("devices"))
+
+    @staticmethod
+    def _allow_devices(d: Path) -> bool:
+        """The allowlist on ``d``, which its new children copy; False if it cannot take it
+        (it has children already: jobs of an engine from before the allowlist)."""
+        try:
+            if (d / "devices.list").read_text().splitlines() == list(DEVICES):
+                return True
+            write(d / "devices.deny", "a")
+            for rule in DEVICES:
+                write(d / "devices.allow", rule)
+        except (OSError, CgroupError):
+            return False
+        return True
 
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
         made: list[Path] = []
@@ -81,11 +99,8 @@ class CgroupV1(CgroupBackend):
             if self._memsw:
                 write(mem / "memory.memsw.limit_in_bytes", nbytes)
             write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
-            if "devices" in self._hier:
-                dev_dir = self._dir("devices", job_id)
-                write(dev_dir / "devices.deny", "a")
-                for rule in DEVICES:
-                    write(dev_dir / "devices.allow", rule)
+            if self._devices_per_job and not self._allow_devices(self._dir("devices", job_id)):
+                raise CgroupError(f"cannot restrict the devices of job {job_id}")
             if limits.device is not None:
                 blk = self._dir("blkio", job_id)
                 dev = f"{limits.device[0]}:{limits.device[1]}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 import uuid
@@ -341,9 +343,17 @@ def test_scratch_is_sized_to_the_memory_limit(engine: tjob.Engine) -> None:
 
 def test_unconfined_turns_the_filter_off(tmp_path: Path, cgroup_parent: str) -> None:
     eng = tjob.Engine(tmp_path / "state", cgroup_parent=cgroup_parent, seccomp="unconfined")
+    session = "import ctypes; print(ctypes.CDLL(None).syscall({nr}, 0, -3, 0))".format(
+        nr=NR["keyctl"][0 if MACHINE == "x86_64" else 1]
+    )  # KEYCTL_GET_KEYRING_ID of KEY_SPEC_SESSION_KEYRING
     try:
-        code, got = _run(eng, "grep Seccomp: /proc/self/status")
-        assert (code, got.split()) == (0, ["Seccomp:", "0"])
+        code, got = _run(eng, f"grep Seccomp: /proc/self/status; python3 -c {_quote(session)}")
+        assert code == 0 and got.split()[:2] == ["Seccomp:", "0"], got
+        # Without the filter, the keyring calls work: the job's session keyring is its own.
+        ours = subprocess.run(
+            [sys.executable, "-c", session], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert int(got.split()[2]) > 0 and got.split()[2:] != ours, (got, ours)
     finally:
         eng.close()
 

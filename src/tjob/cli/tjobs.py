@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="host path jobs must not see (an empty directory or file is shown instead); "
-        "repeatable, adds to the defaults: /home /root /boot /srv /mnt /media /etc/tjob, "
-        "the state dir and the certificates' directories",
+        "repeatable, adds to the defaults: /home /root /boot /srv /mnt /media /etc/tjob "
+        "/var/lib/tjob, the state dir and the certificates' directories",
     )
     _flag(
         p,

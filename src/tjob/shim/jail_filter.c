@@ -138,6 +138,23 @@ static int compile_filter(char **lines, int count, char *err, size_t errlen) {
     return rc ? -1 : 0;
 }
 
+/* Everything `fd` gives until its end, in a malloc'd buffer; NULL if out of memory. */
+static char *read_all(int fd, size_t *used) {
+    size_t cap = 1 << 16;
+    char *buf = malloc(cap);
+    for (ssize_t n = 1; buf && n > 0; *used += n > 0 ? (size_t)n : 0) {
+        if (*used == cap) {
+            char *more = realloc(buf, cap *= 2);
+            if (!more) free(buf);
+            buf = more;
+            if (!buf) break;
+        }
+        do n = read(fd, buf + *used, cap - *used);
+        while (n < 0 && errno == EINTR);
+    }
+    return buf;
+}
+
 /* Compiled in a child: libseccomp leaves the heap strewn with freed blocks, which every
  * spare's init would copy (glibc's malloc writes to them) at ~0.4 MiB a job. The child sends
  * "K", the program's length and the program, or "E" and the error. */
@@ -158,18 +175,8 @@ int jail_compile_filter(char **lines, int count, char *err, size_t errlen) {
         _exit(sent ? 0 : 1);
     }
     close(pipefd[1]);
-    size_t cap = 1 << 16, used = 0;
-    char *buf = malloc(cap);
-    for (ssize_t n = 1; buf && n > 0; used += n > 0 ? (size_t)n : 0) {
-        if (used == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more) free(buf);
-            buf = more;
-            if (!buf) break;
-        }
-        do n = read(pipefd[0], buf + used, cap - used);
-        while (n < 0 && errno == EINTR);
-    }
+    size_t used = 0;
+    char *buf = read_all(pipefd[0], &used);
     close(pipefd[0]);
     while (waitpid(child, NULL, 0) < 0 && errno == EINTR) continue;
     unsigned short len = 0;

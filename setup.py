@@ -53,7 +53,10 @@ class BuildShim(build_ext):
         )
         path = self.get_ext_fullpath(ext.name)
         self.compiler.link_executable(
-            objects, os.path.basename(path), output_dir=os.path.dirname(path)
+            objects,
+            os.path.basename(path),
+            output_dir=os.path.dirname(path),
+            libraries=ext.libraries,
         )
 
 
@@ -64,6 +67,7 @@ setup(
             # A glob: each concern is a file of its own, and new ones join without an edit here.
             sources=sorted(glob.glob(f"{SHIM_DIR}/*.c")),
             depends=sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL],
+            libraries=["seccomp"],  # the jobs' seccomp filter (jail_filter.c)
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
         )
     ],

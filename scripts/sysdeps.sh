@@ -8,12 +8,16 @@ PY=${PY:-python3}
 need=()
 # tjob-shim (src/tjob/shim/*.c) is compiled at install.
 echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# ... linked with libseccomp (the jobs' seccomp filter).
+echo '#include <seccomp.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(libseccomp-dev)
 # The venv: Debian splits ensurepip out of python3.
 "$PY" -c 'import venv, ensurepip' 2>/dev/null ||
     need+=("python$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv")
-# Tests: ps counts processes, ping checks a job's loopback.
+# Tests: ps counts processes, ping checks a job's loopback; jobs run git and gcc (the jail's
+# "ordinary work still works" cases).
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v git >/dev/null || need+=(git)
 # Tests of `tjob completion zsh|fish` run the scripts in those shells.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)

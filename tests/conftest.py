@@ -14,10 +14,17 @@ import pytest
 
 IS_ROOT = os.geteuid() == 0
 
-# Jobs get a /tmp of their own: files a test shares with its jobs (tmp_path, FIFOs) live under
-# /var/tmp instead, unless TMPDIR says otherwise (the cgroup v2 guest's is a tmpfs elsewhere).
+# Jobs get /tmp, /var/tmp and /run of their own, and see the rest of the host read-only: files
+# a test shares with its jobs (tmp_path, FIFOs) live in SHARED, which jobs can read (and whose
+# FIFOs they can open for writing), unless TMPDIR says otherwise (the cgroup v2 guest mounts a
+# tmpfs on SHARED and points TMPDIR there).
+SHARED = "/var/lib/tjob-test"
 if "TMPDIR" not in os.environ:
-    tempfile.tempdir = "/var/tmp"
+    if os.geteuid() == 0:
+        os.makedirs(SHARED, mode=0o755, exist_ok=True)
+        tempfile.tempdir = SHARED
+    else:
+        tempfile.tempdir = "/var/tmp"
 REQUIRE_ROOT = os.environ.get("TJOB_REQUIRE_ROOT") == "1"
 
 

@@ -116,17 +116,19 @@ def test_job_has_only_loopback_and_it_is_up(engine: Engine) -> None:
 
 def test_hostname_is_the_short_id_and_host_unchanged(engine: Engine) -> None:
     before = os.uname().nodename
-    job = engine.start(JobSpec(["sh", "-c", "hostname; hostname changed && hostname"]))
+    # A root job (no user) has no capabilities either (issue 13): it cannot rename its host.
+    job = engine.start(JobSpec(["sh", "-c", "hostname; hostname changed 2>/dev/null; hostname"]))
     assert job.wait(30).exit_code == 0
-    assert out(job).decode().split() == [job.short_id, "changed"]
+    assert out(job).decode().split() == [job.short_id, job.short_id]
     assert os.uname().nodename == before
 
 
 def test_mounts_do_not_reach_the_host(engine: Engine, tmp_path: Path) -> None:
     target = tmp_path / "mnt"
     target.mkdir()
+    # Root in the job has no CAP_SYS_ADMIN, and seccomp refuses mount(2) (issue 13).
     job = engine.start(JobSpec(["sh", "-c", f"mount -t tmpfs none {target} && touch {target}/x"]))
-    assert job.wait(30).exit_code == 0, out(job)
+    assert job.wait(30).exit_code != 0, out(job)
     assert list(target.iterdir()) == []
     assert str(target) not in Path("/proc/self/mountinfo").read_text()
 
@@ -234,13 +236,13 @@ def test_double_forked_setsid_descendants_die_on_stop(engine: Engine, cg: Cgroup
 
 
 def test_direct_io_read_is_throttled(engine: Engine, tmp_path: Path) -> None:
-    data = Path("/var/tmp") / f"tjob-io-{os.getpid()}"
+    data = Path(tempfile.gettempdir()) / f"tjob-io-{os.getpid()}"  # jobs see it, read-only
     with open(data, "wb") as f:
         f.write(os.urandom(1 << 20) * 50)
     try:
         dev = os.stat(data).st_dev
         if engine.device != f"{os.major(dev)}:{os.minor(dev)}":
-            pytest.skip(f"/var/tmp is not on the throttled device {engine.device}")
+            pytest.skip(f"{data.parent} is not on the throttled device {engine.device}")
         st = run(
             engine,
             ["dd", f"if={data}", "of=/dev/null", "bs=1M", "iflag=direct"],

@@ -25,9 +25,10 @@ import shutil
 import socket
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-from . import adopt, cgroups
+from . import adopt, cgroups, jail
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
@@ -47,7 +48,7 @@ from .protocol import (
     encode_start_request,
 )
 from .recorder import Recorder
-from .spec import DEFAULT_LIMITS, JobSpec, Limits
+from .spec import DEFAULT_LIMITS, MIB, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
 from .store import Store
 from .watch import Hub
@@ -89,6 +90,8 @@ class Engine:
     cgroup_parent: the cgroup (in each hierarchy) that holds one child per job.
     defaults: limits for fields a job leaves unset.
     device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
+    hide: host paths jobs must not see, besides ``jail.DEFAULT_HIDE`` and the state directory.
+    seccomp: the jobs' seccomp profile (Docker's JSON format); ``"unconfined"`` for none.
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -103,6 +106,8 @@ class Engine:
         defaults: Limits = DEFAULT_LIMITS,
         device: str | None = None,
         output_cap: int = 1 << 30,
+        hide: Sequence[str] = (),
+        seccomp: str | Path | None = jail.DEFAULT_PROFILE,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -117,6 +122,9 @@ class Engine:
         dev = check_block_device(device) if device else device_of("/")
         self.device = f"{dev[0]}:{dev[1]}" if dev else None
         self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent)
+        # The jail (jail.py): checked once here, so that a bad profile or kernel fails now.
+        self._jail = jail.settings([*jail.DEFAULT_HIDE, str(self.state_dir), *hide], seccomp)
+        jail.check(self._jail)
         self._cg.setup()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
@@ -135,7 +143,7 @@ class Engine:
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
         for job in adopt.load(self._store, self._ends, self._make_job):
             self._index.add(job)
-        self._launcher = LauncherClient(self.state_dir, self._cg)
+        self._launcher = LauncherClient(self.state_dir, self._cg, self._jail)
 
     @property
     def cgroup_version(self) -> int:
@@ -168,7 +176,11 @@ class Engine:
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
-        create_file(jdir / EXEC_FILE, exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env))
+        scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
+        blob = exec_blob(
+            job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, jail.rlimits(self.output_cap)
+        )
+        create_file(jdir / EXEC_FILE, blob)
         create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())
         major, _, minor = (device or "").partition(":")
         # The launcher makes the job's cgroup, the supervisor its log: the request stays

@@ -62,11 +62,14 @@ def exec_blob(
     procs: Sequence[str],
     argv: Sequence[str],
     env: Mapping[str, str],
+    scratch: int = 0,
+    rlimits: Sequence[str] = (),
 ) -> bytes:
     """exec.bin for the job's init (protocol.ExecJob).
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
-    relative to the cgroup root."""
+    relative to the cgroup root. ``scratch``: the size of the job's tmpfs (0: as mounted);
+    ``rlimits``: ``NAME=SOFT:HARD`` (jail.py)."""
     job = ExecJob(
         hostname=os.fsencode(hostname),
         cwd=os.fsencode(cwd),
@@ -74,6 +77,8 @@ def exec_blob(
         procs=tuple(os.fsencode(p) for p in procs),
         argv=tuple(os.fsencode(a) for a in argv),
         env=tuple(os.fsencode(f"{k}={v}") for k, v in env.items()),
+        scratch=scratch,
+        rlimits=tuple(os.fsencode(r) for r in rlimits),
     )
     return encode_exec(job)
 

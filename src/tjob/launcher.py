@@ -66,8 +66,14 @@ class _Zygote:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Reaped by the kernel (SIGCHLD is ignored here); stderr is the engine's launcher.log.
         ctl = str(theirs.fileno())
+        # The jail's settings (jail.py), if any: the zygote's last argument, not in the
+        # configuration its supervisors hand to the recorder.
+        c = json.loads(conf)
+        jail = c.pop("jail", None)
+        conf = json.dumps(c)
         subprocess.Popen(
-            [str(SHIM), ZYGOTE_ARGV[1].decode(), ctl, str(cg.root), sys.executable, RECORDER, conf],
+            [str(SHIM), ZYGOTE_ARGV[1].decode(), ctl, str(cg.root), sys.executable, RECORDER, conf]
+            + ([jail] if jail is not None else []),
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

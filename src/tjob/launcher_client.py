@@ -28,9 +28,12 @@ REPLY_SIZE = 65536
 class LauncherClient:
     """One launcher process per engine; thread-safe."""
 
-    def __init__(self, state_dir: Path, cg: CgroupBackend) -> None:
+    def __init__(self, state_dir: Path, cg: CgroupBackend, jail: str | None = None) -> None:
         self._log = state_dir / LOG
-        self._conf = json.dumps({"version": cg.version, "root": str(cg.root), "parent": cg.parent})
+        conf = {"version": cg.version, "root": str(cg.root), "parent": cg.parent}
+        if jail is not None:
+            conf["jail"] = jail  # the jail's settings (jail.py), for the zygote
+        self._conf = json.dumps(conf)
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._lock = threading.Lock()

@@ -164,7 +164,8 @@ class ExecJob:
     ``shim/jobfile.c``:
 
     EXEC_MAGIC, hostname, cwd, uid, gid (``KEEP_ID``: stay root), procs (cgroup files to join,
-    relative to the cgroup root), argv, env (``NAME=value``)."""
+    relative to the cgroup root), argv, env (``NAME=value``), scratch (the size in bytes of
+    each of the job's scratch tmpfs; 0: as mounted), rlimits (``NAME=SOFT:HARD``, jail.py)."""
 
     hostname: bytes
     cwd: bytes
@@ -172,6 +173,8 @@ class ExecJob:
     procs: tuple[bytes, ...]
     argv: tuple[bytes, ...]
     env: tuple[bytes, ...] = field(default=())
+    scratch: int = 0
+    rlimits: tuple[bytes, ...] = field(default=())
 
 
 def encode_exec(job: ExecJob) -> bytes:
@@ -179,6 +182,7 @@ def encode_exec(job: ExecJob) -> bytes:
     fields: list[bytes] = [EXEC_MAGIC.encode(), job.hostname, job.cwd, uid.encode(), gid.encode()]
     for items in (job.procs, job.argv, job.env):
         fields += [str(len(items)).encode(), *items]
+    fields += [str(job.scratch).encode(), str(len(job.rlimits)).encode(), *job.rlimits]
     if any(b"\0" in f for f in fields):
         raise ProtocolError("exec.bin fields cannot hold NUL")
     return b"".join(f + b"\0" for f in fields)
@@ -188,22 +192,32 @@ def decode_exec(blob: bytes) -> ExecJob:
     if not blob.endswith(b"\0"):
         raise ProtocolError("exec.bin does not end with NUL")
     fields = blob[:-1].split(b"\0")
-    if len(fields) < 8 or fields[0] != EXEC_MAGIC.encode():
+    if len(fields) < 10 or fields[0] != EXEC_MAGIC.encode():
         raise ProtocolError("not an exec.bin of this version")
     uid, gid = fields[3].decode(), fields[4].decode()
     ids = None if gid == KEEP_ID else (int(uid), int(gid))
     rest, lists = fields[5:], []
     for _ in range(3):
-        if not rest or not rest[0].isdigit():
-            raise ProtocolError("malformed exec.bin list")
-        n = int(rest[0])
-        lists.append(tuple(rest[1 : 1 + n]))
-        if len(lists[-1]) != n:
-            raise ProtocolError("exec.bin list cut short")
-        rest = rest[1 + n :]
+        items, rest = _exec_list(rest)
+        lists.append(items)
+    if not rest or not rest[0].isdigit():
+        raise ProtocolError("malformed exec.bin scratch size")
+    scratch = int(rest[0])
+    rlimits, rest = _exec_list(rest[1:])
     if rest:
         raise ProtocolError("trailing fields in exec.bin")
-    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2])
+    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2], scratch, rlimits)
+
+
+def _exec_list(fields: list[bytes]) -> tuple[tuple[bytes, ...], list[bytes]]:
+    """A list (its length, then its items) at the head of ``fields``, and what follows."""
+    if not fields or not fields[0].isdigit():
+        raise ProtocolError("malformed exec.bin list")
+    n = int(fields[0])
+    items = tuple(fields[1 : 1 + n])
+    if len(items) != n:
+        raise ProtocolError("exec.bin list cut short")
+    return items, fields[1 + n :]
 
 
 # ------------------------------------------------------------------ 4 and 7. reports

@@ -27,9 +27,9 @@ fstype() { stat -f -c %T "$1" 2>/dev/null || true; }
 [ "$(fstype /dev)" = tmpfs ] || mount -t devtmpfs devtmpfs /dev
 [ "$(fstype /run)" = tmpfs ] || mount -t tmpfs -o mode=0755 tmpfs /run
 # The root is read-only: a tmpfs takes state, pytest's basetemp and caches. Not on /tmp, which
-# would hide the project if it lives there (CI may clone anywhere).
-scratch=/run/tjob-scratch
-mkdir -p "$scratch"
+# would hide the project if it lives there (CI may clone anywhere), nor anywhere jobs get a
+# tmpfs of their own (/tmp, /var/tmp, /run): tests/conftest.py's SHARED, which run.sh made.
+scratch=/var/lib/tjob-test
 mount -t tmpfs -o mode=1777 tmpfs "$scratch"
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 echo "guest: kernel $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"

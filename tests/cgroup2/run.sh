@@ -88,6 +88,10 @@ if [ $# -gt 0 ]; then
     printf '%s\0' "$@" >"$work/pytest-args"
 fi
 
+# The guest mounts its scratch tmpfs here (tests/conftest.py's SHARED: jobs see it, unlike
+# /tmp, /var/tmp and /run, which are each job's own).
+mkdir -p /var/lib/tjob-test
+
 # ---------------------------------------------------------------- boot
 # TCG, not KVM: with -enable-kvm (nested) the guest hangs at "Booting from ROM" on these machines.
 # -no-reboot with panic=-1: a panicking guest ends qemu at once instead of rebooting.

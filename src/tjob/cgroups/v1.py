@@ -21,6 +21,13 @@ from .base import (
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
 CFS_PERIOD_US = 100_000
+# The jail's minimal /dev (shim/jail_mounts.c), as a devices-cgroup allowlist: null, zero,
+# full, random, urandom, tty, ptmx and the job's own ptys. Used where the devices controller
+# is mounted: the jail alone already keeps other nodes out of a job's reach (no CAP_MKNOD, no
+# mount), this also stops a node reached some other way. Set once on the parent, whose new
+# children copy it; on each job where the parent cannot take it (it holds older jobs).
+DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+           "c 5:2 rwm", "c 136:* rwm")  # fmt: skip
 
 
 class CgroupV1(CgroupBackend):
@@ -31,6 +38,7 @@ class CgroupV1(CgroupBackend):
         self._hier: dict[str, Path] = {}
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
         self._memsw = False
+        self._devices_per_job = False  # the parent could not take the allowlist
 
     def _dir(self, controller: str, job_id: str | None = None) -> Path:
         base = self._hier[controller] / self.parent
@@ -46,6 +54,9 @@ class CgroupV1(CgroupBackend):
         seen: dict[Path, Path] = {}
         for c in CONTROLLERS:
             seen.setdefault(self._hier[c].resolve(), self._hier[c])
+        if (self.root / "devices" / "devices.deny").exists():  # optional: the jail's allowlist
+            self._hier["devices"] = self.root / "devices"
+            seen.setdefault(self._hier["devices"].resolve(), self._hier["devices"])
         self._hiers = list(seen.values())
         self._memsw = (self._hier["memory"] / "memory.memsw.limit_in_bytes").exists()
         for hier in self._hiers:
@@ -53,6 +64,22 @@ class CgroupV1(CgroupBackend):
                 (hier / self.parent).mkdir(exist_ok=True)
             except OSError as e:
                 raise CgroupError(f"cannot create {hier / self.parent}: {e.strerror}") from None
+        if "devices" in self._hier:
+            self._devices_per_job = not self._allow_devices(self._dir("devices"))
+
+    @staticmethod
+    def _allow_devices(d: Path) -> bool:
+        """The allowlist on ``d``, which its new children copy; False if it cannot take it
+        (it has children already: jobs of an engine from before the allowlist)."""
+        try:
+            if (d / "devices.list").read_text().splitlines() == list(DEVICES):
+                return True
+            write(d / "devices.deny", "a")
+            for rule in DEVICES:
+                write(d / "devices.allow", rule)
+        except (OSError, CgroupError):
+            return False
+        return True
 
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
         made: list[Path] = []
@@ -71,6 +98,8 @@ class CgroupV1(CgroupBackend):
             if self._memsw:
                 write(mem / "memory.memsw.limit_in_bytes", nbytes)
             write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
+            if self._devices_per_job and not self._allow_devices(self._dir("devices", job_id)):
+                raise CgroupError(f"cannot restrict the devices of job {job_id}")
             if limits.device is not None:
                 blk = self._dir("blkio", job_id)
                 dev = limits.device

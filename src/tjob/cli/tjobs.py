@@ -126,10 +126,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     _client_limit_flags(p)
+    _jail_flags(p)
     from tjob.cli import ops
 
     ops.add_flags(p, _flag)
     return p
+
+
+def _jail_flags(p: argparse.ArgumentParser) -> None:
+    """What jobs may see of the host and which system calls they may make (README: security)."""
+    _flag(
+        p,
+        "hide",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="host path jobs must not see (an empty directory or file is shown instead); "
+        "repeatable, adds to the defaults: /home /root /boot /srv /mnt /media /etc/tjob "
+        "/var/lib/tjob, the state dir and the certificates' directories",
+    )
+    _flag(
+        p,
+        "seccomp",
+        default=None,
+        metavar="PATH",
+        help="seccomp profile for jobs, in Docker's JSON format (default: tjob's own, "
+        "src/tjob/seccomp.json); 'unconfined' for none",
+    )
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -374,6 +397,8 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             device=args.mnt,
             output_cap=args.output_cap,
             cgroup_parent=placement.parent,
+            hide=[*_cert_dirs(args), *args.hide],
+            seccomp=_seccomp(args.seccomp),
         )
         try:
             placement.settle()
@@ -385,6 +410,19 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
         _fail(f"cannot manage jobs: {err}")
     except OSError as err:
         _fail(f"cannot manage jobs in {args.state_dir}: {err.strerror or err}")
+
+
+def _cert_dirs(args: argparse.Namespace) -> list[str]:
+    """The certificates' directories (the server's key is there): hidden from every job."""
+    dirs = {os.path.dirname(os.path.abspath(p)) for p in (args.ca, args.cert, args.key)}
+    dirs.discard("/")
+    return sorted(dirs)
+
+
+def _seccomp(flag: str | None) -> str:
+    from tjob import jail
+
+    return str(jail.DEFAULT_PROFILE) if flag is None else flag
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -506,6 +544,10 @@ async def _run(
         lim.max_follows,
         lim.stall_timeout,
     )
+    if args.seccomp == "unconfined":
+        log.warning("jobs run without a seccomp filter (--seccomp unconfined)")
+    elif args.seccomp is not None:
+        log.info("jobs' seccomp profile: %s", args.seccomp)
     service.notify(f"READY=1\nSTATUS=listening on {args.host}")
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()

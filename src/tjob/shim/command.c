@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "jail.h"
 #include "msg.h"
 #include "protocol.h"
 #include "util.h"
@@ -78,13 +79,15 @@ static int take_stdio(int out_w, int err_w, struct failure *f) {
 }
 
 static int drop_privileges(const struct job *job, struct failure *f) {
+    /* As root: a soft limit may be raised only before the uid changes. */
+    if (jail_set_rlimits(job->rlimits, job->nrlimits))
+        return fail(f, "rlimits", "setrlimit", NULL);
     if (strcmp(job->gid, TJOB_KEEP_ID) != 0) {
         if (setgroups(0, NULL)) return fail(f, "user", "setgroups", job->uid);
         if (setgid((gid_t)atol(job->gid))) return fail(f, "user", "setgid", job->gid);
         if (setuid((uid_t)atol(job->uid))) return fail(f, "user", "setuid", job->uid);
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return fail(f, "setup", "prctl", NULL);
-    /* Further restrictions (seccomp, capabilities) go here: after no_new_privs, before exec. */
     return 0;
 }
 
@@ -94,6 +97,8 @@ void exec_command(const struct job *job, const int *procs, int out_w, int err_w,
         take_stdio(out_w, err_w, &f) == 0 && drop_privileges(job, &f) == 0) {
         if (chdir(job->cwd)) {
             fail(&f, "chdir", "chdir", job->cwd);
+        } else if (jail_load_filter()) { /* last before exec: nothing after it needs a call */
+            fail(&f, "seccomp", "seccomp", NULL);
         } else {
             exec_path(job->argv, job->envp);
             fail(&f, "exec", "exec", job->argv[0]);

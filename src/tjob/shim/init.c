@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "command.h"
+#include "jail.h"
 #include "jobfile.h"
 #include "msg.h"
 #include "protocol.h"
@@ -34,23 +35,18 @@ static int unshare_namespaces(struct failure *f) {
     return 0;
 }
 
-/* Private mount tree (nothing propagates to the host), a /proc of this PID namespace, a
- * read-only /sys of this network namespace (hiding the host's cgroupfs), and a /tmp and
- * /dev/shm of the job's own, whose pages count against its memory limit. */
-static int mount_filesystems(struct failure *f) {
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-        return fail(f, "namespaces", "mount", "/");
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
-        return fail(f, "namespaces", "mount", "/proc");
-    if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
-        return fail(f, "namespaces", "mount", "/sys");
-    static const char *const scratch[] = {"/tmp", "/dev/shm"};
-    for (int i = 0; i < 2; i++) {
-        struct stat st;
-        if (stat(scratch[i], &st) == 0 && S_ISDIR(st.st_mode) &&
-            mount("tmpfs", scratch[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"))
-            return fail(f, "namespaces", "mount", scratch[i]);
-    }
+/* The jail's root (jail_mounts.c): a private, read-only view of the host entered with
+ * pivot_root, /proc of this PID namespace, a read-only /sys of this network namespace, a
+ * minimal /dev, private scratch tmpfs, hidden paths. After allow_ping: /proc/sys is read-only
+ * in it. */
+static int enter_root(struct failure *f) {
+    if (jail_enter_root()) return fail(f, "namespaces", "jail_enter_root", NULL);
+    return 0;
+}
+
+/* No capabilities, locked securebits, a session keyring of the job's own (jail_privs.c). */
+static int drop_privileges(struct failure *f) {
+    if (jail_drop_privileges()) return fail(f, "privileges", "jail_drop_privileges", NULL);
     return 0;
 }
 
@@ -125,6 +121,7 @@ static int receive_job(struct init *in, struct failure *f) {
     close(fds[2]);
     if (!in->blob) return fail(f, "init", "read", TJOB_EXEC_FILE);
     if (parse_job(in->blob, len, &in->job)) return fail(f, "init", "parse", TJOB_EXEC_FILE);
+    if (jail_size_scratch(in->job.scratch)) return fail(f, "init", "scratch", in->job.scratch);
     return 0;
 }
 
@@ -221,9 +218,10 @@ int run_init(int chan, int rep_w, const char *cgroup_root) {
         fail(&f, "cgroup", "open", cgroup_root);
         goto failed;
     }
-    /* The namespaces: built ahead of the job, in the spare. Further steps that need no job
-     * (more mounts, say) go after these, each `int step(struct failure *)`. */
-    if (unshare_namespaces(&f) || mount_filesystems(&f) || loopback_up(&f) || allow_ping(&f))
+    /* The namespaces and the jail: built ahead of the job, in the spare. Further steps that
+     * need no job go after these, each `int step(struct failure *)`. */
+    if (unshare_namespaces(&f) || loopback_up(&f) || allow_ping(&f) || enter_root(&f) ||
+        drop_privileges(&f))
         goto failed;
     /* The job. */
     rc = receive_job(&in, &f);

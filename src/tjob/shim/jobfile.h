@@ -7,6 +7,9 @@ struct job {
     char *hostname, *cwd, *uid, *gid; /* uid and gid TJOB_KEEP_ID: stay root */
     int nprocs, argc, envc;
     char **procs, **argv, **envp; /* NULL-terminated */
+    char *scratch;                /* bytes for each scratch tmpfs ("0": as mounted) */
+    int nrlimits;
+    char **rlimits; /* "NAME=SOFT:HARD" */
 };
 
 /* Fields of `buf` (which must outlive `job`) into `job`; -1 and errno EINVAL if malformed,

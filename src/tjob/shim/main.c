@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jail.h"
 #include "protocol.h"
 #include "selftest.h"
 #include "util.h"
@@ -33,10 +34,24 @@ static char *copy(const char *s) {
 }
 
 int main(int argc, char **argv) {
+    char err[256];
     if (argc >= 2 && strcmp(argv[1], "selftest") == 0) return selftest(argc - 2, argv + 2);
-    if (argc != 7 || strcmp(argv[1], TJOB_ZYGOTE_ARGV1) != 0) {
-        fprintf(stderr, "usage: tjob-shim zygote CTL_FD CGROUP_ROOT PYTHON CODE CONF\n"
-                        "(started by tjob's fork server, not by hand)\n");
+    if (argc == 3 && strcmp(argv[1], "jail-check") == 0) { /* the engine's start-up check */
+        if (jail_setup(argv[2], err, sizeof err) || jail_check(err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    if ((argc != 7 && argc != 8) || strcmp(argv[1], TJOB_ZYGOTE_ARGV1) != 0) {
+        fprintf(stderr, "usage: tjob-shim zygote CTL_FD CGROUP_ROOT PYTHON CODE CONF [JAIL]\n"
+                        "(started by tjob's launcher, not by hand)\n");
+        return 2;
+    }
+    /* The jail's settings: parsed, and the filter compiled, once, before the title overwrites
+     * argv; every spare inherits them. */
+    if (argc == 8 && jail_setup(argv[7], err, sizeof err)) {
+        fprintf(stderr, "tjob-shim: %s\n", err);
         return 2;
     }
     /* Copies: the processes' titles (protocol.SUPERVISOR_ARGV) overwrite argv. */

@@ -90,6 +90,8 @@ ODD_JOB = p.ExecJob(
     procs=(),
     argv=(b"sh", b"", b" ", b"\n", os.fsencode(ODD), b"-"),
     env=(b"E=", os.fsencode("X=" + ODD), b"PATH=/bin"),
+    scratch=20 << 20,
+    rlimits=(b"nofile=1024:65536", b"core=0:0"),
 )
 
 

@@ -24,8 +24,8 @@ import secrets
 import shutil
 import socket
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail

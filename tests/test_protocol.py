@@ -90,6 +90,7 @@ ODD_JOB = p.ExecJob(
     procs=(),
     argv=(b"sh", b"", b" ", b"\n", os.fsencode(ODD), b"-"),
     env=(b"E=", os.fsencode("X=" + ODD), b"PATH=/bin"),
+    nproc=4096,
 )
 
 
@@ -105,11 +106,13 @@ def test_exec_bin_round_trips_through_the_shim(job: p.ExecJob) -> None:
     "blob",
     [
         b"",
-        b"not-the-magic\0h\0/\0-\0-\x000\x001\0true\x000\0",
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x002\0true\x000\0",  # argv cut short
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\0extra\0",
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x000\x000\0",  # no argv
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000",  # no final NUL
+        b"not-the-magic\0h\0/\0-\0-\x000\x001\0true\x000\0-\0",
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x002\0true\x000\0-\0",  # argv cut short
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\0-\0extra\0",
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\0",  # no nproc
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\x001x\0",  # bad nproc
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x000\x000\0-\0",  # no argv
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\0-",  # no final NUL
     ],
 )
 def test_malformed_exec_bin_is_refused_by_both_sides(blob: bytes) -> None:

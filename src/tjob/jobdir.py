@@ -62,11 +62,12 @@ def exec_blob(
     procs: Sequence[str],
     argv: Sequence[str],
     env: Mapping[str, str],
+    nproc: int | None = None,
 ) -> bytes:
     """exec.bin for the job's init (protocol.ExecJob).
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
-    relative to the cgroup root."""
+    relative to the cgroup root. ``nproc``: RLIMIT_NPROC to set, or None to leave it."""
     job = ExecJob(
         hostname=os.fsencode(hostname),
         cwd=os.fsencode(cwd),
@@ -74,6 +75,7 @@ def exec_blob(
         procs=tuple(os.fsencode(p) for p in procs),
         argv=tuple(os.fsencode(a) for a in argv),
         env=tuple(os.fsencode(f"{k}={v}") for k, v in env.items()),
+        nproc=nproc,
     )
     return encode_exec(job)
 

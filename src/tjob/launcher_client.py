@@ -30,7 +30,14 @@ class LauncherClient:
 
     def __init__(self, state_dir: Path, cg: CgroupBackend) -> None:
         self._log = state_dir / LOG
-        self._conf = json.dumps({"version": cg.version, "root": str(cg.root), "parent": cg.parent})
+        self._conf = json.dumps(
+            {
+                "version": cg.version,
+                "root": str(cg.root),
+                "parent": cg.parent,
+                "clients": cg.clients.to_dict(),
+            }
+        )
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._lock = threading.Lock()

@@ -106,13 +106,25 @@ class StartRequest:
     cap: int
     id: str
     limits: Limits
+    cgroup: str = ""  # the job's cgroup relative to the engine's parent ("" is the id)
+
+    def __post_init__(self) -> None:
+        if not self.cgroup:
+            object.__setattr__(self, "cgroup", self.id)
 
 
 def encode_start_request(req: StartRequest) -> bytes:
     lim = req.limits._asdict()
     lim["device"] = list(req.limits.device) if req.limits.device else None
     return json.dumps(
-        {"v": VERSION, "dir": req.dir, "cap": req.cap, "id": req.id, "limits": lim}
+        {
+            "v": VERSION,
+            "dir": req.dir,
+            "cap": req.cap,
+            "id": req.id,
+            "limits": lim,
+            "cgroup": req.cgroup,
+        }
     ).encode()
 
 
@@ -129,7 +141,8 @@ def decode_start_request(msg: bytes) -> StartRequest:
             int(lim["wbps"]),
             (int(dev[0]), int(dev[1])) if dev else None,
         )
-        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits)
+        cgroup = str(d.get("cgroup") or d["id"])
+        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed start request: {e!r}") from None
 
@@ -164,7 +177,8 @@ class ExecJob:
     ``shim/jobfile.c``:
 
     EXEC_MAGIC, hostname, cwd, uid, gid (``KEEP_ID``: stay root), procs (cgroup files to join,
-    relative to the cgroup root), argv, env (``NAME=value``)."""
+    relative to the cgroup root), argv, env (``NAME=value``), nproc (RLIMIT_NPROC, soft and
+    hard, set before the uid changes; ``KEEP_ID``: inherited)."""
 
     hostname: bytes
     cwd: bytes
@@ -172,6 +186,7 @@ class ExecJob:
     procs: tuple[bytes, ...]
     argv: tuple[bytes, ...]
     env: tuple[bytes, ...] = field(default=())
+    nproc: int | None = None
 
 
 def encode_exec(job: ExecJob) -> bytes:
@@ -179,6 +194,7 @@ def encode_exec(job: ExecJob) -> bytes:
     fields: list[bytes] = [EXEC_MAGIC.encode(), job.hostname, job.cwd, uid.encode(), gid.encode()]
     for items in (job.procs, job.argv, job.env):
         fields += [str(len(items)).encode(), *items]
+    fields.append(KEEP_ID.encode() if job.nproc is None else str(job.nproc).encode())
     if any(b"\0" in f for f in fields):
         raise ProtocolError("exec.bin fields cannot hold NUL")
     return b"".join(f + b"\0" for f in fields)
@@ -201,9 +217,10 @@ def decode_exec(blob: bytes) -> ExecJob:
         if len(lists[-1]) != n:
             raise ProtocolError("exec.bin list cut short")
         rest = rest[1 + n :]
-    if rest:
-        raise ProtocolError("trailing fields in exec.bin")
-    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2])
+    if len(rest) != 1 or not (rest[0].isdigit() or rest[0] == KEEP_ID.encode()):
+        raise ProtocolError("malformed or trailing fields in exec.bin")
+    nproc = None if rest[0] == KEEP_ID.encode() else int(rest[0])
+    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2], nproc)
 
 
 # ------------------------------------------------------------------ 4 and 7. reports

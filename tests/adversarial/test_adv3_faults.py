@@ -29,6 +29,7 @@ from advkit import (
     output,
 )
 from apiharness import ADMIN, ALICE, HANG, ROOT, Harness
+from cgparent import remove_parent
 
 from tjob import Engine
 from tjob.api import pki
@@ -58,7 +59,8 @@ def refused(server: Tjobs) -> str:
 
 def no_cgroup_left(job_ids: list[str], parent: str = "tjob") -> None:
     for ctrl in ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer"):
-        left = [i for i in job_ids if (CGROUP / ctrl / parent / i).exists()]
+        left = [i for i in job_ids if list((CGROUP / ctrl / parent).glob(f"*/{i}"))]
+        left += [i for i in job_ids if (CGROUP / ctrl / parent / i).exists()]
         assert not left, f"cgroups left in {ctrl}: {left}"
 
 
@@ -247,9 +249,7 @@ def test_state_dir_full(tmp_path: Path) -> None:
                 clients.close()
     finally:
         subprocess.run(["umount", "-l", str(state)], check=True)
-        for ctrl in CGROUP.iterdir():
-            if (ctrl / parent).is_dir():
-                (ctrl / parent).rmdir()
+        remove_parent(parent, check=False)
 
 
 # --- commands that cannot start -----------------------------------------------------------------
@@ -353,6 +353,4 @@ def test_job_user_gone_while_serving_refuses_runs_clearly(tmp_path: Path) -> Non
             finally:
                 clients.close()
     finally:
-        for ctrl in CGROUP.iterdir():
-            if (ctrl / parent).is_dir():
-                (ctrl / parent).rmdir()
+        remove_parent(parent, check=False)

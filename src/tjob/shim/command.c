@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "msg.h"
@@ -77,7 +78,24 @@ static int take_stdio(int out_w, int err_w, struct failure *f) {
     return 0;
 }
 
+/* Tenant isolation (issue 13): RLIMIT_NPROC counts the processes of a uid host-wide, so the
+ * engine sets it only where the uid is one client's own; before setuid, so the kernel checks it
+ * from the first fork (and exec fails with EAGAIN if the client is already over it). */
+static int limit_nproc(const struct job *job, struct failure *f) {
+    if (strcmp(job->nproc, TJOB_KEEP_ID) == 0) return 0;
+    char *end;
+    unsigned long long n = strtoull(job->nproc, &end, 10);
+    struct rlimit lim = {(rlim_t)n, (rlim_t)n};
+    if (*end || end == job->nproc) {
+        errno = EINVAL;
+        return fail(f, "user", "setrlimit", job->nproc);
+    }
+    if (setrlimit(RLIMIT_NPROC, &lim)) return fail(f, "user", "setrlimit", job->nproc);
+    return 0;
+}
+
 static int drop_privileges(const struct job *job, struct failure *f) {
+    if (limit_nproc(job, f)) return -1;
     if (strcmp(job->gid, TJOB_KEEP_ID) != 0) {
         if (setgroups(0, NULL)) return fail(f, "user", "setgroups", job->uid);
         if (setgid((gid_t)atol(job->gid))) return fail(f, "user", "setgid", job->gid);

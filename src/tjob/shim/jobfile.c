@@ -36,6 +36,15 @@ static int list(struct cursor *c, int *count, char ***items) {
     return 0;
 }
 
+/* A decimal count, or TJOB_KEEP_ID. */
+static int count_or_keep(const char *s) {
+    if (strcmp(s, TJOB_KEEP_ID) == 0) return 1;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
 int parse_job(char *buf, size_t len, struct job *job) {
     struct cursor c = {buf, buf + len};
     memset(job, 0, sizeof *job);
@@ -47,6 +56,7 @@ int parse_job(char *buf, size_t len, struct job *job) {
         (rc = list(&c, &job->argc, &job->argv)) == 0)
         rc = list(&c, &job->envc, &job->envp);
     /* New fields are parsed here, in protocol.ExecJob's order. */
+    if (rc == 0 && (!(job->nproc = next(&c)) || !count_or_keep(job->nproc))) rc = -1;
     if (rc == 0 && (c.p != c.end || job->argc == 0)) rc = -1;
     if (rc) errno = rc == -2 ? ENOMEM : EINVAL;
     return rc ? -1 : 0;
@@ -66,7 +76,8 @@ static int put_list(int fd, int count, char **items) {
 int write_job(int fd, const struct job *job) {
     if (put(fd, TJOB_EXEC_MAGIC) || put(fd, job->hostname) || put(fd, job->cwd) ||
         put(fd, job->uid) || put(fd, job->gid) || put_list(fd, job->nprocs, job->procs) ||
-        put_list(fd, job->argc, job->argv) || put_list(fd, job->envc, job->envp))
+        put_list(fd, job->argc, job->argv) || put_list(fd, job->envc, job->envp) ||
+        put(fd, job->nproc))
         return -1;
     return 0;
 }

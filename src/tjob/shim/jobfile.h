@@ -5,6 +5,7 @@
 
 struct job {
     char *hostname, *cwd, *uid, *gid; /* uid and gid TJOB_KEEP_ID: stay root */
+    char *nproc;                      /* RLIMIT_NPROC; TJOB_KEEP_ID: inherited */
     int nprocs, argc, envc;
     char **procs, **argv, **envp; /* NULL-terminated */
 };

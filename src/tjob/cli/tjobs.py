@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "job-user",
         dest="job_user",
-        default="nobody",
+        default=None,
         metavar="USER",
-        help="account jobs run as (default nobody; root only when asked)",
+        help="one account all clients' jobs run as (weaker: they can reach each other's "
+        "files, sockets and per-uid limits); default: a uid per client (--uid-range)",
     )
     _flag(
         p,
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     _client_limit_flags(p)
+    from tjob.cli import tenancy
+
+    tenancy.add_flags(p, _flag)
     return p
 
 
@@ -284,12 +288,22 @@ def _policy(args: argparse.Namespace) -> Policy:
         client_burst=max(1, int(2 * args.client_rate)),
         stall_timeout=args.stall_timeout,
     )
+    from tjob.api.quotas import StoreQuota
+    from tjob.cli import tenancy
+
+    job_user = None if args.job_user is None else _job_user(args.job_user)
+    try:
+        # Kept on args for the engine and the start-up log line.
+        args.tenancy = ten = tenancy.decide(args, job_user)
+    except InvalidSpec as err:
+        _fail(str(err))
     return Policy(
         caps=caps,
         admins=frozenset(args.admin),
-        job_user=_job_user(args.job_user),
+        job_user=job_user,
         max_jobs=args.max_jobs,
         limits=limits,
+        store=StoreQuota(jobs=ten.client_jobs, disk=ten.client_disk),
     )
 
 
@@ -331,8 +345,14 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
     try:
         if args.mnt is not None:
             check_block_device(args.mnt)
+        ten = args.tenancy
         return Engine(
-            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+            args.state_dir,
+            defaults=policy.caps,
+            device=args.mnt,
+            output_cap=args.output_cap,
+            clients=ten.clients,
+            uid_range=ten.uid_range,
         )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
@@ -400,6 +420,7 @@ async def _run(
 
     from tjob.api.logtext import shown
     from tjob.api.server import ApiServer
+    from tjob.cli import tenancy
 
     log = logging.getLogger("tjobs")
     host, port = parse_host(args.host)
@@ -427,7 +448,7 @@ async def _run(
         caps.rbps,
         caps.wbps,
         policy.max_jobs,
-        policy.job_user,
+        tenancy.job_account(args.tenancy, policy.job_user),
         ", ".join(shown(a) for a in sorted(policy.admins)) or "none",
     )
     lim = policy.limits

@@ -79,7 +79,8 @@ def test_seed_and_gnu_spellings_are_the_same_flags() -> None:
         ".tjob/svc.key",
     )
     assert (d.cpu, d.mem, d.rbps, d.wbps, d.pids, d.mnt) == (20, 20, 20971520, 20971520, 512, None)
-    assert (d.state_dir, d.job_user, d.max_jobs, d.admin) == ("/var/lib/tjob", "nobody", 64, [])
+    assert (d.state_dir, d.job_user, d.max_jobs, d.admin) == ("/var/lib/tjob", None, 64, [])
+    assert (d.uid_range, d.client_jobs, d.client_disk) == ("61184-65519", 10_000, 10 << 30)
 
 
 def test_host_forms() -> None:

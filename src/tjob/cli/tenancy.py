@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tjob.cgroups.clients import ClientLimits
 from tjob.cli import flags
-from tjob.tenants import DEFAULT_RANGE, parse_range
+from tjob.tenants import DEFAULT_RANGE, check_free, parse_range
 from tjob.units import MIB, size_text
 
 DEFAULT_CLIENT_JOBS = 10_000
@@ -93,6 +93,8 @@ def add_flags(p: argparse.ArgumentParser, flag: Callable[..., None]) -> None:
 def decide(args: argparse.Namespace, job_user: str | int | None) -> Tenancy:
     """The flags' values; raise :class:`InvalidSpec` with a one-line reason."""
     uid_range = None if job_user is not None else parse_range(args.uid_range)
+    if uid_range is not None:
+        check_free(*uid_range)  # before anything starts (the engine checks again)
     pids = args.client_pids
     if pids is None:
         with open("/proc/sys/kernel/pid_max") as f:

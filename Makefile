@@ -25,7 +25,8 @@ test: install
 # The cgroup v2 lane (root): boots a pure-v2 kernel under qemu and runs the tests marked cgroup2
 # in it (this host is cgroup v1).
 test-cgroup2: install
-	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py
+	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py tests/test_clients.py \
+		tests/test_tenants.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples

@@ -22,10 +22,10 @@ from tjob import Engine
 from tjob.api import pki, tls
 from tjob.api.limits import ServerLimits
 from tjob.api.quotas import StoreQuota
-from tjob.cgroups import ClientLimits
 from tjob.api.server import ApiServer, Policy
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
+from tjob.cgroups import ClientLimits
 from tjob.spec import DEFAULT_LIMITS, Limits
 from tjob.status import JobState
 

@@ -150,6 +150,16 @@ def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
 
 
 @needs_root
+def test_refuses_a_uid_range_that_real_accounts_use(certs: Path, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    proc = tjobs(*cert_flags(certs), *state, "--uid-range", "65530-65534")
+    refused(proc, "uid range 65530-65534 overlaps existing accounts: user nobody (65534)")
+    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "9-1"), "uid range 9-1 must be")
+    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "x"), "a uid range is FIRST-LAST")
+    assert not (tmp_path / "state").exists()  # refused before anything was made
+
+
+@needs_root
 def test_refuses_limits_that_need_more_descriptors_than_it_may_open(
     certs: Path, tmp_path: Path
 ) -> None:

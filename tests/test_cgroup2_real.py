@@ -82,7 +82,7 @@ def test_running_job_is_in_its_own_leaf_cgroup(
     job = engine.start(JobSpec(["sh", "-c", "echo ready; exec sleep 1000"]))
     next(iter(job.output()))
     assert job.pid is not None
-    assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{cgroup_parent}/{job.id}\n"
+    assert Path(f"/proc/{job.pid}/cgroup").read_text() == f"0::/{cgroup_parent}/{job.cgroup}\n"
     jdir = CGROUP_ROOT / cgroup_parent / job.cgroup
     assert job.pid in cg.pids(job.cgroup)
     assert (jdir / "pids.max").read_text().strip() == "512"

@@ -52,6 +52,8 @@ def test_uids_are_allocated_once_in_order_and_kept(tmp_path: Path) -> None:
     assert again.client_uid("c", first, last) == 61186
     assert again.client_uid("b", 61185, 61190) == 61185
     assert again.client_uid("e", 61185, 61190) == 61187  # past the taken ones
+    with pytest.raises(InvalidSpec, match=r"leaves out uids already given.*61184-61187"):
+        Tenants(61185, 61190, again.client_uid, again.client_uid_span())
     tenants = Tenants(*free_range(1), lambda o, f, la: None)
     with pytest.raises(InvalidSpec, match=r"no uid left for a new client.*--uid-range"):
         tenants.uid("x")

@@ -89,10 +89,11 @@ class Engine:
 
     state_dir: where job records and output live (made mode 0700).
     cgroup_root: the cgroup filesystem; v2 when it is a unified hierarchy, else v1.
-    cgroup_parent: the cgroup (in each hierarchy) that holds one child per job.
+    cgroup_parent: the cgroup (in each hierarchy) that holds one child per owner, which holds
+        one per job (``<parent>/<owner>/<job>``).
     defaults: limits for fields a job leaves unset.
     device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
-    clients: ceilings of each owner's cgroup (``<parent>/<owner>/<job>``), all its jobs together.
+    clients: ceilings of each owner's cgroup, all its jobs together (default: none).
     uid_range: ``(first, last)``: a job with ``user=None`` runs as a uid of its own owner's,
         allocated from this range (recorded in the state directory); None: as the engine's user.
 
@@ -138,7 +139,15 @@ class Engine:
             os.close(self._lockfd)
             raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
         self._store = Store(self.state_dir / "jobs.db")
-        self._tenants = Tenants(*uid_range, self._store.client_uid) if uid_range else None
+        self._tenants = None
+        if uid_range:
+            try:
+                given = self._store.client_uid_span()
+                self._tenants = Tenants(*uid_range, self._store.client_uid, given)
+            except TjobError:
+                self._store.close()
+                os.close(self._lockfd)  # a refused start leaves the state dir free
+                raise
         self._hub = Hub()
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))

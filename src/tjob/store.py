@@ -115,8 +115,7 @@ class Store:
 
     def client_uid(self, owner: str, first: int, last: int) -> int | None:
         """The uid ``owner`` was given, else the lowest free one of ``first..last`` (recorded
-        before it is returned: stable across restarts); None when the range is used up. A uid
-        once given is never reused, even outside a narrowed range."""
+        before it is returned: stable across restarts); None when the range is used up."""
         with self._lock:
             row = self._db.execute("SELECT uid FROM tenants WHERE owner = ?", (owner,)).fetchone()
             if row is not None:
@@ -136,6 +135,12 @@ class Store:
             except sqlite3.Error as e:
                 raise TjobError(f"cannot record the client's uid: {e}") from None
             return int(uid)
+
+    def client_uid_span(self) -> tuple[int, int] | None:
+        """The lowest and highest uid given to a client, or None if none was."""
+        with self._lock:
+            lo, hi = self._db.execute("SELECT MIN(uid), MAX(uid) FROM tenants").fetchone()
+        return None if lo is None else (int(lo), int(hi))
 
     def close(self) -> None:
         with self._lock:

@@ -57,9 +57,20 @@ class Tenants:
     """
 
     def __init__(
-        self, first: int, last: int, allocate: Callable[[str, int, int], int | None]
+        self,
+        first: int,
+        last: int,
+        allocate: Callable[[str, int, int], int | None],
+        given: tuple[int, int] | None = None,
     ) -> None:
         check_free(first, last)
+        # A client keeps its uid for good: a range that no longer holds every uid given (the
+        # lowest and highest, ``given``) could let one of them collide with a new account.
+        if given is not None and not (first <= given[0] and given[1] <= last):
+            raise InvalidSpec(
+                f"uid range {first}-{last} leaves out uids already given to clients "
+                f"({given[0]}-{given[1]} are in use); widen it"
+            )
         self.first, self.last = first, last
         self._allocate = allocate
         self._cache: dict[str, int] = {}

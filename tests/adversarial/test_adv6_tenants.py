@@ -71,6 +71,45 @@ except OSError as e:
     print("refused", e.strerror)
 """
 
+# The kernel's user keyring (@u, one per uid) through the raw system calls (no keyutils here):
+# `add DESC DATA`, `read ID`, `revoke ID`, `fill` (add keys until the uid's quota refuses),
+# `clear`. Prints what it got, or the error.
+KEYS = """
+import ctypes, os, platform, sys
+libc = ctypes.CDLL(None, use_errno=True)
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+USER = ctypes.c_long(-4)  # KEY_SPEC_USER_KEYRING
+READ, REVOKE, CLEAR = 11, 3, 7
+
+def check(r):
+    if r < 0:
+        print("error", os.strerror(ctypes.get_errno()), flush=True)
+        sys.exit(0)
+    return r
+
+def add(desc, data):
+    return check(libc.syscall(ADD_KEY, b"user", desc.encode(), data.encode(), len(data), USER))
+
+what = sys.argv[1]
+if what == "add":
+    print("added", add(sys.argv[2], sys.argv[3]))
+elif what == "read":
+    buf = ctypes.create_string_buffer(64)
+    n = check(libc.syscall(KEYCTL, READ, ctypes.c_long(int(sys.argv[2])), buf, 64))
+    print("read", buf.raw[:n].decode())
+elif what == "revoke":
+    check(libc.syscall(KEYCTL, REVOKE, ctypes.c_long(int(sys.argv[2]))))
+    print("revoked")
+elif what == "clear":
+    check(libc.syscall(KEYCTL, CLEAR, USER))
+    print("cleared")
+else:
+    n = 0
+    while libc.syscall(ADD_KEY, b"user", f"k{n}".encode(), b"x" * 64, 64, USER) >= 0:
+        n += 1
+    print("filled", n, os.strerror(ctypes.get_errno()))
+"""
+
 
 def uid_range(size: int = 16) -> tuple[int, int]:
     first = 61184 + random.randrange(0, (65519 - 61184) // size) * size
@@ -227,3 +266,28 @@ def test_a_client_over_its_stored_quota_is_refused_runs_until_it_removes_jobs(
                 c.close()
     finally:
         remove_parent(parent)
+
+
+def test_bob_cannot_reach_alices_keys_nor_be_starved_of_his_own(
+    server: tuple[Harness, Clients],
+) -> None:
+    _, c = server
+
+    def keys(stem: str, *args: str) -> str:
+        return ran(c, stem, ["python3", "-c", KEYS, *args]).decode().strip()
+
+    added = keys(ALICE, "add", "tjob-secret", "s3cret")
+    if added == "error Operation not permitted":
+        pytest.skip("keyctl is refused to every job (the seccomp filter): nothing to share")
+    key = added.split()[1]
+    try:
+        assert keys(ALICE, "read", key) == "read s3cret"  # hers, in her next job too
+        for attempt in ("read", "revoke"):
+            assert keys(BOB, attempt, key).startswith("error "), attempt
+        filled = keys(ALICE, "fill")  # her uid's key quota, full after her job has ended
+        assert filled.startswith("filled ") and filled.endswith("Disk quota exceeded"), filled
+        assert keys(BOB, "add", "bobs", "own").startswith("added ")
+        assert keys(ALICE, "read", key) == "read s3cret"
+    finally:
+        assert keys(ALICE, "clear") == "cleared"
+        keys(BOB, "clear")

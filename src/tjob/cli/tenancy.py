@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tjob.cgroups.clients import ClientLimits
 from tjob.cli import flags
+from tjob.errors import InvalidSpec
 from tjob.tenants import DEFAULT_RANGE, check_free, parse_range
 from tjob.units import MIB, size_text
 
@@ -33,7 +34,7 @@ def add_flags(p: argparse.ArgumentParser, flag: Callable[..., None]) -> None:
         p,
         "uid-range",
         dest="uid_range",
-        default=f"{first}-{last}",
+        default=None,
         metavar="FIRST-LAST",
         help="each client's jobs run as a uid and gid of its own from this range, allocated "
         "once and kept in the state dir; no account may use it "
@@ -92,7 +93,12 @@ def add_flags(p: argparse.ArgumentParser, flag: Callable[..., None]) -> None:
 
 def decide(args: argparse.Namespace, job_user: str | int | None) -> Tenancy:
     """The flags' values; raise :class:`InvalidSpec` with a one-line reason."""
-    uid_range = None if job_user is not None else parse_range(args.uid_range)
+    if job_user is not None and args.uid_range is not None:
+        raise InvalidSpec(
+            "--job-user and --uid-range exclude each other (one account, or one per client)"
+        )
+    first, last = DEFAULT_RANGE
+    uid_range = None if job_user is not None else parse_range(args.uid_range or f"{first}-{last}")
     if uid_range is not None:
         check_free(*uid_range)  # before anything starts (the engine checks again)
     pids = args.client_pids
@@ -101,6 +107,21 @@ def decide(args: argparse.Namespace, job_user: str | int | None) -> Tenancy:
             pids = max(1, int(f.read()) // PID_MAX_SHARE)
     clients = ClientLimits(pids=pids, memory_mb=args.client_mem, cpu_percent=args.client_cpu)
     return Tenancy(uid_range, clients, args.client_jobs, args.client_disk)
+
+
+def describe(tenancy: Tenancy) -> str:
+    """The client ceilings and quotas, for the start-up log."""
+    c = tenancy.clients
+
+    def shown(v: int | None, unit: str = "") -> str:
+        return "none" if v is None else f"{v}{unit}"
+
+    disk = "none" if tenancy.client_disk is None else size_text(tenancy.client_disk)
+    return (
+        f"per client: pids {shown(c.pids)}, mem {shown(c.memory_mb, 'MB')}, "
+        f"cpu {shown(c.cpu_percent, '%')} (an equal share when busy); "
+        f"stored jobs {shown(tenancy.client_jobs)}, disk {disk}"
+    )
 
 
 def job_account(tenancy: Tenancy, job_user: str | int | None) -> str:

@@ -464,6 +464,7 @@ async def _run(
         lim.max_follows,
         lim.stall_timeout,
     )
+    log.info("%s", tenancy.describe(args.tenancy))
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()
     log.info("shutting down")

@@ -21,9 +21,11 @@ import pytest
 from tjob import Engine
 from tjob.api import pki, tls
 from tjob.api.limits import ServerLimits
+from tjob.api.quotas import StoreQuota
 from tjob.api.server import ApiServer, Policy
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
+from tjob.cgroups import ClientLimits
 from tjob.spec import DEFAULT_LIMITS, Limits
 from tjob.status import JobState
 
@@ -73,6 +75,9 @@ class Harness:
         output_cap: int = 1 << 30,
         cgroup_parent: str = "tjob",
         limits: ServerLimits = TEST_LIMITS,
+        uid_range: tuple[int, int] | None = None,
+        clients: ClientLimits | None = None,
+        store: StoreQuota | None = None,
     ) -> None:
         self.tmp = tmp
         self.certs = tmp / "certs"
@@ -83,7 +88,9 @@ class Harness:
             job_user=job_user,
             max_jobs=max_jobs,
             limits=limits,
+            store=store or StoreQuota(),
         )
+        self.uid_range, self.clients = uid_range, clients
         self.output_cap = output_cap
         self.cgroup_parent = cgroup_parent
         self.loop = asyncio.new_event_loop()
@@ -100,6 +107,8 @@ class Harness:
             defaults=self.policy.caps,
             output_cap=self.output_cap,
             cgroup_parent=self.cgroup_parent,
+            clients=self.clients,
+            uid_range=self.uid_range,
         )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))

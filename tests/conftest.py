@@ -52,13 +52,9 @@ def cgroup_parent() -> Iterator[str]:
     hold no job cgroup when the test ends (v2: one directory; v1: one per hierarchy)."""
     name = f"tjob-test-{uuid.uuid4().hex[:8]}"
     yield name
-    root = Path("/sys/fs/cgroup")
-    unified = (root / "cgroup.controllers").exists()
-    for p in [root / name] if unified else [c / name for c in root.iterdir()]:
-        if p.is_dir():
-            leftovers = [c.name for c in p.iterdir() if c.is_dir()]
-            assert not leftovers, f"cgroups left behind in {p}: {leftovers}"
-            p.rmdir()
+    from cgparent import remove_parent
+
+    remove_parent(name)
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def test_seed_and_gnu_spellings_are_the_same_flags() -> None:
         ".tjob/svc.key",
     )
     assert (d.cpu, d.mem, d.rbps, d.wbps, d.pids, d.mnt) == (20, 20, 20971520, 20971520, 512, None)
-    assert (d.state_dir, d.job_user, d.max_jobs, d.admin) == ("/var/lib/tjob", "nobody", 64, [])
+    assert (d.state_dir, d.job_user, d.max_jobs, d.admin) == ("/var/lib/tjob", None, 64, [])
+    assert (d.uid_range, d.client_jobs, d.client_disk) == (None, 10_000, 10 << 30)
 
 
 def test_host_forms() -> None:
@@ -146,6 +147,18 @@ def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
     refused(tjobs(*cert_flags(certs), *state, "--job-user", "no-such-user-x"), "no such user")
     refused(tjobs(*cert_flags(certs), *state, "--host", "nonsense"), "is not HOST:PORT")
     refused(tjobs(*cert_flags(certs), *state, "--client-rate", "0"), "--client-rate")
+
+
+@needs_root
+def test_refuses_a_uid_range_that_real_accounts_use(certs: Path, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    proc = tjobs(*cert_flags(certs), *state, "--uid-range", "65530-65534")
+    refused(proc, "uid range 65530-65534 overlaps existing accounts: user nobody (65534)")
+    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "9-1"), "uid range 9-1 must be")
+    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "x"), "a uid range is FIRST-LAST")
+    both = ("--uid-range", "61184-61200", "--job-user", "nobody")
+    refused(tjobs(*cert_flags(certs), *state, *both), "--job-user and --uid-range exclude")
+    assert not (tmp_path / "state").exists()  # refused before anything was made
 
 
 @needs_root

@@ -202,7 +202,7 @@ def test_fork_bomb_is_held_at_pids_max_and_fully_killed(engine: Engine, cg: Cgro
     for chunk in job.output(streams=Stream.STDERR):
         if b"fork" in chunk.data.lower():
             break
-    assert len(cg.pids(job.id)) <= 64
+    assert len(cg.pids(job.cgroup)) <= 64
     st = job.stop(grace=0)
     assert st.state is JobState.STOPPED and st.stopped
     assert job.id not in engine.diagnostics().cgroups
@@ -220,7 +220,7 @@ def test_double_forked_setsid_descendants_die_on_stop(engine: Engine, cg: Cgroup
         )
     )
     next(iter(job.output()))  # "ready": the double-forked daemon exists
-    pids = cg.pids(job.id)
+    pids = cg.pids(job.cgroup)
     assert len(pids) >= 3
     fds = [os.pidfd_open(p) for p in pids]
     try:
@@ -489,10 +489,10 @@ def test_cgroup_kill_alone_takes_every_process(engine: Engine, cg: CgroupBackend
         JobSpec(["sh", "-c", "setsid sh -c 'sleep 1000 & echo ready; exec sleep 1001' & wait"])
     )
     next(iter(job.output()))
-    fds = [os.pidfd_open(p) for p in cg.pids(job.id)]
+    fds = [os.pidfd_open(p) for p in cg.pids(job.cgroup)]
     try:
         assert len(fds) >= 3
-        cg.kill(job.id)
+        cg.kill(job.cgroup)
         assert all(select.select([fd], [], [], 10)[0] for fd in fds)
     finally:
         for fd in fds:
@@ -518,9 +518,9 @@ def test_kill_lifts_the_cpu_quota_so_the_dying_need_not_wait_for_it(
 ) -> None:
     """A job that spent its quota would otherwise take up to a CFS period (100 ms) to die."""
     job = engine.start(JobSpec(["sleep", "1000"], limits=Limits(cpu_percent=20)))
-    quota = Path("/sys/fs/cgroup/cpu") / cg.parent / job.id / "cpu.cfs_quota_us"
+    quota = Path("/sys/fs/cgroup/cpu") / cg.parent / job.cgroup / "cpu.cfs_quota_us"
     assert quota.read_text().strip() == "20000"
-    cg.unthrottle(job.id)
+    cg.unthrottle(job.cgroup)
     assert quota.read_text().strip() == "-1"
     job.stop(grace=0)
 

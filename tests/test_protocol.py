@@ -91,7 +91,7 @@ ODD_JOB = p.ExecJob(
     argv=(b"sh", b"", b" ", b"\n", os.fsencode(ODD), b"-"),
     env=(b"E=", os.fsencode("X=" + ODD), b"PATH=/bin"),
     scratch=20 << 20,
-    rlimits=(b"nofile=1024:65536", b"core=0:0"),
+    rlimits=(b"nofile=1024:65536", b"core=0:0", b"nproc=4096:4096"),
 )
 
 
@@ -107,16 +107,20 @@ def test_exec_bin_round_trips_through_the_shim(job: p.ExecJob) -> None:
     "blob",
     [
         b"",
-        b"not-the-magic\0h\0/\0-\0-\x000\x001\0true\x000\0",
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x002\0true\x000\0",  # argv cut short
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\0extra\0",
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x000\x000\0",  # no argv
-        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000",  # no final NUL
+        b"not-the-magic\0h\0/\0-\0-\x000\x001\0true\x000\x000\x000\0",
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x002\0true\x000\x000\x000\0",  # argv cut short
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\x000\x000\0extra\0",
+        p.EXEC_MAGIC.encode()
+        + b"\0h\0/\0-\0-\x000\x001\0true\x000\0",  # no scratch size, no rlimits
+        p.EXEC_MAGIC.encode()
+        + b"\0h\0/\0-\0-\x000\x001\0true\x000\x000\x00x\0",  # bad rlimits count
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x000\x000\x000\x000\0",  # no argv
+        p.EXEC_MAGIC.encode() + b"\0h\0/\0-\0-\x000\x001\0true\x000\x000\x000",  # no final NUL
     ],
 )
 def test_malformed_exec_bin_is_refused_by_both_sides(blob: bytes) -> None:
     shim("exec", data=blob, ok=False)
-    if blob.endswith(b"\0") and b"\x000\x000\x000\0" not in blob:
+    if blob.endswith(b"\0") and b"-\x000\x000\x000\x000" not in blob:
         with pytest.raises(p.ProtocolError):
             p.decode_exec(blob)
 

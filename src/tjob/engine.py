@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail
+from .cgroups import ClientLimits
+from .cgroups.clients import job_cgroup
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
@@ -51,6 +53,7 @@ from .recorder import Recorder
 from .spec import DEFAULT_LIMITS, MIB, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
 from .store import Store
+from .tenants import Tenants, synthetic_name
 from .watch import Hub
 
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
@@ -87,11 +90,15 @@ class Engine:
 
     state_dir: where job records and output live (made mode 0700).
     cgroup_root: the cgroup filesystem; v2 when it is a unified hierarchy, else v1.
-    cgroup_parent: the cgroup (in each hierarchy) that holds one child per job.
+    cgroup_parent: the cgroup (in each hierarchy) that holds one child per owner, which holds
+        one per job (``<parent>/<owner>/<job>``).
     defaults: limits for fields a job leaves unset.
     device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
     hide: host paths jobs must not see, besides ``jail.DEFAULT_HIDE`` and the state directory.
     seccomp: the jobs' seccomp profile (Docker's JSON format); ``"unconfined"`` for none.
+    clients: ceilings of each owner's cgroup, all its jobs together (default: none).
+    uid_range: ``(first, last)``: a job with ``user=None`` runs as a uid of its own owner's,
+        allocated from this range (recorded in the state directory); None: as the engine's user.
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -108,6 +115,8 @@ class Engine:
         output_cap: int = 1 << 30,
         hide: Sequence[str] = (),
         seccomp: str | Path | None = jail.DEFAULT_PROFILE,
+        clients: ClientLimits | None = None,
+        uid_range: tuple[int, int] | None = None,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -121,7 +130,7 @@ class Engine:
             device = defaults.device
         dev = check_block_device(device) if device else device_of("/")
         self.device = f"{dev[0]}:{dev[1]}" if dev else None
-        self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent)
+        self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent, clients)
         # The jail (jail.py): checked once here, so that a bad profile or kernel fails now.
         self._jail = jail.settings([*jail.DEFAULT_HIDE, str(self.state_dir), *hide], seccomp)
         jail.check(self._jail)
@@ -138,6 +147,15 @@ class Engine:
             os.close(self._lockfd)
             raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
         self._store = Store(self.state_dir / "jobs.db")
+        self._tenants = None
+        if uid_range:
+            try:
+                given = self._store.client_uid_span()
+                self._tenants = Tenants(*uid_range, self._store.client_uid, given)
+            except TjobError:
+                self._store.close()
+                os.close(self._lockfd)  # a refused start leaves the state dir free
+                raise
         self._hub = Hub()
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
@@ -161,7 +179,7 @@ class Engine:
         limits = spec.limits.merged(self.defaults).validate()
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
-        uid, gid, home, name = _resolve_user(spec.user)
+        uid, gid, home, name = self._user_of(spec)
         job_id = secrets.token_hex(16)
         created_at = time.time()
         env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
@@ -174,12 +192,15 @@ class Engine:
         self._store.add(facts, spec.cwd, spec.user)
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
-        procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
+        cgroup = job_cgroup(spec.owner, job_id)
+        procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(cgroup)]
         ids = (uid, gid) if uid is not None and gid is not None else None
+        # RLIMIT_NPROC counts a uid's processes host-wide: only a uid of one client's may
+        # have it, set to the client's pids ceiling (a shared account would share it).
+        nproc = self._cg.clients.pids if self._tenants and spec.user is None else None
         scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
-        blob = exec_blob(
-            job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, jail.rlimits(self.output_cap)
-        )
+        rlimits = jail.rlimits(self.output_cap, nproc)
+        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits)
         create_file(jdir / EXEC_FILE, blob)
         create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())
         major, _, minor = (device or "").partition(":")
@@ -197,8 +218,16 @@ class Engine:
                 limits.wbps,
                 device=(int(major), int(minor)) if device else None,
             ),
+            cgroup=cgroup,
         )
         return _Prepared(facts, spec, jdir, request)
+
+    def _user_of(self, spec: JobSpec) -> tuple[int | None, int | None, str, str]:
+        """(uid, gid, home, name) the job runs as: its owner's own uid, or ``spec.user``."""
+        if spec.user is None and self._tenants is not None:
+            uid = self._tenants.uid(spec.owner)
+            return uid, uid, "/", synthetic_name(uid)
+        return _resolve_user(spec.user)
 
     def _prepare_and_send(self, spec: JobSpec) -> tuple[_Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""

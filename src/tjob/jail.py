@@ -172,6 +172,10 @@ def check(text: str) -> None:
         raise JailError(msg)
 
 
-def rlimits(output_cap: int) -> Sequence[str]:
-    """exec.bin's rlimits: ``NAME=SOFT:HARD``."""
-    return (f"nofile={NOFILE[0]}:{NOFILE[1]}", "core=0:0", f"fsize={output_cap}:{output_cap}")
+def rlimits(output_cap: int, nproc: int | None = None) -> Sequence[str]:
+    """exec.bin's rlimits: ``NAME=SOFT:HARD``; ``nproc`` only where a uid is one client's
+    (the kernel counts RLIMIT_NPROC per uid, host-wide)."""
+    out = [f"nofile={NOFILE[0]}:{NOFILE[1]}", "core=0:0", f"fsize={output_cap}:{output_cap}"]
+    if nproc is not None:
+        out.append(f"nproc={nproc}:{nproc}")
+    return tuple(out)

@@ -46,6 +46,8 @@ class Job:
         self.pid: int | None = None
         self.started_at: float | None = None
         self._cg = cg
+        # Its cgroup, relative to the engine's parent: "<client>/<job>" (or "<job>", made before).
+        self.cgroup = cg.name_of(facts.owner, facts.id)
         self._hub = hub
         self._final: JobStatus | None = None  # the recorded end, once seen (a cache)
         self._settled = False  # the engine's end step is done: pidfds closed, row written
@@ -113,7 +115,7 @@ class Job:
             JobState.RUNNING,
             pid=self.pid,
             started_at=self.started_at,
-            usage=self._cg.usage(self.id) if usage else Usage(),
+            usage=self._cg.usage(self.cgroup) if usage else Usage(),
         )
 
     # ---------------------------------------------------------------- wait
@@ -159,14 +161,14 @@ class Job:
         (self.dir / STOP_FILE).touch()
         if grace > 0:
             with contextlib.suppress(CgroupError):
-                self._cg.signal(self.id, signal.SIGTERM)
+                self._cg.signal(self.cgroup, signal.SIGTERM)
         return True
 
     def _kill(self) -> None:
         """SIGKILL every process of the job."""
         cg = self._cg
         with contextlib.suppress(CgroupError):
-            cg.unthrottle(self.id)
+            cg.unthrottle(self.cgroup)
         with self._lock:
             init = self._init_pidfd
             if init >= 0:
@@ -176,9 +178,9 @@ class Job:
                     signal.pidfd_send_signal(init, signal.SIGKILL)
         with contextlib.suppress(CgroupError):
             if init >= 0:
-                cg.signal(self.id, signal.SIGKILL)
+                cg.signal(self.cgroup, signal.SIGKILL)
             else:
-                cg.kill(self.id)  # v2 cgroup.kill; v1 freeze, kill each, thaw
+                cg.kill(self.cgroup)  # v2 cgroup.kill; v1 freeze, kill each, thaw
 
     def _ended(self, timeout: float) -> Step:
         return Step(lambda: self.wait(timeout), lambda: self.wait_async(timeout))

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cgroups import CgroupBackend, backend
+from .cgroups import CgroupBackend, ClientLimits, backend
 from .errors import CgroupError
 from .jobdir import STATUS_FILE
 from .protocol import (
@@ -122,7 +122,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
     zygote = _Zygote(cg, conf)
     spare: _Spare | None = _Spare.make(zygote)
     starting = -1  # the busy pipe of the job last handed over, until it is running
-    running: dict[int, tuple[socket.socket, Path]] = {}  # channels of handed-over jobs
+    running: dict[int, tuple[socket.socket, Path, str]] = {}  # channels of handed-over jobs
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     while True:
@@ -135,9 +135,9 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
                 spare = _Spare.make(zygote)
         for fd in ready & running.keys():
             sel.unregister(fd)
-            chan, jdir = running.pop(fd)
+            chan, jdir, name = running.pop(fd)
             with chan:
-                _record_reported(chan, jdir, rec)
+                _record_reported(chan, jdir, name, rec)
         if sock.fileno() not in ready:
             continue
         msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
@@ -153,7 +153,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
         cpu, mem, pids, rbps, wbps, dev = req.limits
         limits = ResolvedLimits(cpu, mem, pids, rbps, wbps, f"{dev[0]}:{dev[1]}" if dev else None)
         try:
-            cg.create(req.id, limits)
+            cg.create(req.cgroup, limits)
         except CgroupError as e:
             _record_failure(jdir, rec, str(e), reply)
             continue
@@ -171,7 +171,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
                 spare.chan.close()
         reply.close()
         if spare.chan.fileno() >= 0:
-            running[spare.chan.fileno()] = (spare.chan, jdir)
+            running[spare.chan.fileno()] = (spare.chan, jdir, req.cgroup)
             sel.register(spare.chan, selectors.EVENT_READ)
         if starting >= 0:
             sel.unregister(starting)
@@ -181,7 +181,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
         spare = None
 
 
-def _record_reported(chan: socket.socket, jdir: Path, rec: Recorder) -> None:
+def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) -> None:
     """A supervisor reports its job's end: record it here, and answer ACK_RECORDED (the
     supervisor exits) or ACK_DECLINED (it records the end itself)."""
     try:
@@ -195,7 +195,7 @@ def _record_reported(chan: socket.socket, jdir: Path, rec: Recorder) -> None:
     try:
         # A job with processes still exiting (a stop kills them with init) is recorded by its
         # supervisor, which may wait for them: waiting here would stall every start.
-        if not msg.startswith(REPORT_EXITED.encode()) or not rec.cg.pids(jdir.name):
+        if not msg.startswith(REPORT_EXITED.encode()) or not rec.cg.pids(name):
             record(jdir, rec, msg, reply)
             done = True
     except Exception:
@@ -217,7 +217,8 @@ def main() -> None:
 def _backend(conf: str) -> CgroupBackend:
     """The engine's cgroup backend, from its configuration as JSON."""
     c = json.loads(conf)
-    cg = backend(c["version"], Path(c["root"]), c["parent"])
+    clients = ClientLimits.from_dict(c.get("clients") or {})
+    cg = backend(c["version"], Path(c["root"]), c["parent"], clients)
     cg.setup()
     return cg
 

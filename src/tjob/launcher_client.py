@@ -30,7 +30,12 @@ class LauncherClient:
 
     def __init__(self, state_dir: Path, cg: CgroupBackend, jail: str | None = None) -> None:
         self._log = state_dir / LOG
-        conf = {"version": cg.version, "root": str(cg.root), "parent": cg.parent}
+        conf = {
+            "version": cg.version,
+            "root": str(cg.root),
+            "parent": cg.parent,
+            "clients": cg.clients.to_dict(),
+        }
         if jail is not None:
             conf["jail"] = jail  # the jail's settings (jail.py), for the zygote
         self._conf = json.dumps(conf)

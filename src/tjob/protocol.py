@@ -106,13 +106,25 @@ class StartRequest:
     cap: int
     id: str
     limits: Limits
+    cgroup: str = ""  # the job's cgroup relative to the engine's parent ("" is the id)
+
+    def __post_init__(self) -> None:
+        if not self.cgroup:
+            object.__setattr__(self, "cgroup", self.id)
 
 
 def encode_start_request(req: StartRequest) -> bytes:
     lim = req.limits._asdict()
     lim["device"] = list(req.limits.device) if req.limits.device else None
     return json.dumps(
-        {"v": VERSION, "dir": req.dir, "cap": req.cap, "id": req.id, "limits": lim}
+        {
+            "v": VERSION,
+            "dir": req.dir,
+            "cap": req.cap,
+            "id": req.id,
+            "limits": lim,
+            "cgroup": req.cgroup,
+        }
     ).encode()
 
 
@@ -129,7 +141,8 @@ def decode_start_request(msg: bytes) -> StartRequest:
             int(lim["wbps"]),
             (int(dev[0]), int(dev[1])) if dev else None,
         )
-        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits)
+        cgroup = str(d.get("cgroup") or d["id"])
+        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed start request: {e!r}") from None
 

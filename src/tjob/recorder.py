@@ -39,7 +39,7 @@ class Recorder:
     def failed(self, jdir: Path, error: str) -> JobStatus:
         """A job that never ran."""
         facts = read_facts(jdir)
-        reported = self._remove(facts.id, error, keep_first=True)
+        reported = self._remove(self.cg.name_of(facts.owner, facts.id), error, keep_first=True)
         status = JobStatus.of(facts, JobState.FAILED, error=reported, ended_at=now())
         return self._write(jdir, status)
 
@@ -52,9 +52,10 @@ class Recorder:
         if wstatus < 0:
             # No report: init was SIGKILLed (a stop), and the kernel SIGKILLed all in its namespace.
             wstatus = signal.SIGKILL
-        usage = self.cg.usage(facts.id)
-        oom = self.cg.oom_kills(facts.id) > 0
-        error = self._remove(facts.id, cut)
+        name = self.cg.name_of(facts.owner, facts.id)
+        usage = self.cg.usage(name)
+        oom = self.cg.oom_kills(name) > 0
+        error = self._remove(name, cut)
         stopped = (jdir / STOP_FILE).exists()
         status = JobStatus.of(
             facts,
@@ -81,7 +82,7 @@ class Recorder:
         self, jdir: Path, facts: JobFacts, pid: int | None, started_at: float | None, error: str
     ) -> JobStatus:
         """A job nobody will report on (its processes already killed by the caller)."""
-        self._remove(facts.id, None)
+        self._remove(self.cg.name_of(facts.owner, facts.id), None)
         status = JobStatus.of(
             facts, JobState.LOST, pid=pid, error=error, started_at=started_at, ended_at=now()
         )
@@ -91,11 +92,11 @@ class Recorder:
         except OSError:
             return status  # a full disk: the next engine will find it lost again
 
-    def _remove(self, job_id: str, error: str | None, keep_first: bool = False) -> str | None:
+    def _remove(self, name: str, error: str | None, keep_first: bool = False) -> str | None:
         """Remove the job's cgroup; a failure is added to ``error`` (or, with ``keep_first``,
         only reported if there is no error yet: the first error is the one worth reading)."""
         try:
-            self.cg.remove(job_id)
+            self.cg.remove(name)
         except CgroupError as e:
             if not (keep_first and error):
                 return f"{error}; {e}" if error else str(e)

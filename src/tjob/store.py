@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(ended_at);
+CREATE TABLE IF NOT EXISTS tenants (
+    owner TEXT PRIMARY KEY,
+    uid INTEGER NOT NULL UNIQUE
+);
 """
 
 
@@ -108,6 +112,35 @@ class Store:
                 "SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ?", (when,)
             ).fetchall()
         return [r[0] for r in rows]
+
+    def client_uid(self, owner: str, first: int, last: int) -> int | None:
+        """The uid ``owner`` was given, else the lowest free one of ``first..last`` (recorded
+        before it is returned: stable across restarts); None when the range is used up."""
+        with self._lock:
+            row = self._db.execute("SELECT uid FROM tenants WHERE owner = ?", (owner,)).fetchone()
+            if row is not None:
+                return int(row[0])
+            # The first gap at or above `first` (uids are handed out in order, so usually the end).
+            row = self._db.execute(
+                "SELECT MIN(t.uid + 1) FROM tenants t WHERE t.uid + 1 >= ? AND NOT EXISTS "
+                "(SELECT 1 FROM tenants u WHERE u.uid = t.uid + 1)",
+                (first,),
+            ).fetchone()
+            taken = self._db.execute("SELECT 1 FROM tenants WHERE uid = ?", (first,)).fetchone()
+            uid = first if taken is None else row[0]
+            if uid is None or uid > last:
+                return None
+            try:
+                self._db.execute("INSERT INTO tenants (owner, uid) VALUES (?, ?)", (owner, uid))
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the client's uid: {e}") from None
+            return int(uid)
+
+    def client_uid_span(self) -> tuple[int, int] | None:
+        """The lowest and highest uid given to a client, or None if none was."""
+        with self._lock:
+            lo, hi = self._db.execute("SELECT MIN(uid), MAX(uid) FROM tenants").fetchone()
+        return None if lo is None else (int(lo), int(hi))
 
     def close(self) -> None:
         with self._lock:

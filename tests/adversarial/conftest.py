@@ -32,6 +32,7 @@ from advkit import (
     settle,
 )
 from apiharness import ADMIN, ALICE, BOB, HANG, Harness
+from cgparent import remove_parent
 
 from tjob.api import pki
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -46,12 +47,7 @@ class Adv:
 
 
 def _remove_parent(parent: str) -> None:
-    for ctrl in Path("/sys/fs/cgroup").iterdir():
-        p = ctrl / parent
-        if p.is_dir():
-            leftovers = [c.name for c in p.iterdir() if c.is_dir()]
-            assert not leftovers, f"cgroups left behind in {p}: {leftovers}"
-            p.rmdir()
+    remove_parent(parent)
 
 
 @pytest.fixture(scope="session")

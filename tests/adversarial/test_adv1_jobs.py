@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from advkit import OUTPUT_CAP, Case, fifo, finish, output, read_until
 from apiharness import BOB, HANG, ROOT
+from cgparent import job_cgroup_name
 
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.spec import DEFAULT_LIMITS
@@ -68,7 +69,11 @@ def test_fork_bomb_is_held_at_its_pids_limit(case: Case) -> None:
     stub = case.stub()
     bomb = run(case, ["sh", "-c", "f() { f | f & }; f; exec sleep 1000"], limits=pb.Limits(pids=64))
     read_until(stub, bomb.id, b"fork")  # the shell says it cannot fork: the bomb is at the cap
-    pids = Path("/sys/fs/cgroup/pids") / case.h.cgroup_parent / bomb.id
+    pids = (
+        Path("/sys/fs/cgroup/pids")
+        / case.h.cgroup_parent
+        / job_cgroup_name(case.h.cgroup_parent, bomb.id)
+    )
     assert int((pids / "pids.max").read_text()) == 64
     assert int((pids / "pids.current").read_text()) <= 64
     assert int((pids / "pids.events").read_text().split()[1]) > 0  # forks were refused
@@ -176,6 +181,7 @@ CGROUP_ATTACK = (
 def cgroup_files(parent: str, job_id: str) -> dict[str, str]:
     """The limit and membership files the attack aims at, as the host reads them."""
     root = Path("/sys/fs/cgroup")
+    job_id = job_cgroup_name(parent, job_id)
     files = {
         "pids.max": root / "pids" / parent / job_id / "pids.max",
         "memory": root / "memory" / parent / job_id / "memory.limit_in_bytes",
@@ -209,7 +215,8 @@ def test_job_cannot_write_any_cgroup_file(case: Case, scratch: Path) -> None:
         assert {p: Path(p).read_text() for p in root_before} == root_before
         # Its shell, which asked to move itself to the root cgroup, is still in its own.
         for ctrl in ("pids", "memory"):
-            tasks = (Path("/sys/fs/cgroup") / ctrl / parent / st.id / "tasks").read_text()
+            name = job_cgroup_name(parent, st.id)
+            tasks = (Path("/sys/fs/cgroup") / ctrl / parent / name / "tasks").read_text()
             assert str(st.pid) in tasks.split()
         gate.release()
         end = wait(case, st.id)

@@ -409,7 +409,9 @@ def test_devices_cgroup_allows_only_the_minimal_nodes(case: Case) -> None:
         pytest.skip("no cgroup v1 devices controller (cgroup v2: the minimal /dev alone)")
     with fifo() as gate:
         st = run(case, ["cat", str(gate)])
-        allowed = (devices / case.h.cgroup_parent / st.id / "devices.list").read_text()
+        assert case.h.engine is not None
+        cgroup = case.h.engine.get(st.id).cgroup  # <client>/<job>
+        allowed = (devices / case.h.cgroup_parent / cgroup / "devices.list").read_text()
         gate.release()
         case.stub().Wait(pb.JobRef(id=st.id), timeout=HANG)
     assert allowed.splitlines() == list(DEVICES)
@@ -431,7 +433,7 @@ def test_devices_allowlist_holds_under_a_parent_with_older_jobs(
             assert (devices / cgroup_parent / "devices.list").read_text() == "a *:* rwm\n"
             with fifo() as gate:
                 job = eng.start(JobSpec(["cat", str(gate)], user="nobody"))
-                allowed = (devices / cgroup_parent / job.id / "devices.list").read_text()
+                allowed = (devices / cgroup_parent / job.cgroup / "devices.list").read_text()
                 gate.release()
                 assert job.wait(HANG).exit_code == 0
             assert allowed.splitlines() == list(DEVICES)

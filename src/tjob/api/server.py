@@ -15,6 +15,7 @@ ambiguous id prefix    INVALID_ARGUMENT     "... is ambiguous ..." (among your j
 unknown/others' job    NOT_FOUND            "unauthorized" (the same for both)
 running-job cap        RESOURCE_EXHAUSTED   the cap
 per-client limit       RESOURCE_EXHAUSTED   the limit and its tjobs flag (see limits.py)
+stored jobs/disk quota RESOURCE_EXHAUSTED   the quota and its tjobs flag (see quotas.py)
 request too large      RESOURCE_EXHAUSTED   the size and the limit (Run 4 MiB, others 64 KiB)
 compressed request     UNIMPLEMENTED        says so
 shutting down          UNAVAILABLE          "tjobs is shutting down"
@@ -59,7 +60,7 @@ from ..errors import (
 )
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
-from . import convert, listing, stats
+from . import convert, listing, quotas, stats
 from .audit import AuditLog, argv_field, clip, method_of
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
@@ -116,13 +117,15 @@ class ShuttingDown(TjobError):
 
 @dataclass(frozen=True)
 class Policy:
-    """What the server allows: its caps (also the defaults), admins, job account, job cap."""
+    """What the server allows: its caps (also the defaults), admins, job account (None: each
+    client's own uid, see the engine's ``uid_range``), job cap, stored-job quotas."""
 
     caps: Limits
     admins: frozenset[str] = frozenset()
     job_user: str | int | None = "nobody"
     max_jobs: int = 64
     limits: ServerLimits = field(default_factory=ServerLimits)
+    store: quotas.StoreQuota = field(default_factory=quotas.StoreQuota)
 
 
 @dataclass
@@ -162,6 +165,9 @@ class JobService(JobServiceBase):
             req = await _request(stream, pb.RunRequest, self._receiving(caller))
             note(argv=argv_field(req.argv), env_keys=sorted(req.env)[:256])
             spec = self._spec(caller, req)
+            # Before the running-job cap: nothing may wait between that check and the count.
+            mine = [j for j in self._engine.jobs() if j.owner == caller.name]
+            await quotas.check_async(self.policy.store, mine, self._starting[caller.name])
             if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
                 raise QuotaExceeded(
                     f"you have {self.policy.max_jobs} running jobs, the most this server "

@@ -1,7 +1,10 @@
 """The one interface both cgroup backends implement.
 
-A backend owns a parent cgroup (``tjob`` by default) and makes one child per job. Paths are
-arguments so tests can point a backend at a fake cgroupfs in a temporary directory.
+A backend owns a parent cgroup (``tjob`` by default) with one child per client and one
+grandchild per job (:mod:`.clients`). Methods take a job's cgroup *name*, relative to the
+parent (``<client>/<job>``, or ``<job>`` for a job made before clients had cgroups; see
+:meth:`CgroupBackend.name_of`). Paths are arguments so tests can point a backend at a fake
+cgroupfs in a temporary directory.
 """
 
 from __future__ import annotations
@@ -15,14 +18,40 @@ from pathlib import Path
 
 from ..errors import CgroupError
 from ..status import ResolvedLimits, Usage
+from .clients import ClientLimits, is_client_dir, job_cgroup
 
 
 class CgroupBackend(abc.ABC):
     version: int
 
-    def __init__(self, root: Path, parent: str = "tjob") -> None:
+    def __init__(
+        self, root: Path, parent: str = "tjob", clients: ClientLimits | None = None
+    ) -> None:
         self.root = Path(root)
         self.parent = parent
+        self.clients = clients or ClientLimits()
+        self._ready: set[str] = set()  # client cgroups made and limited by this process
+
+    def name_of(self, owner: str, job_id: str) -> str:
+        """The cgroup name of ``owner``'s job: ``<job>`` if a job made before client cgroups
+        has it there, else ``<client>/<job>``."""
+        return job_id if (self._top() / job_id).is_dir() else job_cgroup(owner, job_id)
+
+    def _client_ready(self, name: str) -> None:
+        """Make the client cgroup of job cgroup ``name`` with the client ceilings, once per
+        process (a restarted engine writes them again: the flags may have changed)."""
+        client, sep, _ = name.rpartition("/")
+        if sep and client not in self._ready:
+            self._make_client(client)
+            self._ready.add(client)
+
+    @abc.abstractmethod
+    def _top(self) -> Path:
+        """The parent cgroup (in one hierarchy, on v1)."""
+
+    @abc.abstractmethod
+    def _make_client(self, client: str) -> None:
+        """Create the client cgroup ``client`` (exist_ok) and write the client ceilings."""
 
     @abc.abstractmethod
     def setup(self) -> None:
@@ -87,6 +116,21 @@ class CgroupBackend(abc.ABC):
             finally:
                 os.close(fd)
         return sent
+
+    def _listed(self, top: Path) -> set[str]:
+        """Job ids with a cgroup under ``top``, in client cgroups or (older jobs) directly."""
+        found: set[str] = set()
+        try:
+            for p in top.iterdir():
+                if not p.is_dir():
+                    continue
+                if is_client_dir(p.name):
+                    found.update(j.name for j in p.iterdir() if j.is_dir())
+                else:
+                    found.add(p.name)
+        except FileNotFoundError:
+            pass
+        return found
 
     def _in_job(self, pid: int, job_id: str) -> bool:
         suffix = f"/{self.parent}/{job_id}"

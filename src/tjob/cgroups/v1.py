@@ -18,6 +18,7 @@ from .base import (
     wait_exited,
     write,
 )
+from .clients import ClientLimits
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
 CFS_PERIOD_US = 100_000
@@ -33,8 +34,13 @@ DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5
 class CgroupV1(CgroupBackend):
     version = 1
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "tjob") -> None:
-        super().__init__(root, parent)
+    def __init__(
+        self,
+        root: Path = Path("/sys/fs/cgroup"),
+        parent: str = "tjob",
+        clients: ClientLimits | None = None,
+    ) -> None:
+        super().__init__(root, parent, clients)
         self._hier: dict[str, Path] = {}
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
         self._memsw = False
@@ -81,7 +87,36 @@ class CgroupV1(CgroupBackend):
             return False
         return True
 
+    def _top(self) -> Path:
+        return self.root / "pids" / self.parent
+
+    def _make_client(self, client: str) -> None:
+        try:
+            for hier in self._hiers:
+                (hier / self.parent / client).mkdir(exist_ok=True)
+        except OSError as e:
+            raise CgroupError(f"cannot create client cgroup {client}: {e.strerror}") from None
+        lim = self.clients
+        # Every value is written, unset ones as "no ceiling": the flags may have changed since.
+        # cpu.shares is the kernel's default, equal for every client: the CPU is shared
+        # between clients first.
+        cpu = self._dir("cpu", client)
+        write(cpu / "cpu.shares", "1024")
+        quota = -1 if lim.cpu_percent is None else lim.cpu_percent * CFS_PERIOD_US // 100
+        write(cpu / "cpu.cfs_quota_us", str(quota))
+        mem = self._dir("memory", client)
+        nbytes = -1 if lim.memory_mb is None else lim.memory_mb * MIB
+        order = [mem / "memory.limit_in_bytes"]
+        if self._memsw:
+            # memory+swap must stay >= memory: raised before it, lowered after it.
+            raising = nbytes < 0 or nbytes > (read_int(order[0]) or 0)
+            order.insert(0 if raising else 1, mem / "memory.memsw.limit_in_bytes")
+        for path in order:
+            write(path, str(nbytes))
+        write(self._dir("pids", client) / "pids.max", str(lim.pids or "max"))
+
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
+        self._client_ready(job_id)
         made: list[Path] = []
         try:
             for hier in self._hiers:
@@ -90,7 +125,9 @@ class CgroupV1(CgroupBackend):
                 made.append(d)
             cpu = self._dir("cpu", job_id)
             # A new cgroup's period is the kernel's default, CFS_PERIOD_US: only the quota.
-            write(cpu / "cpu.cfs_quota_us", str(limits.cpu_percent * CFS_PERIOD_US // 100))
+            # v1 refuses a child quota above its parent's: a job gets at most its client's.
+            percent = min(limits.cpu_percent, self.clients.cpu_percent or limits.cpu_percent)
+            write(cpu / "cpu.cfs_quota_us", str(percent * CFS_PERIOD_US // 100))
             mem = self._dir("memory", job_id)
             nbytes = str(limits.memory_mb * MIB)
             # A fresh cgroup is unlimited, so memory goes first, then memory+swap (must be >=).
@@ -198,8 +235,5 @@ class CgroupV1(CgroupBackend):
             return []
         found: set[str] = set()
         for hier in self._hiers:
-            try:
-                found.update(p.name for p in (hier / self.parent).iterdir() if p.is_dir())
-            except FileNotFoundError:
-                pass
+            found |= self._listed(hier / self.parent)
         return sorted(found)

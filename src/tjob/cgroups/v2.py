@@ -19,6 +19,7 @@ from ..errors import CgroupError
 from ..spec import MIB
 from ..status import ResolvedLimits, Usage
 from .base import CgroupBackend, read_int, read_keyed, wait_exited, write
+from .clients import ClientLimits
 
 REQUIRED = ("cpu", "memory", "pids")
 CPU_PERIOD_US = 100_000
@@ -29,8 +30,13 @@ class CgroupV2(CgroupBackend):
     # How long kill() waits for a freeze to complete on kernels without cgroup.kill (< 5.14).
     freeze_timeout = 1.0
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "tjob") -> None:
-        super().__init__(root, parent)
+    def __init__(
+        self,
+        root: Path = Path("/sys/fs/cgroup"),
+        parent: str = "tjob",
+        clients: ClientLimits | None = None,
+    ) -> None:
+        super().__init__(root, parent, clients)
         # Set by setup(): without the io controller, disk limits cannot apply.
         self.io_available = False
 
@@ -66,7 +72,29 @@ class CgroupV2(CgroupBackend):
                 raise CgroupError(f"cannot create cgroup {level}: {e.strerror}") from None
             _enable(level, wanted)
 
+    def _top(self) -> Path:
+        return self.root / self.parent
+
+    def _make_client(self, client: str) -> None:
+        d = self._dir(client)
+        try:
+            d.mkdir(exist_ok=True)
+        except OSError as e:
+            raise CgroupError(f"cannot create cgroup {d}: {e.strerror}") from None
+        _enable(d, [*REQUIRED, "io"] if self.io_available else list(REQUIRED))
+        lim = self.clients
+        # Every value is written, unset ones as "max": the flags may have changed since. The
+        # default weight, equal for every client: the CPU is shared between clients first.
+        _set(d / "cpu.weight", "100")
+        quota = "max" if lim.cpu_percent is None else str(lim.cpu_percent * CPU_PERIOD_US // 100)
+        _set(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+        _set(d / "memory.max", "max" if lim.memory_mb is None else str(lim.memory_mb * MIB))
+        if (d / "memory.swap.max").exists():
+            _set(d / "memory.swap.max", "max" if lim.memory_mb is None else "0")
+        _set(d / "pids.max", str(lim.pids or "max"))
+
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
+        self._client_ready(job_id)
         d = self._dir(job_id)
         try:
             d.mkdir()
@@ -157,10 +185,7 @@ class CgroupV2(CgroupBackend):
                     raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}{held}") from None
 
     def job_ids(self) -> list[str]:
-        try:
-            return sorted(p.name for p in (self.root / self.parent).iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
+        return sorted(self._listed(self.root / self.parent))
 
 
 def _enable(cgroup: Path, controllers: list[str]) -> None:

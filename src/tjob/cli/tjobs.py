@@ -85,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "job-user",
         dest="job_user",
-        default="nobody",
+        default=None,
         metavar="USER",
-        help="account jobs run as (default nobody; root only when asked)",
+        help="one account all clients' jobs run as (weaker: they can reach each other's "
+        "files, sockets and per-uid limits); default: a uid per client (--uid-range)",
     )
     _flag(
         p,
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_limit_flags(p)
     _jail_flags(p)
+    from tjob.cli import tenancy
+
+    tenancy.add_flags(p, _flag)
     from tjob.cli import ops
 
     ops.add_flags(p, _flag)
@@ -336,12 +340,22 @@ def _policy(args: argparse.Namespace) -> Policy:
         client_burst=max(1, int(2 * args.client_rate)),
         stall_timeout=args.stall_timeout,
     )
+    from tjob.api.quotas import StoreQuota
+    from tjob.cli import tenancy
+
+    job_user = None if args.job_user is None else _job_user(args.job_user)
+    try:
+        # Kept on args for the engine and the start-up log line.
+        args.tenancy = ten = tenancy.decide(args, job_user)
+    except InvalidSpec as err:
+        _fail(str(err))
     return Policy(
         caps=caps,
         admins=frozenset(args.admin),
-        job_user=_job_user(args.job_user),
+        job_user=job_user,
         max_jobs=args.max_jobs,
         limits=limits,
+        store=StoreQuota(jobs=ten.client_jobs, disk=ten.client_disk),
     )
 
 
@@ -391,6 +405,7 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
         placement = place(Path("/sys/fs/cgroup"), args.cgroup_parent)
         if placement.note:
             logging.getLogger("tjobs").warning("%s", placement.note)
+        ten = args.tenancy
         engine = Engine(
             args.state_dir,
             defaults=policy.caps,
@@ -399,6 +414,8 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             cgroup_parent=placement.parent,
             hide=[*_cert_dirs(args), *args.hide],
             seccomp=_seccomp(args.seccomp),
+            clients=ten.clients,
+            uid_range=ten.uid_range,
         )
         try:
             placement.settle()
@@ -483,7 +500,7 @@ async def _run(
 
     from tjob.api.logtext import shown
     from tjob.api.server import ApiServer
-    from tjob.cli import ops
+    from tjob.cli import ops, tenancy
     from tjob.errors import TjobError
 
     log = logging.getLogger("tjobs")
@@ -528,7 +545,7 @@ async def _run(
         caps.rbps,
         caps.wbps,
         policy.max_jobs,
-        policy.job_user,
+        tenancy.job_account(args.tenancy, policy.job_user),
         ", ".join(shown(a) for a in sorted(policy.admins)) or "none",
     )
     lim = policy.limits
@@ -544,6 +561,7 @@ async def _run(
         lim.max_follows,
         lim.stall_timeout,
     )
+    log.info("%s", tenancy.describe(args.tenancy))
     if args.seccomp == "unconfined":
         log.warning("jobs run without a seccomp filter (--seccomp unconfined)")
     elif args.seccomp is not None:

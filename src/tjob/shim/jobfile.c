@@ -36,6 +36,7 @@ static int list(struct cursor *c, int *count, char ***items) {
     return 0;
 }
 
+/* A decimal count, or TJOB_KEEP_ID. */
 int parse_job(char *buf, size_t len, struct job *job) {
     struct cursor c = {buf, buf + len};
     memset(job, 0, sizeof *job);

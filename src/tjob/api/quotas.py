@@ -1,0 +1,70 @@
+"""Per-client quotas on what the server stores: jobs kept and their bytes on disk.
+
+A client over a quota is refused new runs (RESOURCE_EXHAUSTED naming the flag) until it removes
+jobs (``tjob rm``) or the retention does: nothing of a client's is deleted behind its back.
+The check is at each Run, so jobs running then may still write up to ``--output-cap`` each:
+a client's stored bytes stay under ``--client-disk`` plus ``--max-jobs`` times the output cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..units import size_text
+from .limits import LimitExceeded
+
+if TYPE_CHECKING:
+    from ..job import Job
+
+
+@dataclass(frozen=True)
+class StoreQuota:
+    """None is no quota. jobs: ``--client-jobs``; disk: bytes, ``--client-disk``."""
+
+    jobs: int | None = None
+    disk: int | None = None
+
+
+def dir_bytes(path: Path) -> int:
+    """Disk space the files of one job directory take (allocated blocks, not lengths)."""
+    total = 0
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return total
+
+
+def check(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
+    """Raise :class:`LimitExceeded` if one more job would break a quota (blocking: stats)."""
+    if quota.jobs is not None and len(mine) + starting >= quota.jobs:
+        raise LimitExceeded(
+            f"you have {len(mine) + starting} stored jobs, the most this server keeps for one "
+            f"client (tjobs --client-jobs {quota.jobs}); remove finished ones with `tjob rm`"
+        )
+    if quota.disk is not None:
+        used = sum(dir_bytes(j.dir) for j in mine)
+        if used >= quota.disk:
+            raise LimitExceeded(
+                f"your jobs take {used / (1 << 20):.1f} MiB on the server's disk, the most it "
+                f"keeps for one client (tjobs --client-disk {size_text(quota.disk)}); "
+                "remove finished ones with `tjob rm`"
+            )
+
+
+async def check_async(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
+    """:func:`check` off the event loop when it has files to read."""
+    if quota.disk is None:
+        check(quota, mine, starting)
+    else:
+        await asyncio.to_thread(check, quota, mine, starting)

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 from apiharness import ALICE, BOB, HANG, ROOT, rpc_error
+from cgparent import remove_parent
 from opsharness import OpsHarness, client_cert
 
 from tjob.api import certstore
@@ -42,10 +43,7 @@ def h() -> Iterator[OpsHarness]:
         ) as harness:
             yield harness
     finally:
-        for ctrl in Path("/sys/fs/cgroup").iterdir():
-            p = ctrl / parent
-            if p.is_dir():
-                p.rmdir()
+        remove_parent(parent)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -24,11 +24,12 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail
+from . import volumes as tjob_volumes
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
@@ -92,6 +93,8 @@ class Engine:
     device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
     hide: host paths jobs must not see, besides ``jail.DEFAULT_HIDE`` and the state directory.
     seccomp: the jobs' seccomp profile (Docker's JSON format); ``"unconfined"`` for none.
+    volumes: host directories jobs may ask for by name (:mod:`tjob.volumes`): a path (writable,
+        a directory per client) or a ``volumes.Declared`` (path, mode ro/rw/shared).
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -108,6 +111,7 @@ class Engine:
         output_cap: int = 1 << 30,
         hide: Sequence[str] = (),
         seccomp: str | Path | None = jail.DEFAULT_PROFILE,
+        volumes: Mapping[str, tjob_volumes.Declared | str] | None = None,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -123,7 +127,12 @@ class Engine:
         self.device = f"{dev[0]}:{dev[1]}" if dev else None
         self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent)
         # The jail (jail.py): checked once here, so that a bad profile or kernel fails now.
-        self._jail = jail.settings([*jail.DEFAULT_HIDE, str(self.state_dir), *hide], seccomp)
+        hidden = [*jail.DEFAULT_HIDE, str(self.state_dir), *hide]
+        self._jail = jail.settings(hidden, seccomp)
+        self.volumes = tjob_volumes.check_declared(volumes or {})
+        if self.volumes:
+            self._jail = "\n".join([self._jail, *tjob_volumes.settings(self.volumes)])
+        self._hidden = [os.path.realpath(p) for p in hidden]
         jail.check(self._jail)
         self._cg.setup()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -162,6 +171,9 @@ class Engine:
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
         uid, gid, home, name = _resolve_user(spec.user)
+        asked = tjob_volumes.resolve(spec.volumes, self.volumes, spec.owner, self._hidden)
+        ids = (uid, gid) if uid is not None and gid is not None else None
+        mounts = tjob_volumes.exec_lines(asked, ids)  # the client's directories made here
         job_id = secrets.token_hex(16)
         created_at = time.time()
         env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
@@ -175,10 +187,17 @@ class Engine:
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
-        ids = (uid, gid) if uid is not None and gid is not None else None
         scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
         blob = exec_blob(
-            job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, jail.rlimits(self.output_cap)
+            job_id[:8],
+            spec.cwd,
+            ids,
+            procs,
+            spec.argv,
+            env,
+            scratch,
+            jail.rlimits(self.output_cap),
+            mounts,
         )
         create_file(jdir / EXEC_FILE, blob)
         create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())

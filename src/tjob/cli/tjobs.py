@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tjob.api.tls import ServerFiles
     from tjob.cli import service
     from tjob.engine import Engine
+    from tjob.volumes import Declared
 
 PROG = "tjobs"
 DEFAULT_HOST = "localhost:8080"
@@ -152,6 +153,16 @@ def _jail_flags(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="seccomp profile for jobs, in Docker's JSON format (default: tjob's own, "
         "src/tjob/seccomp.json); 'unconfined' for none",
+    )
+    _flag(
+        p,
+        "volume",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[:ro|:shared]",
+        help="a host directory jobs may mount by name (tjob run -v NAME:/TARGET); repeatable. "
+        "Writable with a directory of its own per client (PATH/<client>, owned by the job's "
+        "uid), :ro read-only, :shared writable and shared by all clients",
     )
 
 
@@ -399,6 +410,7 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             cgroup_parent=placement.parent,
             hide=[*_cert_dirs(args), *args.hide],
             seccomp=_seccomp(args.seccomp),
+            volumes=_volumes(args.volume),
         )
         try:
             placement.settle()
@@ -417,6 +429,18 @@ def _cert_dirs(args: argparse.Namespace) -> list[str]:
     dirs = {os.path.dirname(os.path.abspath(p)) for p in (args.ca, args.cert, args.key)}
     dirs.discard("/")
     return sorted(dirs)
+
+
+def _volumes(flags: list[str]) -> dict[str, Declared]:
+    from tjob.volumes import VolumeError, parse_declaration
+
+    out: dict[str, Declared] = {}
+    for flag in flags:
+        name, decl = parse_declaration(flag)
+        if name in out:
+            raise VolumeError(f"volume {name} is declared twice")
+        out[name] = decl
+    return out
 
 
 def _seccomp(flag: str | None) -> str:

@@ -77,14 +77,14 @@ static int open_beneath(int dirfd, const char *path, unsigned long long resolve)
 }
 
 /* The target directory, made (with its missing parents) if need be; symlinks refused. */
-static int open_target(char *target) {
+static int open_target(char *target, const char **call) {
     int fd = open_beneath(AT_FDCWD, target, 0);
     if (fd >= 0 || errno != ENOENT) return fd;
     for (char *slash = strchr(target + 1, '/');; slash = strchr(slash + 1, '/')) {
         if (slash) *slash = 0;
         int rc = mkdir(target, 0755);
         if (slash) *slash = '/';
-        if (rc && errno != EEXIST) return -1;
+        if (rc && errno != EEXIST) return *call = "mkdir", -1;
         if (!slash) break;
     }
     return open_beneath(AT_FDCWD, target, 0);
@@ -129,7 +129,7 @@ static int mount_volume(char *line, const char **call) {
     int tree = v->fd, rc = -1;
     v->fd = -1;
     *call = "target";
-    int dir = open_target(target);
+    int dir = open_target(target, call);
     if (dir >= 0 && strcmp(sub, "-") != 0) {
         *call = "move_mount";
         rc = attach(tree, dir);

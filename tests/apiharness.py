@@ -73,8 +73,10 @@ class Harness:
         output_cap: int = 1 << 30,
         cgroup_parent: str = "tjob",
         limits: ServerLimits = TEST_LIMITS,
+        volumes: dict[str, Any] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.volumes = volumes
         self.certs = tmp / "certs"
         self.state = tmp / "state"
         self.policy = Policy(
@@ -100,6 +102,7 @@ class Harness:
             defaults=self.policy.caps,
             output_cap=self.output_cap,
             cgroup_parent=self.cgroup_parent,
+            volumes=self.volumes,
         )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))

@@ -25,7 +25,7 @@ test: install
 # The cgroup v2 lane (root): boots a pure-v2 kernel under qemu and runs the tests marked cgroup2
 # in it (this host is cgroup v1).
 test-cgroup2: install
-	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py \
+	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py tests/test_volumes.py \
 		tests/adversarial/test_adv6_jail.py
 
 # tjobs as a systemd service (root): the same VM with the host's systemd as its init installs

@@ -23,6 +23,7 @@ zygote's ``volume NAME MODE PATH`` lines, exec.bin's ``MODE NAME SUBDIR TARGET``
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -198,6 +199,9 @@ def make_client_dir(path: str, sub: str, ids: tuple[int, int] | None) -> None:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(sub, flags, dir_fd=top)
     except OSError as e:
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            msg = f"volume {path}: {sub} is not a directory (a symlink is never followed)"
+            raise TjobError(msg) from None
         raise TjobError(f"volume {path}: client directory {sub}: {e.strerror}") from None
     finally:
         os.close(top)

@@ -123,7 +123,8 @@ def test_clients_never_see_each_others_directories(vengine: Engine, host: Path) 
     assert alice.status().exit_code == 0
     bob = run(
         vengine,
-        "ls -A /tmp/d; cat /tmp/d/../alice/mine /tmp/d/mine 2>&1; grep -c ' /tmp/d ' /proc/self/mounts",
+        "ls -A /tmp/d; cat /tmp/d/../alice/mine /tmp/d/mine 2>&1; "
+        "grep -c ' /tmp/d ' /proc/self/mounts",
         [Volume("data", "/tmp/d")],
         owner="bob",
     )

@@ -503,7 +503,7 @@ def test_a_target_through_a_symlink_of_the_host_is_refused(
     (scratch / "link").symlink_to("/etc")
     for target in (scratch / "link", scratch / "link" / "sub"):
         mount = pb.VolumeMount(name="data", target=str(target))
-        code, got = _vrun(server, ALICE, "echo x > /etc/x-tjob", mount)
+        _, got = _vrun(server, ALICE, "echo x > /etc/x-tjob", mount)
         assert "Too many levels of symbolic links" in got, got
     assert not os.path.exists("/etc/x-tjob")
 
@@ -521,6 +521,7 @@ def test_nothing_else_of_the_host_is_writable_with_a_volume(
     assert "Read-only file system" in got and "refused" in got
     assert got.splitlines()[-1] == "d"  # the parent is the job's own /tmp, not the volume
     assert not (scratch / "escape").exists()
+    assert [os.listdir(vol / d) for d in os.listdir(vol)] == [["ok"]]
 
 
 def test_tjobs_refuses_a_missing_volume_in_one_line(certs: Path, tmp_path: Path) -> None:

@@ -136,6 +136,27 @@ def test_clients_never_see_each_others_directories(vengine: Engine, host: Path) 
 
 
 @pytest.mark.root
+def test_a_volume_asked_for_twice_is_the_same_directory_each_time(
+    vengine: Engine, host: Path
+) -> None:
+    (host / "ro" / "a").mkdir()
+    # The second "data" comes from the first one's mount, not from its path, which "ref"
+    # (read-only, with an "a" of its own) covers by then.
+    mounts = [
+        Volume("data", "/tmp/x/a"),
+        Volume("ref", "/tmp/x"),
+        Volume("data", "/tmp/y"),
+        Volume("data", "/tmp/z", read_only=True),
+    ]
+    script = "echo 1 > /tmp/y/f && cat /tmp/z/f && (echo 2 > /tmp/z/g || echo refused)"
+    job = run(vengine, script, mounts)
+    assert "1\n" in out(job) and "refused" in out(job), out(job)
+    assert os.listdir(host / "rw" / "alice") == ["f"]
+    assert sorted(os.listdir(host / "ro")) == ["a", "hello"]
+    assert os.listdir(host / "ro" / "a") == []
+
+
+@pytest.mark.root
 def test_shared_volume_is_the_whole_directory_for_everyone(vengine: Engine, host: Path) -> None:
     a = run(vengine, "echo hi > /run/pool/from-alice", [Volume("pool", "/run/pool")])
     assert a.status().exit_code == 0, out(a)
@@ -182,7 +203,7 @@ def test_bad_requests_are_refused_before_anything_is_made(vengine: Engine, host:
     for volume, message in bad:
         with pytest.raises(InvalidSpec, match=message):
             vengine.start(JobSpec(["true"], owner="mallory", volumes=[volume]))
-    twice = [Volume("data", "/tmp/a"), Volume("data", "/tmp/b")]
+    twice = [Volume("data", "/tmp/a"), Volume("ref", "/tmp/a/")]
     with pytest.raises(InvalidSpec, match="twice"):
         vengine.start(JobSpec(["true"], owner="mallory", volumes=twice))
     assert vengine.jobs() == []

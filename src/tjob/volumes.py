@@ -163,20 +163,19 @@ def resolve(
         raise InvalidSpec(f"at most {MAX_PER_JOB} volumes per job")
     hidden = tuple(hidden)
     out: list[Mount] = []
-    names, targets = set(), set()
+    targets = set()
     for v in asked:
         v.validate()
         d = declared.get(v.name)
         if d is None:
             raise InvalidSpec(f"no such volume: {v.name}")
         target = posixpath.normpath(v.target)
-        if v.name in names or target in targets:
-            raise InvalidSpec(f"volume {v.name} or target {target} asked for twice")
+        if target in targets:
+            raise InvalidSpec(f"volume target {target} is asked for twice")
         if _under(target, hidden):
             raise InvalidSpec(f"volume {v.name}: target {target} is in a hidden path")
         if v.read_only is False and d.mode == RO:
             raise InvalidSpec(f"volume {v.name} is read-only: it cannot be mounted rw")
-        names.add(v.name)
         targets.add(target)
         read_only = d.mode == RO if v.read_only is None else v.read_only
         sub = client_dir(owner) if d.mode == RW else None

@@ -14,7 +14,7 @@
  * subdirectory, opened without following symlinks and without leaving the volume, is cloned
  * in turn and takes the whole volume's place, which is unmounted: the job never sees other
  * clients' directories. Read-only if MODE says so. Each spare serves one job, so each clone
- * is attached once; the engine refuses a volume asked for twice. */
+ * is attached once; a volume asked for again is cloned from where it went first. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +33,7 @@
 
 static struct volume {
     const char *name, *path;
-    int writable, fd;
+    int writable, fd, first; /* first: this job's first mount of it, once made */
 } volumes[MAX_VOLUMES];
 static int nvolumes;
 
@@ -41,8 +41,8 @@ int jail_add_volume(char *line) {
     char *mode = strchr(line, ' '), *path = mode ? strchr(mode + 1, ' ') : NULL;
     if (!path || path[1] != '/' || nvolumes == MAX_VOLUMES) return errno = EINVAL, -1;
     *mode++ = *path++ = 0;
-    volumes[nvolumes++] =
-        (struct volume){.name = line, .path = path, .writable = !strcmp(mode, "rw"), .fd = -1};
+    volumes[nvolumes++] = (struct volume){
+        .name = line, .path = path, .writable = !strcmp(mode, "rw"), .fd = -1, .first = -1};
     return 0;
 }
 
@@ -124,13 +124,17 @@ static int mount_volume(char *line, const char **call) {
     for (int i = 0; i < nvolumes && !v; i++)
         if (!strcmp(volumes[i].name, name)) v = &volumes[i];
     *call = "volume";
-    if (!v || v->fd < 0) return errno = ENOENT, -1;
+    if (!v || (v->fd < 0 && v->first < 0)) return errno = ENOENT, -1;
     if (!read_only && !v->writable) return errno = EROFS, -1;
-    int tree = v->fd, rc = -1;
+    int tree = v->fd, rc = -1, again = v->first >= 0;
     v->fd = -1;
+    if (again) { /* asked for twice: a clone of its first mount (the same subdirectory) */
+        *call = "open_tree";
+        if ((tree = clone_tree(v->first, "")) < 0) return -1;
+    }
     *call = "target";
     int dir = open_target(target, call);
-    if (dir >= 0 && strcmp(sub, "-") != 0) {
+    if (dir >= 0 && !again && strcmp(sub, "-") != 0) {
         *call = "move_mount";
         rc = attach(tree, dir);
         close(tree);
@@ -145,6 +149,9 @@ static int mount_volume(char *line, const char **call) {
         *call = "mount_setattr";
         rc = set_attr(tree, read_only);
         if (!rc) *call = "move_mount", rc = attach(tree, dir);
+        /* The first mount's root, held: a path could lead elsewhere once a later volume
+         * is mounted over a parent of it. */
+        if (!rc && !again && (v->first = open_beneath(AT_FDCWD, target, 0)) < 0) rc = -1;
         close(dir);
     }
     if (tree >= 0) close(tree);
@@ -159,7 +166,9 @@ int jail_mount_volumes(char **lines, int count, const char **call, const char **
         *target = t;
         if (mount_volume(lines[i], call)) return -1;
     }
-    for (int i = 0; i < nvolumes; i++) /* unasked: not kept open under the command */
+    for (int i = 0; i < nvolumes; i++) { /* not kept open under the command */
         if (volumes[i].fd >= 0) close(volumes[i].fd), volumes[i].fd = -1;
+        if (volumes[i].first >= 0) close(volumes[i].first), volumes[i].first = -1;
+    }
     return 0;
 }

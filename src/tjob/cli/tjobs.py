@@ -572,6 +572,8 @@ async def _run(
         log.warning("jobs run without a seccomp filter (--seccomp unconfined)")
     elif args.seccomp is not None:
         log.info("jobs' seccomp profile: %s", args.seccomp)
+    if args.volume:
+        log.info("volumes: %s", ", ".join(args.volume))
     service.notify(f"READY=1\nSTATUS=listening on {args.host}")
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()

@@ -78,8 +78,10 @@ class Harness:
         uid_range: tuple[int, int] | None = None,
         clients: ClientLimits | None = None,
         store: StoreQuota | None = None,
+        volumes: dict[str, Any] | None = None,
     ) -> None:
         self.tmp = tmp
+        self.volumes = volumes
         self.certs = tmp / "certs"
         self.state = tmp / "state"
         self.policy = Policy(
@@ -109,6 +111,7 @@ class Harness:
             cgroup_parent=self.cgroup_parent,
             clients=self.clients,
             uid_range=self.uid_range,
+            volumes=self.volumes,
         )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))

@@ -127,6 +127,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     make_certs(home / ".tjob")
     host = f"127.0.0.1:{free_port()}"
     c = home / ".tjob"
+    (home / "ref").mkdir(mode=0o755)
+    (home / "ref" / "hello").write_text("hello\n")
     proc = subprocess.Popen(
         [
             *TJOBS,
@@ -142,6 +144,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             str(c / "svc.key"),
             "--admin",
             "admin",
+            "--volume",
+            f"ref={home / 'ref'}:ro",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -304,6 +308,22 @@ def test_env_workdir_and_limits(server: Server) -> None:
     assert server.ok("logs", job) == "hi /tmp\n"
     (status,) = json.loads(server.ok("ps", "--json", job))
     assert status["limits"]["memory_mb"] == 16 and status["limits"]["pids"] == 9
+
+
+@pytest.mark.root
+def test_volumes(server: Server) -> None:
+    job = server.run("-v", "ref:/tmp/r", "-v", "ref:/var/tmp/r2:ro", "cat", "/tmp/r/hello")
+    server.ok("wait", job)
+    assert server.ok("logs", job) == "hello\n"
+    refused(server.tjob("run", "-v", "nope:/x", "true"), "tjob: no such volume: nope")
+    refused(
+        server.tjob("run", "-v", "ref:/x:rw", "true"),
+        "tjob: volume ref is read-only: it cannot be mounted rw",
+    )
+    refused(
+        server.tjob("run", "-v", "ref", "true"),
+        "tjob: -v: volume 'ref': expected NAME:/TARGET[:ro|:rw]",
+    )
 
 
 @pytest.mark.root

@@ -92,6 +92,7 @@ ODD_JOB = p.ExecJob(
     env=(b"E=", os.fsencode("X=" + ODD), b"PATH=/bin"),
     scratch=20 << 20,
     rlimits=(b"nofile=1024:65536", b"core=0:0", b"nproc=4096:4096"),
+    volumes=(b"rw data ~ab12 /tmp/d a t", b"ro ref - /" + os.fsencode(ODD)),
 )
 
 

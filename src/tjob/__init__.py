@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from .spec import DEFAULT_LIMITS, JobSpec, Limits
     from .status import JobState, JobStatus, Stream, Usage
+    from .volumes import Volume
 
 _WHERE = {
     "Chunk": "engine",
@@ -45,6 +46,7 @@ _WHERE = {
     "JobStatus": "status",
     "Stream": "status",
     "Usage": "status",
+    "Volume": "volumes",
 }
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "Stream",
     "TjobError",
     "Usage",
+    "Volume",
 ]
 
 

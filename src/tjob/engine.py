@@ -24,11 +24,12 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail
+from . import volumes as tjob_volumes
 from .cgroups import ClientLimits
 from .cgroups.clients import job_cgroup
 from .devices import check_block_device, device_of
@@ -99,6 +100,8 @@ class Engine:
     clients: ceilings of each owner's cgroup, all its jobs together (default: none).
     uid_range: ``(first, last)``: a job with ``user=None`` runs as a uid of its own owner's,
         allocated from this range (recorded in the state directory); None: as the engine's user.
+    volumes: host directories jobs may ask for by name (:mod:`tjob.volumes`): a path (writable,
+        a directory per client) or a ``volumes.Declared`` (path, mode ro/rw/shared).
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -117,6 +120,7 @@ class Engine:
         seccomp: str | Path | None = jail.DEFAULT_PROFILE,
         clients: ClientLimits | None = None,
         uid_range: tuple[int, int] | None = None,
+        volumes: Mapping[str, tjob_volumes.Declared | str] | None = None,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -132,7 +136,12 @@ class Engine:
         self.device = f"{dev[0]}:{dev[1]}" if dev else None
         self._cg = cgroups.detect(Path(cgroup_root), cgroup_parent, clients)
         # The jail (jail.py): checked once here, so that a bad profile or kernel fails now.
-        self._jail = jail.settings([*jail.DEFAULT_HIDE, str(self.state_dir), *hide], seccomp)
+        hidden = [*jail.DEFAULT_HIDE, str(self.state_dir), *hide]
+        self._jail = jail.settings(hidden, seccomp)
+        self.volumes = tjob_volumes.check_declared(volumes or {})
+        if self.volumes:
+            self._jail = "\n".join([self._jail, *tjob_volumes.settings(self.volumes)])
+        self._hidden = [os.path.realpath(p) for p in hidden]
         jail.check(self._jail)
         self._cg.setup()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -180,6 +189,9 @@ class Engine:
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
         uid, gid, home, name = self._user_of(spec)
+        asked = tjob_volumes.resolve(spec.volumes, self.volumes, spec.owner, self._hidden)
+        ids = (uid, gid) if uid is not None and gid is not None else None
+        mounts = tjob_volumes.exec_lines(asked, ids)  # the client's directories made here
         job_id = secrets.token_hex(16)
         created_at = time.time()
         env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
@@ -194,13 +206,12 @@ class Engine:
         jdir.mkdir(mode=0o700)
         cgroup = job_cgroup(spec.owner, job_id)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(cgroup)]
-        ids = (uid, gid) if uid is not None and gid is not None else None
         # RLIMIT_NPROC counts a uid's processes host-wide: only a uid of one client's may
         # have it, set to the client's pids ceiling (a shared account would share it).
         nproc = self._cg.clients.pids if self._tenants and spec.user is None else None
         scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
         rlimits = jail.rlimits(self.output_cap, nproc)
-        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits)
+        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits, mounts)
         create_file(jdir / EXEC_FILE, blob)
         create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())
         major, _, minor = (device or "").partition(":")

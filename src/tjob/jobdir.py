@@ -64,12 +64,14 @@ def exec_blob(
     env: Mapping[str, str],
     scratch: int = 0,
     rlimits: Sequence[str] = (),
+    volumes: Sequence[str] = (),
 ) -> bytes:
     """exec.bin for the job's init (protocol.ExecJob).
 
     ``ids``: (uid, gid) to switch to, or None to keep root. ``procs``: cgroup files to join,
     relative to the cgroup root. ``scratch``: the size of the job's tmpfs (0: as mounted);
-    ``rlimits``: ``NAME=SOFT:HARD`` (jail.py)."""
+    ``rlimits``: ``NAME=SOFT:HARD`` (jail.py); ``volumes``: ``MODE NAME SUBDIR
+    TARGET`` (volumes.py)."""
     job = ExecJob(
         hostname=os.fsencode(hostname),
         cwd=os.fsencode(cwd),
@@ -79,6 +81,7 @@ def exec_blob(
         env=tuple(os.fsencode(f"{k}={v}") for k, v in env.items()),
         scratch=scratch,
         rlimits=tuple(os.fsencode(r) for r in rlimits),
+        volumes=tuple(os.fsencode(v) for v in volumes),
     )
     return encode_exec(job)
 

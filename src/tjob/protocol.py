@@ -178,7 +178,8 @@ class ExecJob:
 
     EXEC_MAGIC, hostname, cwd, uid, gid (``KEEP_ID``: stay root), procs (cgroup files to join,
     relative to the cgroup root), argv, env (``NAME=value``), scratch (the size in bytes of
-    each of the job's scratch tmpfs; 0: as mounted), rlimits (``NAME=SOFT:HARD``, jail.py)."""
+    each of the job's scratch tmpfs; 0: as mounted), rlimits (``NAME=SOFT:HARD``, jail.py),
+    volumes (``MODE NAME SUBDIR TARGET``, volumes.py)."""
 
     hostname: bytes
     cwd: bytes
@@ -188,6 +189,7 @@ class ExecJob:
     env: tuple[bytes, ...] = field(default=())
     scratch: int = 0
     rlimits: tuple[bytes, ...] = field(default=())
+    volumes: tuple[bytes, ...] = field(default=())
 
 
 def encode_exec(job: ExecJob) -> bytes:
@@ -196,6 +198,7 @@ def encode_exec(job: ExecJob) -> bytes:
     for items in (job.procs, job.argv, job.env):
         fields += [str(len(items)).encode(), *items]
     fields += [str(job.scratch).encode(), str(len(job.rlimits)).encode(), *job.rlimits]
+    fields += [str(len(job.volumes)).encode(), *job.volumes]
     if any(b"\0" in f for f in fields):
         raise ProtocolError("exec.bin fields cannot hold NUL")
     return b"".join(f + b"\0" for f in fields)
@@ -217,9 +220,12 @@ def decode_exec(blob: bytes) -> ExecJob:
         raise ProtocolError("malformed exec.bin scratch size")
     scratch = int(rest[0])
     rlimits, rest = _exec_list(rest[1:])
+    volumes, rest = _exec_list(rest)
     if rest:
         raise ProtocolError("trailing fields in exec.bin")
-    return ExecJob(fields[1], fields[2], ids, lists[0], lists[1], lists[2], scratch, rlimits)
+    return ExecJob(
+        fields[1], fields[2], ids, lists[0], lists[1], lists[2], scratch, rlimits, volumes
+    )
 
 
 def _exec_list(fields: list[bytes]) -> tuple[tuple[bytes, ...], list[bytes]]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidSpec
+from .volumes import Volume
 
 MIB = 1024 * 1024
 
@@ -111,6 +112,7 @@ class JobSpec:
     user: account to run as (name or uid); ``None`` runs as the engine's own user.
     owner: free-form identity tag of whoever asked (the API server puts the client's CN here).
     limits: resource limits; unset fields come from the engine's defaults.
+    volumes: server-declared volumes to mount (:class:`~tjob.volumes.Volume`).
     """
 
     argv: Sequence[str]
@@ -119,6 +121,7 @@ class JobSpec:
     user: str | int | None = None
     owner: str = ""
     limits: Limits = field(default_factory=Limits)
+    volumes: Sequence[Volume] = ()
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -156,4 +159,8 @@ class JobSpec:
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits must be a tjob.Limits")
         self.limits.validate()
+        for v in self.volumes:
+            if not isinstance(v, Volume):
+                raise InvalidSpec("volumes must be tjob.Volume items")
+            v.validate()
         return self

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from advkit import OUTPUT_CAP, Case, Tjobs, fifo, output
-from apiharness import BOB, HANG, ROOT
+from apiharness import ALICE, BOB, HANG, ROOT
 
 import tjob
 from tjob import jail
@@ -441,3 +442,92 @@ def test_devices_allowlist_holds_under_a_parent_with_older_jobs(
             eng.close()
     finally:
         old.rmdir()
+
+
+# --- volumes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def volume_server(certs: Path, tmp_path: Path, scratch: Path) -> Iterator[tuple[Tjobs, Path]]:
+    """A tjobs serving one directory twice: ``data`` (a directory per client) and ``pool``
+    (shared, mode 1777), which lets a client's job reach the other clients' directories on
+    the host: the worst an operator might declare."""
+    vol = scratch / "vol"
+    vol.mkdir(mode=0o1777)
+    vol.chmod(0o1777)
+    server = Tjobs(
+        certs, tmp_path / "state", "--volume", f"data={vol}", "--volume", f"pool={vol}:shared"
+    )
+    try:
+        server.expect("listen on")
+        yield server, vol
+    finally:
+        server.stop()
+
+
+def _vrun(server: Tjobs, stem: str, script: str, *mounts: pb.VolumeMount) -> tuple[int, str]:
+    stub = server.stub(stem)
+    st = stub.Run(pb.RunRequest(argv=["sh", "-c", script], volumes=mounts), timeout=HANG)
+    got = output(stub, st.id).decode(errors="replace")
+    st = stub.Wait(pb.JobRef(id=st.id), timeout=HANG)
+    return st.exit_code, got + st.error
+
+
+def test_a_client_directory_swapped_for_a_symlink_is_not_followed(
+    volume_server: tuple[Tjobs, Path],
+) -> None:
+    server, vol = volume_server
+    etc = os.stat("/etc")
+    code, _ = _vrun(
+        server, ALICE, "echo mine > /tmp/d/f", pb.VolumeMount(name="data", target="/tmp/d")
+    )
+    assert code == 0
+    (alice,) = os.listdir(vol)
+    # bob, through the shared view, puts a link to /etc where alice's directory was.
+    script = f"mv /tmp/p/{alice} /tmp/p/moved && ln -s /etc /tmp/p/{alice} && echo swapped"
+    code, got = _vrun(server, BOB, script, pb.VolumeMount(name="pool", target="/tmp/p"))
+    assert (code, got) == (0, "swapped\n")
+    # alice's next job: the engine refuses to make or chown through the link; /etc untouched.
+    with pytest.raises(grpc.RpcError) as err:
+        _vrun(server, ALICE, "echo x > /tmp/d/owned", pb.VolumeMount(name="data", target="/tmp/d"))
+    assert f"{alice} is not a directory (a symlink is never followed)" in (
+        err.value.details() or ""
+    )
+    after = os.stat("/etc")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (etc.st_uid, etc.st_gid, etc.st_mode)
+    assert not os.path.exists("/etc/owned")
+
+
+def test_a_target_through_a_symlink_of_the_host_is_refused(
+    volume_server: tuple[Tjobs, Path], scratch: Path
+) -> None:
+    server, _ = volume_server
+    (scratch / "link").symlink_to("/etc")
+    for target in (scratch / "link", scratch / "link" / "sub"):
+        mount = pb.VolumeMount(name="data", target=str(target))
+        _, got = _vrun(server, ALICE, "echo x > /etc/x-tjob", mount)
+        assert "Too many levels of symbolic links" in got, got
+    assert not os.path.exists("/etc/x-tjob")
+
+
+def test_nothing_else_of_the_host_is_writable_with_a_volume(
+    volume_server: tuple[Tjobs, Path], scratch: Path
+) -> None:
+    server, vol = volume_server
+    script = "echo x > /tmp/d/ok && (echo x > $1/escape || echo refused) && ls -A /tmp/d/.."
+    mount = pb.VolumeMount(name="data", target="/tmp/d")
+    stub = server.stub(ALICE)
+    req = pb.RunRequest(argv=["sh", "-c", script, "sh", str(scratch)], volumes=[mount])
+    st = stub.Run(req, timeout=HANG)
+    got = output(stub, st.id).decode()
+    assert "Read-only file system" in got and "refused" in got
+    assert got.splitlines()[-1] == "d"  # the parent is the job's own /tmp, not the volume
+    assert not (scratch / "escape").exists()
+    assert [os.listdir(vol / d) for d in os.listdir(vol)] == [["ok"]]
+
+
+def test_tjobs_refuses_a_missing_volume_in_one_line(certs: Path, tmp_path: Path) -> None:
+    server = Tjobs(certs, tmp_path / "state", "--volume", f"data={tmp_path}/missing")
+    assert server.proc.wait(HANG) == 1
+    log = server.rest()
+    assert log == [f"tjobs: cannot manage jobs: volume data: {tmp_path}/missing does not exist"]

@@ -6,10 +6,9 @@ Each case failed on the code before it (every client's jobs ran as ``nobody`` in
 cgroup, with nothing counted per client).
 
 The shared place the file and socket cases use is a world-writable sticky directory on the
-host's disk, as ``/var/tmp`` was to every job before: once jobs get a private ``/var/tmp``
-(issue 13, section 2), the places two clients still share are server-declared writable volumes,
-and there the uids are what keeps them apart. (With the jail merged, ``shared`` becomes such a
-volume.)
+host's disk, as ``/var/tmp`` was to every job before the jail: now the only places two clients
+can share are server-declared ``:shared`` volumes, and there the uids are what keeps them
+apart. The module's server declares one, mounted at ``SHARED`` in the jobs that ask.
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ from cgparent import remove_parent
 from tjob.api.quotas import StoreQuota
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.cgroups import ClientLimits
+from tjob.volumes import SHARED as SHARED_MODE
+from tjob.volumes import Declared
 
 pytestmark = ROOT
 
@@ -116,15 +117,31 @@ def uid_range(size: int = 16) -> tuple[int, int]:
     return first, first + size - 1
 
 
+SHARED = "/tmp/shared"  # where jobs that ask see the shared volume
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Harness, Clients]]:
+def shared() -> Iterator[Path]:
+    """A directory every uid may write, sticky (as /tmp and /var/tmp are), declared to the
+    module's server as the ``:shared`` volume ``shared``."""
+    d = Path(tempfile.mkdtemp(prefix="tjob-adv-shared-"))
+    d.chmod(0o1777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(shared: Path) -> Iterator[tuple[Harness, Clients]]:
     root = Path(tempfile.mkdtemp(prefix="tjob-adv-"))
     root.chmod(0o755)
     parent = f"tjob-adv-{uuid.uuid4().hex[:8]}"
     clients = ClientLimits(pids=CLIENT_PIDS)
+    volumes = {"shared": Declared(str(shared), SHARED_MODE)}
     try:
         ten = {"job_user": None, "uid_range": uid_range(), "clients": clients}
-        with Harness(root, cgroup_parent=parent, **ten) as h:  # type: ignore[arg-type]
+        with Harness(root, cgroup_parent=parent, volumes=volumes, **ten) as h:  # type: ignore[arg-type]
             c = Clients(h)
             try:
                 yield h, c
@@ -135,25 +152,19 @@ def server() -> Iterator[tuple[Harness, Clients]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory every uid may write, sticky (as /tmp and /var/tmp are)."""
-    d = Path(tempfile.mkdtemp(prefix="tjob-adv-shared-"))
-    d.chmod(0o1777)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def ran(c: Clients, stem: str, argv: list[str]) -> bytes:
-    """Run to its end; its output (it must exit 0)."""
+def ran(c: Clients, stem: str, argv: list[str], volume: bool = False) -> bytes:
+    """Run to its end (with the shared volume at ``SHARED`` if asked); its output (it must
+    exit 0)."""
     stub = c.stub(stem)
-    st = stub.Run(pb.RunRequest(argv=argv), timeout=HANG)
+    st = stub.Run(run_request(argv) if volume else pb.RunRequest(argv=argv), timeout=HANG)
     end = stub.Wait(pb.JobRef(id=st.id), timeout=HANG)
     out = output(stub, st.id)
     assert end.exit_code == 0, out
     return out
+
+
+def run_request(argv: list[str]) -> pb.RunRequest:
+    return pb.RunRequest(argv=argv, volumes=[pb.VolumeMount(name="shared", target=SHARED)])
 
 
 def uid_of(c: Clients, stem: str) -> int:
@@ -164,7 +175,7 @@ def test_bob_cannot_read_overwrite_or_delete_a_file_alice_left(
     server: tuple[Harness, Clients], shared: Path
 ) -> None:
     _, c = server
-    ran(c, ALICE, ["sh", "-c", 'umask 077; echo secret > "$0/a"', str(shared)])
+    ran(c, ALICE, ["sh", "-c", 'umask 077; echo secret > "$0/a"', SHARED], volume=True)
     alice = uid_of(c, ALICE)
     st = (shared / "a").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (alice, alice, 0o600)  # hers only
@@ -172,7 +183,7 @@ def test_bob_cannot_read_overwrite_or_delete_a_file_alice_left(
         'cat "$0/a" && echo READ; echo x > "$0/a" && echo WROTE; rm -f "$0/a" && echo DELETED; '
         'mv "$0/a" "$0/b" && echo MOVED; echo done'
     )
-    text = ran(c, BOB, ["sh", "-c", attack, str(shared)]).decode()
+    text = ran(c, BOB, ["sh", "-c", attack, SHARED], volume=True).decode()
     assert "done" in text.split(), text
     assert not {"secret", "READ", "WROTE", "DELETED", "MOVED"} & set(text.split()), text
     assert (shared / "a").read_text() == "secret\n"
@@ -182,14 +193,16 @@ def test_bob_cannot_connect_to_alices_unix_socket(
     server: tuple[Harness, Clients], shared: Path
 ) -> None:
     _, c = server
-    path = str(shared / "sock")
+    path = f"{SHARED}/sock"
     alice = c.stub(ALICE)
-    st = alice.Run(pb.RunRequest(argv=["python3", "-c", SOCKET_SERVER, path]), timeout=HANG)
+    st = alice.Run(run_request(["python3", "-c", SOCKET_SERVER, path]), timeout=HANG)
     try:
         assert b"listening 0o600" in read_until(alice, st.id, b"\n")
-        text = ran(c, BOB, ["python3", "-c", SOCKET_CLIENT, path]).decode()
+        assert (shared / "sock").stat().st_uid == uid_of(c, ALICE)  # on the host, hers
+        text = ran(c, BOB, ["python3", "-c", SOCKET_CLIENT, path], volume=True).decode()
         assert text == "refused Permission denied\n", text
-        assert ran(c, ALICE, ["python3", "-c", SOCKET_CLIENT, path]) == b"CONNECTED\n"
+        mine = ran(c, ALICE, ["python3", "-c", SOCKET_CLIENT, path], volume=True)
+        assert mine == b"CONNECTED\n"
     finally:
         finish(alice, st.id)
 

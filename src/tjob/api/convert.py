@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import InvalidSpec
 from ..spec import MIB, Limits
 from ..status import JobState, JobStatus, ResolvedLimits, Stream, Usage
+from ..volumes import Volume
 from .tjob.v1 import tjob_pb2 as pb
 
 _STATE_TO_PB: dict[JobState, pb.JobState] = {
@@ -34,6 +35,28 @@ _STREAM_TO_PB: dict[Stream, pb.Stream] = {
 }
 
 _LIMIT_FIELDS = ("cpu_percent", "memory_mb", "pids", "rbps", "wbps")
+
+
+# --- volumes ------------------------------------------------------------------------------------
+
+_MODE_FROM_PB: dict[int, bool | None] = {
+    pb.VOLUME_MODE_DECLARED: None,
+    pb.VOLUME_MODE_READ_ONLY: True,
+    pb.VOLUME_MODE_READ_WRITE: False,
+}
+
+
+def volume_from_pb(msg: pb.VolumeMount) -> Volume:
+    if msg.mode not in _MODE_FROM_PB:
+        raise InvalidSpec(f"volume {msg.name}: unknown mode {msg.mode}")
+    return Volume(msg.name, msg.target, _MODE_FROM_PB[msg.mode]).validate()
+
+
+def volume_to_pb(v: Volume) -> pb.VolumeMount:
+    mode = {None: pb.VOLUME_MODE_DECLARED, True: pb.VOLUME_MODE_READ_ONLY}.get(
+        v.read_only, pb.VOLUME_MODE_READ_WRITE
+    )
+    return pb.VolumeMount(name=v.name, target=v.target, mode=mode)
 
 
 # --- limits -------------------------------------------------------------------------------------

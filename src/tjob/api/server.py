@@ -365,6 +365,7 @@ class JobService(JobServiceBase):
             user=self.policy.job_user,
             owner=caller.name,
             limits=limits,
+            volumes=tuple(convert.volume_from_pb(v) for v in req.volumes),
         )
         return spec.validate()
 

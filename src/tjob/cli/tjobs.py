@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tjob.api.tls import ServerFiles
     from tjob.cli import service
     from tjob.engine import Engine
+    from tjob.volumes import Declared
 
 PROG = "tjobs"
 DEFAULT_HOST = "localhost:8080"
@@ -156,6 +157,16 @@ def _jail_flags(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="seccomp profile for jobs, in Docker's JSON format (default: tjob's own, "
         "src/tjob/seccomp.json); 'unconfined' for none",
+    )
+    _flag(
+        p,
+        "volume",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[:ro|:shared]",
+        help="a host directory jobs may mount by name (tjob run -v NAME:/TARGET); repeatable. "
+        "Writable with a directory of its own per client (PATH/<client>, owned by the job's "
+        "uid), :ro read-only, :shared writable and shared by all clients",
     )
 
 
@@ -416,6 +427,7 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             seccomp=_seccomp(args.seccomp),
             clients=ten.clients,
             uid_range=ten.uid_range,
+            volumes=_volumes(args.volume),
         )
         try:
             placement.settle()
@@ -434,6 +446,18 @@ def _cert_dirs(args: argparse.Namespace) -> list[str]:
     dirs = {os.path.dirname(os.path.abspath(p)) for p in (args.ca, args.cert, args.key)}
     dirs.discard("/")
     return sorted(dirs)
+
+
+def _volumes(flags: list[str]) -> dict[str, Declared]:
+    from tjob.volumes import VolumeError, parse_declaration
+
+    out: dict[str, Declared] = {}
+    for flag in flags:
+        name, decl = parse_declaration(flag)
+        if name in out:
+            raise VolumeError(f"volume {name} is declared twice")
+        out[name] = decl
+    return out
 
 
 def _seccomp(flag: str | None) -> str:
@@ -566,6 +590,8 @@ async def _run(
         log.warning("jobs run without a seccomp filter (--seccomp unconfined)")
     elif args.seccomp is not None:
         log.info("jobs' seccomp profile: %s", args.seccomp)
+    if args.volume:
+        log.info("volumes: %s", ", ".join(args.volume))
     service.notify(f"READY=1\nSTATUS=listening on {args.host}")
     pruner = asyncio.create_task(_prune(engine, args.retention, log))
     await stop.wait()

@@ -44,6 +44,13 @@ static int enter_root(struct failure *f) {
     return 0;
 }
 
+/* The server's volumes, cloned from the host's tree while it is there (jail_volumes.c). */
+static int open_volumes(struct failure *f) {
+    const char *path = NULL;
+    if (jail_open_volumes(&path)) return fail(f, "volume", "open_tree", path);
+    return 0;
+}
+
 /* No capabilities, locked securebits, a session keyring of the job's own (jail_privs.c). */
 static int drop_privileges(struct failure *f) {
     if (jail_drop_privileges()) return fail(f, "privileges", "jail_drop_privileges", NULL);
@@ -122,6 +129,9 @@ static int receive_job(struct init *in, struct failure *f) {
     if (!in->blob) return fail(f, "init", "read", TJOB_EXEC_FILE);
     if (parse_job(in->blob, len, &in->job)) return fail(f, "init", "parse", TJOB_EXEC_FILE);
     if (jail_size_scratch(in->job.scratch)) return fail(f, "init", "scratch", in->job.scratch);
+    const char *call, *target;
+    if (jail_mount_volumes(in->job.volumes, in->job.nvolumes, &call, &target))
+        return fail(f, "volume", call, target);
     return 0;
 }
 
@@ -220,7 +230,8 @@ int run_init(int chan, int rep_w, const char *cgroup_root) {
     }
     /* The namespaces and the jail: built ahead of the job, in the spare. Further steps that
      * need no job go after these, each `int step(struct failure *)`. */
-    if (unshare_namespaces(&f) || loopback_up(&f) || allow_ping(&f) || enter_root(&f) ||
+    if (unshare_namespaces(&f) || loopback_up(&f) || allow_ping(&f) || open_volumes(&f) ||
+        enter_root(&f) ||
         drop_privileges(&f))
         goto failed;
     /* The job. */

@@ -30,6 +30,14 @@ int jail_drop_privileges(void);
 /* In init, per job: each scratch tmpfs sized to `bytes` (0: left as mounted). */
 int jail_size_scratch(const char *bytes);
 
+/* Volumes (jail_volumes.c). jail_setup: one "volume NAME MODE PATH" line (kept, not copied).
+ * In init, before jail_enter_root: each declared path cloned, held as an fd; on failure
+ * `*failed` is the path. Per job, in the pivoted root: "MODE NAME SUBDIR TARGET" lines
+ * mounted; on failure `*call` names the step, `*target` the line's target. */
+int jail_add_volume(char *line);
+int jail_open_volumes(const char **failed);
+int jail_mount_volumes(char **lines, int count, const char **call, const char **target);
+
 /* In the command, as root: "NAME=SOFT:HARD" for NAME in nofile, core, fsize, nproc. */
 int jail_set_rlimits(char **limits, int count);
 

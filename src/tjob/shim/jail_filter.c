@@ -213,7 +213,9 @@ int jail_setup(const char *settings, char *err, size_t errlen) {
     int n = 0;
     for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         if (strncmp(l, "hide /", 6) == 0) jail.hide[jail.nhide++] = l + 5;
-        else lines[n++] = l;
+        else if (strncmp(l, "volume ", 7) == 0) {
+            if (jail_add_volume(l + 7)) return snprintf(err, errlen, "bad line: %s", l), -1;
+        } else lines[n++] = l;
     }
     int rc = jail_compile_filter(lines, n, err, errlen);
     free(lines);
@@ -233,6 +235,9 @@ int jail_check(char *err, size_t errlen) {
         /* A network namespace too, as init has: sysfs is one superblock per namespace, and
          * mounting it over the host's own is refused (EBUSY). */
         int ok = unshare(CLONE_NEWNS | CLONE_NEWNET) == 0;
+        const char *volume = NULL;
+        if (ok) stage = "volume", ok = jail_open_volumes(&volume) == 0;
+        if (!ok && volume) stage = volume;
         if (ok) stage = "read-only root", ok = jail_enter_root() == 0;
         if (ok) stage = "privileges", ok = jail_drop_privileges() == 0;
         if (ok) stage = "no_new_privs", ok = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;

@@ -48,6 +48,7 @@ int parse_job(char *buf, size_t len, struct job *job) {
         (rc = list(&c, &job->argc, &job->argv)) == 0 &&
         (rc = list(&c, &job->envc, &job->envp)) == 0)
         rc = (job->scratch = next(&c)) ? list(&c, &job->nrlimits, &job->rlimits) : -1;
+    if (rc == 0) rc = list(&c, &job->nvolumes, &job->volumes);
     /* New fields are parsed here, in protocol.ExecJob's order. */
     if (rc == 0 && (c.p != c.end || job->argc == 0)) rc = -1;
     if (rc) errno = rc == -2 ? ENOMEM : EINVAL;
@@ -69,7 +70,8 @@ int write_job(int fd, const struct job *job) {
     if (put(fd, TJOB_EXEC_MAGIC) || put(fd, job->hostname) || put(fd, job->cwd) ||
         put(fd, job->uid) || put(fd, job->gid) || put_list(fd, job->nprocs, job->procs) ||
         put_list(fd, job->argc, job->argv) || put_list(fd, job->envc, job->envp) ||
-        put(fd, job->scratch) || put_list(fd, job->nrlimits, job->rlimits))
+        put(fd, job->scratch) || put_list(fd, job->nrlimits, job->rlimits) ||
+        put_list(fd, job->nvolumes, job->volumes))
         return -1;
     return 0;
 }

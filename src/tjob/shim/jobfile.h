@@ -10,6 +10,8 @@ struct job {
     char *scratch;                /* bytes for each scratch tmpfs ("0": as mounted) */
     int nrlimits;
     char **rlimits; /* "NAME=SOFT:HARD" */
+    int nvolumes;
+    char **volumes; /* "MODE NAME SUBDIR TARGET" (jail_volumes.c) */
 };
 
 /* Fields of `buf` (which must outlive `job`) into `job`; -1 and errno EINVAL if malformed,

@@ -218,6 +218,14 @@ def run_parser() -> _Parser:
         help="set an environment variable (K alone: copy it from here); repeatable",
     )
     o.add_argument("-w", "--workdir", metavar="DIR", default="", help="working directory")
+    o.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="NAME:/DIR[:ro|:rw]",
+        help="mount the server's volume NAME at DIR (tjobs --volume); repeatable",
+    )
     p.epilog = "Limits not given are the server's defaults; above its caps is refused."
     return p
 

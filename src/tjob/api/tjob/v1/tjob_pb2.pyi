@@ -16,6 +16,12 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_LOST: _ClassVar[JobState]
 
+class VolumeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VOLUME_MODE_DECLARED: _ClassVar[VolumeMode]
+    VOLUME_MODE_READ_ONLY: _ClassVar[VolumeMode]
+    VOLUME_MODE_READ_WRITE: _ClassVar[VolumeMode]
+
 class StreamSelect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STREAM_SELECT_BOTH: _ClassVar[StreamSelect]
@@ -33,6 +39,9 @@ JOB_STATE_EXITED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_LOST: JobState
+VOLUME_MODE_DECLARED: VolumeMode
+VOLUME_MODE_READ_ONLY: VolumeMode
+VOLUME_MODE_READ_WRITE: VolumeMode
 STREAM_SELECT_BOTH: StreamSelect
 STREAM_SELECT_STDOUT: StreamSelect
 STREAM_SELECT_STDERR: StreamSelect
@@ -111,7 +120,7 @@ class JobStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., argv_truncated: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("argv", "limits", "env", "workdir")
+    __slots__ = ("argv", "limits", "env", "workdir", "volumes")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,11 +132,23 @@ class RunRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     limits: Limits
     env: _containers.ScalarMap[str, str]
     workdir: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ...) -> None: ...
+
+class VolumeMount(_message.Message):
+    __slots__ = ("name", "target", "mode")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target: str
+    mode: VolumeMode
+    def __init__(self, name: _Optional[str] = ..., target: _Optional[str] = ..., mode: _Optional[_Union[VolumeMode, str]] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)

@@ -23,6 +23,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
         wbps=args.wbps or 0,
     )
     req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
+    req.volumes.extend(_volumes(c, args.volume))
     st = status(c.call("Run", pb.JobStatus, req))
     if st.state is JobState.FAILED:
         # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.
@@ -46,6 +47,18 @@ def _env(items: list[str]) -> dict[str, str]:
             value = os.environ[key]
         env[key] = value
     return env
+
+
+def _volumes(c: Client, items: list[str]) -> list[Any]:
+    """``-v NAME:/DIR[:ro|:rw]`` as messages; a malformed one is a usage error here."""
+    from tjob.api.convert import volume_to_pb
+    from tjob.errors import InvalidSpec
+    from tjob.volumes import parse_request
+
+    try:
+        return [volume_to_pb(parse_request(item)) for item in items]
+    except InvalidSpec as e:
+        raise CliError(f"-v: {e}", EXIT_USAGE) from None
 
 
 def _attach(c: Client, job_id: str) -> int:

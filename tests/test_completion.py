@@ -13,7 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import BIN, HANG, TJOB, Server, free_port, server  # noqa: F401 (fixture)
+from support.cli import TJOB, Server, server  # noqa: F401 (fixture)
+from support.net import free_port
+from support.timeouts import PROCESS_HANG as HANG
+from support.tjobs import BIN
 
 from tjob.cli.tjob.args import COMMANDS, PARSERS
 

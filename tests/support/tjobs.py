@@ -23,9 +23,8 @@ from tjob.api import tls
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
 
 BIN = Path(sys.executable).parent  # the venv's bin: its tjobs and tjob commands
-TJOBS = (
-    [str(BIN / "tjobs")] if (BIN / "tjobs").exists() else [sys.executable, "-m", "tjob.cli.tjobs"]
-)
+# As the suites always ran it (test_install runs the installed bin/tjobs).
+TJOBS = [sys.executable, "-m", "tjob.cli.tjobs"]
 
 
 class Tjobs:

@@ -13,10 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 from apiharness import HANG, needs_root
+from support.net import free_port  # noqa: F401 (see Running)
 from support.tjobs import TJOBS, Tjobs, startup_refusal
 
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.cli.tjobs import build_parser, parse_host
+
+# The names test files imported from here before tests/support (some may still be written so).
+Running = Tjobs
 
 
 def tjobs(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from support.timeouts import HANG
 
 from tjob import Engine
 from tjob.api import pki, tls
@@ -29,7 +30,6 @@ from tjob.cgroups import ClientLimits
 from tjob.spec import DEFAULT_LIMITS, Limits
 from tjob.status import JobState
 
-HANG = 30.0  # seconds: only a guard against a hang, never a wait
 # Per-client limits far above what the suites ask of them: a test opens a channel per stub and
 # keeps them all until the harness closes, and the adversarial suite's older cases hold 1000
 # idle connections or 1000 followers of one client on purpose. The limits themselves are

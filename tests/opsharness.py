@@ -11,6 +11,7 @@ from typing import Any
 
 from apiharness import HANG, Harness
 from prometheus_client.parser import text_string_to_metric_families
+from support.certs import client_cert  # noqa: F401 (re-exported: the suites import it from here)
 
 from tjob.api import tls
 from tjob.api.audit import AuditLog
@@ -76,39 +77,3 @@ class OpsHarness(Harness):
         import json
 
         return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
-
-
-def client_cert(certs: Path, stem: str, cn: str, *, eku: bool = True) -> None:
-    """A certificate from the harness CA with any common name and, unless ``eku`` is False,
-    clientAuth (bypassing tjobs certs' checks, as a hostile or sloppy CA operator could)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    from tjob.api import pki
-
-    ca = pki.load(certs, "ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
-        )
-    )
-    if eku:
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-    item = pki.CertKey(b.sign(ca.key, hashes.SHA256()), key)
-    (certs / f"{stem}.crt").write_bytes(item.cert_pem())
-    (certs / f"{stem}.key").write_bytes(item.key_pem())

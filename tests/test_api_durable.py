@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from apiharness import HANG, ROOT
-from test_api_tjobs import Running
+from support.tjobs import Tjobs
 
 from tjob import Engine
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -18,13 +18,13 @@ from tjob.api.tjob.v1 import tjob_pb2 as pb
 pytestmark = ROOT
 
 
-def start(certs: Path, state: Path, *extra: str) -> Running:
-    server = Running(certs, state, *extra)
+def start(certs: Path, state: Path, *extra: str) -> Tjobs:
+    server = Tjobs(certs, state, *extra)
     server.expect("listen on")
     return server
 
 
-def kill(server: Running, sig: int = signal.SIGKILL) -> None:
+def kill(server: Tjobs, sig: int = signal.SIGKILL) -> None:
     server.channel.close()
     server.proc.send_signal(sig)
     server.proc.wait(HANG)

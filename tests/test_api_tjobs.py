@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from apiharness import HANG, needs_root
+from support.net import free_port  # noqa: F401 (see Running)
+from support.tjobs import TJOBS, Tjobs, startup_refusal
 
-from tjob import Engine
-from tjob.api import tls
 from tjob.api.tjob.v1 import tjob_pb2 as pb
-from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
 from tjob.cli.tjobs import build_parser, parse_host
 
-TJOBS = [sys.executable, "-m", "tjob.cli.tjobs"]
+# The names test files imported from here before tests/support (some may still be written so).
+Running = Tjobs
 
 
 def tjobs(
@@ -32,22 +29,6 @@ def tjobs(
     return subprocess.run(
         [*prefix, *TJOBS, *args], check=False, capture_output=True, text=True, timeout=HANG, cwd=cwd
     )
-
-
-def refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
-    """One line on stderr containing ``message``, non-zero exit, no traceback."""
-    assert proc.returncode != 0
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("tjobs: ") and message in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cert_flags(certs: Path) -> list[str]:
@@ -115,18 +96,20 @@ def test_refuses_without_root(certs: Path) -> None:
     )
     if probe.returncode != 0:
         pytest.skip(f"cannot create a user namespace here: {probe.stderr.decode().strip()}")
-    refused(tjobs(*cert_flags(certs), prefix=("unshare", "--user")), "must run as root")
+    assert "must run as root" in startup_refusal(
+        tjobs(*cert_flags(certs), prefix=("unshare", "--user"))
+    )
 
 
 @needs_root
 def test_refuses_missing_cert_naming_it(certs: Path, tmp_path: Path) -> None:
     (certs / "svc.key").unlink()
     proc = tjobs(*cert_flags(certs), "--state-dir", str(tmp_path / "state"))
-    refused(proc, f"server key {certs / 'svc.key'} not found")
+    assert f"server key {certs / 'svc.key'} not found" in startup_refusal(proc)
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = tjobs("--state-dir", str(tmp_path / "state"), cwd=empty)  # the default paths
-    refused(proc, "CA certificate .tjob/ca.crt not found")
+    assert "CA certificate .tjob/ca.crt not found" in startup_refusal(proc)
 
 
 @needs_root
@@ -136,28 +119,34 @@ def test_refuses_port_in_use(certs: Path, tmp_path: Path) -> None:
         proc = tjobs(
             *cert_flags(certs), "-host", f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "state")
         )
-    refused(proc, f"cannot listen on 127.0.0.1:{port}: address already in use")
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in startup_refusal(proc)
 
 
 @needs_root
 def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state")]
-    refused(tjobs(*cert_flags(certs), *state, "-mnt", "999:999"), "not a block device")
-    refused(tjobs(*cert_flags(certs), *state, "--cpu", "0"), "cpu_percent must be positive")
-    refused(tjobs(*cert_flags(certs), *state, "--job-user", "no-such-user-x"), "no such user")
-    refused(tjobs(*cert_flags(certs), *state, "--host", "nonsense"), "is not HOST:PORT")
-    refused(tjobs(*cert_flags(certs), *state, "--client-rate", "0"), "--client-rate")
+    for flags, message in [
+        (["-mnt", "999:999"], "not a block device"),
+        (["--cpu", "0"], "cpu_percent must be positive"),
+        (["--job-user", "no-such-user-x"], "no such user"),
+        (["--host", "nonsense"], "is not HOST:PORT"),
+        (["--client-rate", "0"], "--client-rate"),
+    ]:
+        assert message in startup_refusal(tjobs(*cert_flags(certs), *state, *flags))
 
 
 @needs_root
 def test_refuses_a_uid_range_that_real_accounts_use(certs: Path, tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state")]
-    proc = tjobs(*cert_flags(certs), *state, "--uid-range", "65530-65534")
-    refused(proc, "uid range 65530-65534 overlaps existing accounts: user nobody (65534)")
-    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "9-1"), "uid range 9-1 must be")
-    refused(tjobs(*cert_flags(certs), *state, "--uid-range", "x"), "a uid range is FIRST-LAST")
+    def refusal(*flags: str) -> str:
+        return startup_refusal(tjobs(*cert_flags(certs), *state, *flags))
+
+    overlap = "uid range 65530-65534 overlaps existing accounts: user nobody (65534)"
+    assert overlap in refusal("--uid-range", "65530-65534")
+    assert "uid range 9-1 must be" in refusal("--uid-range", "9-1")
+    assert "a uid range is FIRST-LAST" in refusal("--uid-range", "x")
     both = ("--uid-range", "61184-61200", "--job-user", "nobody")
-    refused(tjobs(*cert_flags(certs), *state, *both), "--job-user and --uid-range exclude")
+    assert "--job-user and --uid-range exclude" in refusal(*both)
     assert not (tmp_path / "state").exists()  # refused before anything was made
 
 
@@ -168,79 +157,25 @@ def test_refuses_limits_that_need_more_descriptors_than_it_may_open(
     state = ["--state-dir", str(tmp_path / "state")]
     low = ("prlimit", "--nofile=2000:2000")  # the defaults need 1024 + 2000 + 1024
     proc = tjobs(*cert_flags(certs), *state, prefix=low)
-    refused(proc, "--max-conns + --max-follows")
+    assert "--max-conns + --max-follows" in startup_refusal(proc)
     assert "2000" in proc.stderr
 
 
 # --- a running server and its signals -----------------------------------------------------------
 
 
-class Running:
-    """``tjobs`` as a child process; stderr lines arrive on a queue as they are written."""
-
-    def __init__(self, certs: Path, state: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.certs = certs
-        self.state = state
-        self.proc = subprocess.Popen(
-            [
-                *TJOBS,
-                *cert_flags(certs),
-                "--host",
-                f"127.0.0.1:{self.port}",
-                "--state-dir",
-                str(state),
-                "--admin",
-                "admin",
-                *extra,
-            ],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put("")  # end of output
-
-    def expect(self, text: str) -> str:
-        """The next stderr line containing ``text`` (waiting for it, with a hang guard)."""
-        while True:
-            line = self.lines.get(timeout=HANG)
-            self.log.append(line)
-            if text in line:
-                return line
-            assert line, f"tjobs ended without printing {text!r}: {self.log}"
-
-    def stub(self, stem: str = "cli") -> JobServiceStub:
-        creds = tls.client_credentials(
-            self.certs / "ca.crt", self.certs / f"{stem}.crt", self.certs / f"{stem}.key"
-        )
-        self.channel = grpc.secure_channel(f"127.0.0.1:{self.port}", creds)
-        return JobServiceStub(self.channel)
-
-
 @pytest.fixture
-def server(certs: Path, tmp_path: Path) -> Iterator[Running]:
-    r = Running(certs, tmp_path / "state")
+def server(certs: Path, tmp_path: Path) -> Iterator[Tjobs]:
+    r = Tjobs(certs, tmp_path / "state")
     try:
         yield r
     finally:
-        if r.proc.poll() is None:
-            r.proc.kill()
-        r.proc.wait(HANG)
-        # Jobs outlive tjobs by design; a new engine on the same state adopts and stops them.
-        Engine(r.state).close(stop_jobs=True, grace=0)
+        r.close()
 
 
 @needs_root
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_ends_streams_and_exits_cleanly(server: Running, sig: signal.Signals) -> None:
+def test_signal_ends_streams_and_exits_cleanly(server: Tjobs, sig: signal.Signals) -> None:
     line = server.expect("listen on")
     assert f"127.0.0.1:{server.port}" in line and "cgroup v" in line and "caps cpu 20%" in line
     stub = server.stub()
@@ -260,7 +195,7 @@ def test_signal_ends_streams_and_exits_cleanly(server: Running, sig: signal.Sign
 
 
 @needs_root
-def test_running_server_refuses_and_logs(server: Running) -> None:
+def test_running_server_refuses_and_logs(server: Tjobs) -> None:
     server.expect("listen on")
     err = None
     try:

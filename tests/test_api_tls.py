@@ -9,16 +9,14 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from apiharness import ALICE, HANG, ROOT, Harness
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+from support.certs import issue
 
 from tjob.api import pki, tls
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -90,34 +88,8 @@ def test_server_certificate_cannot_act_as_a_client(h: Harness) -> None:
 
 
 def test_certificate_without_common_name_is_unauthenticated(h: Harness, tmp_path: Path) -> None:
-    ca = pki.load(h.certs, "ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nobody")]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    crt, key_path = tmp_path / "anon.crt", tmp_path / "anon.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    no_cn = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nobody")])
+    crt, key_path = issue(tmp_path, "anon", no_cn, ca=h.certs)
     err = list_as(h, creds_from(h.certs / "ca.crt", crt, key_path))
     assert err is not None and err.code() is grpc.StatusCode.UNAUTHENTICATED
 

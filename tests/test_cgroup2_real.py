@@ -12,7 +12,6 @@ show: which writes the kernel accepts (the "no internal processes" rule, ``subtr
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from cgparent import leftovers
+from support.procs import all_ended, pidfds
 
 import tjob
 from tjob import Engine, JobSpec, JobState, Limits
@@ -135,14 +135,9 @@ def test_backend_kill_uses_cgroup_kill(
     job = engine.start(JobSpec(["sh", "-c", "setsid sleep 1000 & echo ready; wait"]))
     next(iter(job.output()))
     assert (CGROUP_ROOT / cgroup_parent / job.cgroup / "cgroup.kill").exists()
-    pids = cg.pids(job.cgroup)
-    fds = [os.pidfd_open(p) for p in pids]
-    try:
+    with pidfds(cg.pids(job.cgroup)) as fds:
         cg.kill(job.cgroup)
-        assert all(select.select([fd], [], [], 10)[0] for fd in fds)
-    finally:
-        for fd in fds:
-            os.close(fd)
+        assert all_ended(fds)
     st = job.wait(30)
     assert st.signal == signal.SIGKILL
     assert engine.diagnostics().cgroups == frozenset()

@@ -8,175 +8,27 @@ and the CLI runs with HOME as its working directory, so the seed's default paths
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import signal
-import socket
 import subprocess
-import sys
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from support import cli
+from support.cli import ADMIN, SHORT_ID, TJOB, Server, make_certs, refused_line
+from support.net import free_port
+from support.timeouts import PROCESS_HANG as HANG
 
-HANG = 60.0  # seconds: only a guard against a hang, never a wait
-BIN = Path(sys.executable).parent
-TJOB = [str(BIN / "tjob")] if (BIN / "tjob").exists() else [sys.executable, "-m", "tjob.cli.tjob"]
-TJOBS = (
-    [str(BIN / "tjobs")] if (BIN / "tjobs").exists() else [sys.executable, "-m", "tjob.cli.tjobs"]
-)
-# The seed's spellings for the second client (CN bob) and the admin.
+# The seed's spelling for the second client (CN bob).
 BOB = ["-cert", ".tjob/other.crt", "-key", ".tjob/other.key"]
-ADMIN = ["--cert", ".tjob/admin.crt", "--key", ".tjob/admin.key"]
-SHORT_ID = re.compile(rb"^[0-9a-f]{8}\n$")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def make_certs(where: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "tjob.cli.certs", "--dir", str(where)],
-        check=True,
-        capture_output=True,
-        timeout=HANG,
-    )
-
-
-@dataclass
-class Server:
-    """A ``tjobs`` process and a place to run ``tjob`` from (HOME, holding ``.tjob/``)."""
-
-    home: Path
-    host: str
-    proc: subprocess.Popen[str]
-    log: list[str] = field(default_factory=list)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TJOB_")}
-        env["XDG_CONFIG_HOME"] = str(self.home / ".config")  # no context of the user's
-        env["TJOB_HOST"] = self.host
-        env.update(extra)
-        return env
-
-    def tjob(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = HANG
-    ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [*TJOB, *args],
-            cwd=self.home,
-            env=self.env() if env is None else env,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [*TJOB, *args],
-            cwd=self.home,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-    def ok(self, *args: str) -> str:
-        """Run ``tjob ARGS``; it must succeed; its stdout as text."""
-        proc = self.tjob(*args)
-        assert proc.returncode == 0, proc.stderr.decode()
-        assert b"Traceback" not in proc.stderr
-        return proc.stdout.decode()
-
-    def run(self, *args: str) -> str:
-        """``tjob run ARGS`` -> the short id it printed."""
-        proc = self.tjob("run", *args)
-        assert proc.returncode == 0, proc.stderr.decode()
-        assert SHORT_ID.match(proc.stdout), proc.stdout
-        return proc.stdout.decode().strip()
-
-
-def refused(proc: subprocess.CompletedProcess[bytes], line: str | re.Pattern[str]) -> None:
-    """Exactly one line on stderr (``line``, or matching it), nothing on stdout, exit non-zero."""
-    assert proc.returncode != 0
-    err = proc.stderr.decode()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    if isinstance(line, str):
-        assert lines[0] == line
-    else:
-        assert line.fullmatch(lines[0]), lines[0]
-    assert proc.stdout == b""
+server = cli.server  # the module's tjobs (a fixture)
 
 
 def rows(table: str) -> list[list[str]]:
     """A ``ps``/``stats`` table as cells (columns are two or more spaces apart)."""
     return [re.split(r"\s{2,}", line.strip()) for line in table.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("cli")
-    make_certs(home / ".tjob")
-    host = f"127.0.0.1:{free_port()}"
-    c = home / ".tjob"
-    (home / "ref").mkdir(mode=0o755)
-    (home / "ref" / "hello").write_text("hello\n")
-    proc = subprocess.Popen(
-        [
-            *TJOBS,
-            "--host",
-            host,
-            "--state-dir",
-            str(home / "state"),
-            "--ca",
-            str(c / "ca.crt"),
-            "--cert",
-            str(c / "svc.crt"),
-            "--key",
-            str(c / "svc.key"),
-            "--admin",
-            "admin",
-            "--volume",
-            f"ref={home / 'ref'}:ro",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    srv = Server(home, host, proc)
-    ready = threading.Event()
-
-    def drain() -> None:
-        # Keeps the server's stderr flowing and tells when it listens (or died).
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            srv.log.append(line)
-            if "listen on" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    assert ready.wait(HANG), "tjobs did not start"
-    assert proc.poll() is None, "".join(srv.log)
-    try:
-        yield srv
-    finally:
-        # Jobs outlive the server (their supervisors are not its children): end ours first.
-        listing = json.loads(srv.ok(*ADMIN, "ps", "--json"))
-        running = [j["id"] for j in listing if j["state"] == "running"]
-        if running:
-            srv.ok(*ADMIN, "stop", "-t", "0", *running)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(HANG) == 0, "".join(srv.log)
 
 
 # --- the seed's transcript ----------------------------------------------------------------------
@@ -237,11 +89,11 @@ def test_seed_transcript(server: Server) -> None:
     assert server.ok("logs", uname).startswith("Linux ")
 
     # others cannot see logs, status, or stop it
-    refused(server.tjob("logs", *BOB, uname), "tjob: unauthorized")
-    refused(server.tjob("ps", *BOB, uname), "tjob: unauthorized")
-    refused(server.tjob("stop", *BOB, uname), "tjob: unauthorized")
+    refused_line(server.tjob("logs", *BOB, uname), "tjob: unauthorized")
+    refused_line(server.tjob("ps", *BOB, uname), "tjob: unauthorized")
+    refused_line(server.tjob("stop", *BOB, uname), "tjob: unauthorized")
     # ... and an id nobody has gets the very same answer
-    refused(server.tjob("ps", "0123abcd"), "tjob: unauthorized")
+    refused_line(server.tjob("ps", "0123abcd"), "tjob: unauthorized")
 
     # others can run own job, see its status and logs
     theirs = server.run(*BOB, "uname", "-a")
@@ -315,12 +167,12 @@ def test_volumes(server: Server) -> None:
     job = server.run("-v", "ref:/tmp/r", "-v", "ref:/var/tmp/r2:ro", "cat", "/tmp/r/hello")
     server.ok("wait", job)
     assert server.ok("logs", job) == "hello\n"
-    refused(server.tjob("run", "-v", "nope:/x", "true"), "tjob: no such volume: nope")
-    refused(
+    refused_line(server.tjob("run", "-v", "nope:/x", "true"), "tjob: no such volume: nope")
+    refused_line(
         server.tjob("run", "-v", "ref:/x:rw", "true"),
         "tjob: volume ref is read-only: it cannot be mounted rw",
     )
-    refused(
+    refused_line(
         server.tjob("run", "-v", "ref", "true"),
         "tjob: -v: volume 'ref': expected NAME:/TARGET[:ro|:rw]",
     )
@@ -526,10 +378,10 @@ def test_help(server: Server) -> None:
 
 @pytest.mark.root
 def test_usage_errors_are_one_line(server: Server) -> None:
-    refused(server.tjob("bogus"), "tjob: unknown command 'bogus' (see 'tjob -h')")
-    refused(server.tjob("run"), "tjob: run needs a COMMAND (see 'tjob run -h')")
-    refused(server.tjob("logs"), re.compile(r"tjob: .*JOB.* \(see 'tjob logs -h'\)"))
-    refused(server.tjob("run", "--cpu", "x", "true"), re.compile(r"tjob: argument --cpu: .*"))
+    refused_line(server.tjob("bogus"), "tjob: unknown command 'bogus' (see 'tjob -h')")
+    refused_line(server.tjob("run"), "tjob: run needs a COMMAND (see 'tjob run -h')")
+    refused_line(server.tjob("logs"), re.compile(r"tjob: .*JOB.* \(see 'tjob logs -h'\)"))
+    refused_line(server.tjob("run", "--cpu", "x", "true"), re.compile(r"tjob: argument --cpu: .*"))
     assert server.tjob("run", "--cpu", "0", "true").returncode == 2
 
 
@@ -539,16 +391,16 @@ def test_usage_errors_are_one_line(server: Server) -> None:
 @pytest.mark.root
 def test_server_not_running(server: Server) -> None:
     port = free_port()
-    refused(
+    refused_line(
         server.tjob("--host", f"localhost:{port}", "ps"),
         f"tjob: cannot reach tjobs at localhost:{port}: connection refused",
     )
-    refused(
+    refused_line(
         server.tjob("logs", "12345678", env=server.env(TJOB_HOST=f"127.0.0.1:{port}")),
         f"tjob: cannot reach tjobs at 127.0.0.1:{port}: connection refused",
     )
     # One line for the command, not one per job.
-    refused(
+    refused_line(
         server.tjob("stop", "-host", f"127.0.0.1:{port}", "12345678", "9abcdef0"),
         f"tjob: cannot reach tjobs at 127.0.0.1:{port}: connection refused",
     )
@@ -560,7 +412,7 @@ def test_server_not_running(server: Server) -> None:
     [("--ca", "CA certificate"), ("--cert", "client certificate"), ("--key", "client key")],
 )
 def test_missing_certificate_files_are_named(server: Server, flag: str, what: str) -> None:
-    refused(
+    refused_line(
         server.tjob("ps", flag, "nowhere/x.pem"),
         f"tjob: cannot read {what} nowhere/x.pem: No such file or directory",
     )
@@ -576,14 +428,14 @@ def test_default_certificate_files_missing(server: Server, tmp_path: Path) -> No
         capture_output=True,
         timeout=HANG,
     )
-    refused(proc, "tjob: cannot read CA certificate .tjob/ca.crt: No such file or directory")
+    refused_line(proc, "tjob: cannot read CA certificate .tjob/ca.crt: No such file or directory")
 
 
 @pytest.mark.root
 def test_server_certificate_not_trusted(server: Server, tmp_path: Path) -> None:
     make_certs(tmp_path / "elsewhere")
     ca = str(tmp_path / "elsewhere" / "ca.crt")
-    refused(
+    refused_line(
         server.tjob("ps", "--ca", ca),
         re.compile(
             rf"tjob: cannot reach tjobs at {re.escape(server.host)}: its certificate is not "
@@ -597,12 +449,12 @@ def test_client_certificate_from_another_ca(server: Server, tmp_path: Path) -> N
     make_certs(tmp_path / "elsewhere")
     d = tmp_path / "elsewhere"
     proc = server.tjob("ps", "--cert", str(d / "cli.crt"), "--key", str(d / "cli.key"))
-    refused(proc, re.compile(rf"tjob: cannot reach tjobs at {re.escape(server.host)}: .+"))
+    refused_line(proc, re.compile(rf"tjob: cannot reach tjobs at {re.escape(server.host)}: .+"))
 
 
 @pytest.mark.root
 def test_key_of_another_certificate(server: Server) -> None:
-    refused(
+    refused_line(
         server.tjob("ps", "--key", ".tjob/other.key"),
         "tjob: cannot use client key .tjob/other.key with certificate .tjob/cli.crt: "
         "it is not the key of that certificate",
@@ -621,9 +473,9 @@ def test_key_of_another_certificate(server: Server) -> None:
 def test_invalid_limits_print_the_servers_message(
     server: Server, args: Sequence[str], message: str
 ) -> None:
-    refused(server.tjob("run", *args, "true"), f"tjob: {message}")
+    refused_line(server.tjob("run", *args, "true"), f"tjob: {message}")
 
 
 @pytest.mark.root
 def test_malformed_job_id(server: Server) -> None:
-    refused(server.tjob("ps", "zz"), re.compile(r"tjob: job id 'zz' is not valid: .+"))
+    refused_line(server.tjob("ps", "zz"), re.compile(r"tjob: job id 'zz' is not valid: .+"))

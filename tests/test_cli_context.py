@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import HANG, TJOB, Server, make_certs, refused, server  # noqa: F401 (fixture)
+from support.cli import TJOB, Server, make_certs, refused_line, server  # noqa: F401 (fixture)
+from support.timeouts import PROCESS_HANG as HANG
 
 
 class Cli:
@@ -161,36 +162,36 @@ def test_precedence_flag_env_context_default(cli: Cli) -> None:
 
 
 def test_errors_are_one_line(cli: Cli) -> None:
-    refused(
+    refused_line(
         cli.run("--context", "nope", "ps"),
         "tjob: no context named 'nope' (from --context) (see 'tjob context ls')",
     )
-    refused(
+    refused_line(
         cli.run("ps", TJOB_CONTEXT="nope"),
         "tjob: no context named 'nope' (from $TJOB_CONTEXT) (see 'tjob context ls')",
     )
-    refused(
+    refused_line(
         cli.run("context", "use", "nope"), "tjob: no context named 'nope' (see 'tjob context ls')"
     )
-    refused(
+    refused_line(
         cli.run("context", "add", "a b", "--host", "x:1"),
         "tjob: context name 'a b' is not a valid name: use up to 63 letters, digits, '.', '_' "
         "and '-', starting with a letter or digit",
     )
-    refused(
+    refused_line(
         cli.run("context", "add", "default", "--host", "x:1"),
         re.compile(r"tjob: context name 'default' is reserved \(it means no context\): .*"),
     )
-    refused(
+    refused_line(
         cli.run("context", "add", "x", "--host", "x:1", "--ca", "missing.crt"),
         f"tjob: --ca {cli.cwd / 'missing.crt'}: no such file",
     )
-    refused(
+    refused_line(
         cli.run("context", "add", "x"),
         re.compile(r"tjob: .*--host.* \(see 'tjob context add -h'\)"),
     )
     add(cli, "prod")
-    refused(
+    refused_line(
         cli.run("context", "add", "prod", "--host", "y:1"),
         "tjob: context 'prod' exists (add -f to replace it)",
     )
@@ -198,20 +199,20 @@ def test_errors_are_one_line(cli: Cli) -> None:
     # A context whose file has gone: the error names the context, not only the file.
     add(cli, "gone", "gone.example:1", "-f")
     (cli.cwd / ".tjob" / "ca.crt").unlink()
-    refused(
+    refused_line(
         cli.run("--context", "gone", "ps"),
         f"tjob: context 'gone': its CA file {cli.cwd / '.tjob' / 'ca.crt'} is missing "
         "(add the context again: tjob context add gone -f ...)",
     )
     # A damaged file is one line too, and the CLI still runs what needs no server.
     (cli.dir / "config.json").write_text("{")
-    refused(
+    refused_line(
         cli.run("ps"), re.compile(rf"tjob: cannot read the contexts file {cli.dir}/config.json: .*")
     )
     assert cli.run("-h").returncode == 0
     # A name edited in by hand is refused: names are directory names for --copy.
     (cli.dir / "config.json").write_text('{"contexts": {"../..": {"host": "x:1"}}}')
-    refused(
+    refused_line(
         cli.run("context", "rm", "../.."),
         f"tjob: the contexts file {cli.dir}/config.json is not in tjob's format (remove or fix it)",
     )
@@ -240,10 +241,10 @@ def test_a_context_reaches_a_real_server_from_anywhere(server: Server, tmp_path:
     assert job in cli.ok("ps", "-q").split()
     # --host replaces the address only: the context's certificates (bob's) are kept.
     dead = "127.0.0.1:1"
-    refused(
+    refused_line(
         cli.run("--host", dead, "ps"), f"tjob: cannot reach tjobs at {dead}: connection refused"
     )
-    refused(
+    refused_line(
         cli.run("ps", TJOB_HOST=dead), f"tjob: cannot reach tjobs at {dead}: connection refused"
     )
     assert job in cli.ok("--host", server.host, "ps", "-q", TJOB_HOST=dead).split()

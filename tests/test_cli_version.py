@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from apiharness import Harness, needs_root
-from test_cli import HANG, TJOB, Server, free_port, refused, server  # noqa: F401 (fixture)
+from support.cli import TJOB, Server, make_certs, server  # noqa: F401 (fixture)
+from support.net import free_port
+from support.timeouts import PROCESS_HANG as HANG
 
 VERSION = metadata.version("tjob")
 
@@ -30,8 +32,6 @@ def tjob(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 def test_unreachable_server_still_prints_the_client_version(
     tmp_path: Path, spelling: list[str]
 ) -> None:
-    from test_cli import make_certs
-
     make_certs(tmp_path / ".tjob")
     host = f"127.0.0.1:{free_port()}"
     proc = tjob("--host", host, *spelling, cwd=tmp_path)

@@ -13,7 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import BIN, HANG, TJOB, Server, free_port, server  # noqa: F401 (fixture)
+from support.cli import TJOB, Server, server  # noqa: F401 (fixture)
+from support.net import free_port
+from support.timeouts import PROCESS_HANG as HANG
+from support.tjobs import BIN
 
 from tjob.cli.tjob.args import COMMANDS, PARSERS
 
@@ -118,14 +121,13 @@ COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))
 _tjob
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
+    return words_printed(tmp, ["bash", "-c", driver, "bash", line])
+
+
+def words_printed(tmp: Path, argv: list[str]) -> list[str]:
+    """The non-empty lines ``argv`` prints, run in ``tmp`` with its settings (it must succeed)."""
     proc = subprocess.run(
-        ["bash", "-c", driver, "bash", line],
-        env=env(tmp),
-        cwd=tmp,
-        capture_output=True,
-        timeout=HANG,
-        check=True,
-        text=True,
+        argv, env=env(tmp), cwd=tmp, capture_output=True, timeout=HANG, check=True, text=True
     )
     return [w for w in proc.stdout.splitlines() if w]
 
@@ -151,17 +153,9 @@ def shell_complete(tmp: Path, shell: str, driver: str, *args: str) -> list[str]:
         pytest.skip(f"{shell} is not installed")
     path = tmp / f"tjob.{shell}"
     path.write_text(script(shell))
-    proc = subprocess.run(
-        # bash and zsh take $0 after -c's command, fish does not
-        [shell, "-c", driver, *([shell] if shell != "fish" else []), str(path), *args],
-        env=env(tmp),
-        cwd=tmp,
-        capture_output=True,
-        timeout=HANG,
-        check=True,
-        text=True,
-    )
-    return [w for w in proc.stdout.splitlines() if w]
+    # bash and zsh take $0 after -c's command, fish does not
+    zero = [shell] if shell != "fish" else []
+    return words_printed(tmp, [shell, "-c", driver, *zero, str(path), *args])
 
 
 # zsh's completion system needs a terminal; its three functions the script calls are stood in

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from apiharness import HANG
+from support.tjobs import TJOBS
 
 from tjob.cli import config, service
 from tjob.cli.tjobs import build_parser
-
-TJOBS = [sys.executable, "-m", "tjob.cli.tjobs"]
 
 
 def parser() -> argparse.ArgumentParser:

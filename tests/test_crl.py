@@ -196,12 +196,11 @@ def test_tjobs_reloads_on_crl_change_and_sighup_with_metrics_and_audit(
     import signal
     import urllib.request
 
-    from test_api_tjobs import Running, free_port
-
-    from tjob import Engine
+    from support.net import free_port
+    from support.tjobs import Tjobs
 
     mport, audit = free_port(), tmp_path / "audit.jsonl"
-    r = Running(
+    r = Tjobs(
         certs, tmp_path / "state", "--metrics", f"127.0.0.1:{mport}", "--audit-log", str(audit)
     )
     try:
@@ -233,7 +232,4 @@ def test_tjobs_reloads_on_crl_change_and_sighup_with_metrics_and_audit(
         assert r.proc.wait(HANG) == 0
         assert not any("Traceback" in ln for ln in r.log)
     finally:
-        if r.proc.poll() is None:
-            r.proc.kill()
-        r.proc.wait(HANG)
-        Engine(r.state).close(stop_jobs=True, grace=0)
+        r.close()

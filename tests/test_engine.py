@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procs import all_ended, pidfds
 
 import tjob
 from tjob import Engine, InvalidSpec, JobSpec, JobState, Limits, Stream
@@ -489,14 +490,10 @@ def test_cgroup_kill_alone_takes_every_process(engine: Engine, cg: CgroupBackend
         JobSpec(["sh", "-c", "setsid sh -c 'sleep 1000 & echo ready; exec sleep 1001' & wait"])
     )
     next(iter(job.output()))
-    fds = [os.pidfd_open(p) for p in cg.pids(job.cgroup)]
-    try:
+    with pidfds(cg.pids(job.cgroup)) as fds:
         assert len(fds) >= 3
         cg.kill(job.cgroup)
-        assert all(select.select([fd], [], [], 10)[0] for fd in fds)
-    finally:
-        for fd in fds:
-            os.close(fd)
+        assert all_ended(fds)
     st = job.wait(30)
     assert st.signal == signal.SIGKILL and not st.stopped
     assert job.id not in engine.diagnostics().cgroups

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 from apiharness import needs_root
+from support.timeouts import PROCESS_HANG as HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = 600.0  # seconds: the wheel build and install may download; a guard against a hang
-HANG = 60.0
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.timeouts import HANG
 
 from tjob import Engine, JobSpec, JobState
 from tjob import protocol as p
@@ -20,7 +21,6 @@ from tjob.launcher import SHIM
 from tjob.procs import is_supervisor
 from tjob.spec import MAX_ARGV_BYTES, MAX_ENV_BYTES
 
-HANG = 30
 ODD = os.fsdecode(b"caf\xe9 \xff\n")  # not UTF-8 (surrogateescape), a space, a newline
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from apiharness import HANG, needs_root, open_gate
-from test_api_tjobs import TJOBS, Running, cert_flags  # noqa: F401
+from support.tjobs import TJOBS, Tjobs
+from test_api_tjobs import cert_flags  # noqa: F401
 
-from tjob import Engine
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.cgroups import delegate, scope
 from tjob.cli import install, logfmt, service
@@ -178,7 +178,7 @@ def test_running_tjobs_notifies_reloads_and_logs_json(
     notify.settimeout(HANG)
     os.environ["NOTIFY_SOCKET"] = str(tmp_path / "notify")
     try:
-        server = Running(certs, tmp_path / "state", "--config", str(conf))
+        server = Tjobs(certs, tmp_path / "state", "--config", str(conf))
     finally:
         del os.environ["NOTIFY_SOCKET"]
     try:
@@ -209,7 +209,4 @@ def test_running_tjobs_notifies_reloads_and_logs_json(
         assert server.proc.wait(HANG) == 0
     finally:
         notify.close()
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(HANG)
-        Engine(server.state).close(stop_jobs=True, grace=0)
+        server.close()

@@ -16,11 +16,11 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
+from support.timeouts import HANG
 
 from tjob.api import pki, tls
 from tjob.errors import TjobError
 
-HANG = 10.0  # seconds; only a guard against a hang, never a wait
 # An empty HTTP/2 SETTINGS frame: the server half of the preface, enough for grpcio to be READY.
 H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
@@ -73,7 +73,9 @@ def talk(ctx: ssl.SSLContext, port: int, hostname: str = "localhost") -> bytes:
         return sock.recv(100)
 
 
-def refused(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[OSError | None, OSError]:
+def handshake_refused(
+    client: ssl.SSLContext, server: ssl.SSLContext
+) -> tuple[OSError | None, OSError]:
     """Run one connection that must fail; the client's error (None on a bare EOF) and the server's.
 
     In TLS 1.3 the client's handshake ends before the server has checked the client certificate,
@@ -179,7 +181,7 @@ def test_tls12_only_client_fails_the_handshake(d: Path, server_ctx: ssl.SSLConte
 def test_client_without_certificate_is_refused(d: Path, server_ctx: ssl.SSLContext) -> None:
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.load_verify_locations(d / "ca.crt")
-    client_error, server_error = refused(anonymous, server_ctx)
+    client_error, server_error = handshake_refused(anonymous, server_ctx)
     assert isinstance(server_error, ssl.SSLError)
     assert server_error.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE"
     if client_error is not None:
@@ -193,7 +195,7 @@ def test_client_certificate_from_another_ca_is_refused(
 ) -> None:
     save(tmp_path, "mallory", pki.issue_client(pki.make_ca("evil CA"), "alice"))
     client = tls.client_context(d / "ca.crt", tmp_path / "mallory.crt", tmp_path / "mallory.key")
-    _, server_error = refused(client, server_ctx)
+    _, server_error = handshake_refused(client, server_ctx)
     assert verify_message(server_error) == "unable to get local issuer certificate"
 
 
@@ -204,14 +206,14 @@ def test_expired_client_certificate_is_refused(
     now = datetime.now(UTC)
     save(tmp_path, "old", pki.issue_client(ca, "alice", not_after=now - timedelta(minutes=1)))
     client = tls.client_context(d / "ca.crt", tmp_path / "old.crt", tmp_path / "old.key")
-    _, server_error = refused(client, server_ctx)
+    _, server_error = handshake_refused(client, server_ctx)
     assert verify_message(server_error) == "certificate has expired"
 
 
 def test_server_certificate_presented_by_a_client_is_refused(
     d: Path, server_ctx: ssl.SSLContext
 ) -> None:
-    _, server_error = refused(client_ctx(d, "svc"), server_ctx)
+    _, server_error = handshake_refused(client_ctx(d, "svc"), server_ctx)
     assert verify_message(server_error) == "unsuitable certificate purpose"
 
 

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.timeouts import HANG
 
 from tjob.watch import Hub
-
-HANG = 10.0
 
 
 @pytest.fixture

@@ -11,15 +11,11 @@ import asyncio
 import collections
 import contextlib
 import os
-import queue
 import select
 import shutil
-import signal
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import support.tjobs
 from apiharness import ALICE, BOB, HANG, Harness
 from grpclib.health.v1 import health_pb2
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset, TrailersReceived
+from support.net import free_port  # noqa: F401 (re-exported: the suites import it from here)
 
 from tjob.api import tls
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -42,7 +40,6 @@ from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
 
 SERVICE = "/tjob.v1.JobService/"
 HEALTH = "/grpc.health.v1.Health/Check"
-TJOBS = [sys.executable, "-m", "tjob.cli.tjobs"]
 
 MAX_JOBS = 4  # running jobs per identity on the suite's server: the burst meets it at once
 OUTPUT_CAP = 1 << 20  # the suite's server keeps 1 MiB of output per job
@@ -554,116 +551,11 @@ def checkup(h: Harness, clients: Clients, before: Snapshot) -> None:
 # --- tjobs as a process -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Tjobs:
-    """``tjobs`` as a child process, optionally under a prefix command (``prlimit``,
-    ``unshare``); its stderr lines arrive on a queue as they are written."""
-
-    def __init__(
-        self,
-        certs: Path,
-        state: Path,
-        *extra: str,
-        admins: tuple[str, ...] = ("admin",),
-        prefix: tuple[str, ...] = (),
-        pump: bool = True,
-    ) -> None:
-        self.port = free_port()
-        self.certs = certs
-        self.state = state
-        argv = [
-            *prefix,
-            *TJOBS,
-            "--ca",
-            str(certs / "ca.crt"),
-            "--cert",
-            str(certs / "svc.crt"),
-            "--key",
-            str(certs / "svc.key"),
-            "--host",
-            f"127.0.0.1:{self.port}",
-            "--state-dir",
-            str(state),
-            *(a for name in admins for a in ("--admin", name)),
-            *extra,
-        ]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self.log: list[str] = []
-        self._channels: list[grpc.Channel] = []
-        # A pump thread drains stderr so a chatty server never blocks on it; without one
-        # (a server that outlives its module's threads) lines are read when asked for.
-        self._lines: queue.Queue[str] | None = None
-        self._buf = b""
-        if pump:
-            self._lines = queue.Queue()
-            threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None and self._lines is not None
-        for line in self.proc.stderr:
-            self._lines.put(line.decode(errors="replace").rstrip("\n"))
-        self._lines.put("")  # end of output
-
-    def next_line(self) -> str:
-        """The next line tjobs writes to stderr; "" at its end."""
-        if self._lines is not None:
-            return self._lines.get(timeout=HANG)
-        assert self.proc.stderr is not None
-        fd = self.proc.stderr.fileno()
-        deadline = time.monotonic() + HANG
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            assert left > 0 and readable([fd], left), f"tjobs printed no line: {self.log}"
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                last, self._buf = self._buf, b""
-                return last.decode(errors="replace")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode(errors="replace")
-
-    def expect(self, text: str) -> str:
-        """The next stderr line containing ``text``."""
-        while True:
-            line = self.next_line()
-            self.log.append(line)
-            if text in line:
-                return line
-            assert line, f"tjobs ended without printing {text!r}: {self.log}"
-
-    def rest(self) -> list[str]:
-        """Every stderr line up to the end of its output (the process must be ending)."""
-        while (line := self.next_line()) != "":
-            self.log.append(line)
-        return self.log
-
-    def files(self, stem: str) -> tuple[Path, Path, Path]:
-        return self.certs / "ca.crt", self.certs / f"{stem}.crt", self.certs / f"{stem}.key"
-
-    def stub(self, stem: str = ALICE) -> JobServiceStub:
-        creds = tls.client_credentials(*self.files(stem))
-        ch = grpc.secure_channel(f"127.0.0.1:{self.port}", creds)
-        self._channels.append(ch)
-        return JobServiceStub(ch)  # type: ignore[no-untyped-call]
+class Tjobs(support.tjobs.Tjobs):
+    """``tjobs`` as a child process (support.tjobs), and raw HTTP/2 gRPC to it."""
 
     def raw(self, stem: str = ALICE) -> RawGrpc:
         return RawGrpc(self.port, tls.client_context(*self.files(stem)))
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        for ch in self._channels:
-            ch.close()
-        self._channels.clear()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(HANG)
 
 
 @dataclass

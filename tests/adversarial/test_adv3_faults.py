@@ -50,14 +50,6 @@ def certs(tmp_path: Path) -> Path:
     return d
 
 
-def refused(server: Tjobs) -> str:
-    """tjobs refused to start: exit 1, one line on stderr, no traceback; that line."""
-    assert server.proc.wait(HANG) == 1
-    log = server.rest()
-    assert len(log) == 1 and log[0].startswith("tjobs: "), log
-    return log[0]
-
-
 def no_cgroup_left(job_ids: list[str], parent: str = "tjob") -> None:
     for ctrl in ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer"):
         left = [i for i in job_ids if list((CGROUP / ctrl / parent).glob(f"*/{i}"))]
@@ -148,7 +140,7 @@ def in_private_mounts(script: str, *args: str) -> tuple[str, ...]:
 def test_missing_cgroup_controller_refuses_at_startup(certs: Path, tmp_path: Path) -> None:
     prefix = in_private_mounts('umount /sys/fs/cgroup/pids && exec "$@"', "sh")
     server = Tjobs(certs, tmp_path / "state", prefix=prefix)
-    line = refused(server)
+    line = server.refusal()
     assert line == (
         "tjobs: cannot manage jobs: cgroup v1 controller 'pids' is not mounted at "
         "/sys/fs/cgroup/pids"
@@ -177,7 +169,7 @@ def test_read_only_cgroupfs_refuses_at_startup(
     server = Tjobs(
         certs, tmp_path / "state", prefix=in_private_mounts(READ_ONLY_PIDS, str(empty_cgroup))
     )
-    line = refused(server)
+    line = server.refusal()
     assert line == (
         "tjobs: cannot manage jobs: cannot create /sys/fs/cgroup/pids/tjob: Read-only file system"
     )
@@ -324,7 +316,7 @@ def unused_uid() -> int:
 
 
 def test_missing_job_user_is_refused_at_startup(certs: Path, tmp_path: Path) -> None:
-    line = refused(Tjobs(certs, tmp_path / "state", "--job-user", "nosuchuser"))
+    line = Tjobs(certs, tmp_path / "state", "--job-user", "nosuchuser").refusal()
     assert line == "tjobs: --job-user 'nosuchuser': no such user on this host"
 
 

@@ -21,18 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from advkit import SERVICE, Tjobs, frame, health_call, readable
 from apiharness import ADMIN, ALICE, BOB, HANG, ROOT
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from h2.events import ConnectionTerminated
+from support.certs import client_cert
 
 from tjob.api import pki
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -455,38 +451,6 @@ def test_huge_argv_cannot_break_anothers_listing(srv: Server) -> None:
 FORGED = "2026/12/01 00:00:00 run admin 0123abcd rm -rf /: running"
 
 
-def _client_cert(certs: Path, stem: str, cn: str, *, eku: bool = True) -> None:
-    """A certificate from the server's CA with any common name (bypassing tjobs certs' checks)."""
-    ca = pki.load(certs, "ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
-        )
-    )
-    if eku:
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-    cert = b.sign(ca.key, hashes.SHA256())
-    (certs / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (certs / f"{stem}.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
 def test_names_and_argv_cannot_forge_log_lines_or_identities(srv: Server) -> None:
     certs = srv.root / "certs"
     bad = {
@@ -497,9 +461,9 @@ def test_names_and_argv_cannot_forge_log_lines_or_identities(srv: Server) -> Non
         "lead": " admin",
     }
     for stem, cn in bad.items():
-        _client_cert(certs, stem, cn)
-    _client_cert(certs, "noeku", "carol", eku=False)
-    _client_cert(certs, "upper", "Admin")
+        client_cert(certs, stem, cn)
+    client_cert(certs, "noeku", "carol", eku=False)
+    client_cert(certs, "upper", "Admin")
     for stem in [*bad, "noeku"]:
         with pytest.raises(grpc.RpcError) as info:
             srv.tjobs.stub(stem).List(pb.ListRequest(), timeout=HANG)

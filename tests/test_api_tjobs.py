@@ -138,6 +138,7 @@ def test_refuses_bad_device_and_bad_flags(certs: Path, tmp_path: Path) -> None:
 @needs_root
 def test_refuses_a_uid_range_that_real_accounts_use(certs: Path, tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state")]
+
     def refusal(*flags: str) -> str:
         return startup_refusal(tjobs(*cert_flags(certs), *state, *flags))
 

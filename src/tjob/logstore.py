@@ -28,6 +28,7 @@ PENDING = 0
 TRUNCATED = STREAM_TRUNCATED
 END = STREAM_END
 READ_SIZE = 1 << 20
+_OUTPUT = (Stream.STDOUT, Stream.STDERR)
 # Read at a frame header: enough for many short frames in one system call.
 WINDOW = 64 << 10
 
@@ -100,6 +101,7 @@ class LogReader:
         self.ended = False
         self.end_payload: bytes | None = None
         self.truncated = False
+        self.damaged = False  # a frame no writer makes was found: reading ended there
         self._stream = 0  # the frame whose payload is being read, and how much of it is left
         self._left = 0
         self._peek = WINDOW  # how much to read at a header: just the header after a long frame
@@ -167,6 +169,12 @@ class LogReader:
                 out.append(TRUNCATION_MARK)
                 pos = body + length
                 continue
+            if stream not in _OUTPUT:
+                # No writer makes such a frame: the file is damaged from here. Say so with the
+                # truncation mark and end the log (nothing after it can be trusted).
+                self.truncated = self.damaged = self.ended = True
+                out.append(TRUNCATION_MARK)
+                return pos, used, True
             self._peek = HEADER.size if length >= WINDOW else WINDOW
             if body + length > size:
                 self._stream, self._left = stream, length  # read at its offset by the caller

@@ -45,6 +45,9 @@ STATUS_FILE = "status.json"
 LOG_FILE = "output.log"
 STOP_FILE = "stop-requested"
 RESERVE_FILE = "reserve"
+# The supervisor's EndReport (encode_end_report), written by it when no launcher recorded the
+# end (the engine is down): whoever runs next records it. One small file, no process per end.
+END_FILE = "end-report"
 RESERVE_SIZE = 16 << 10  # room for the final status should the disk fill up
 
 # ------------------------------------------------------------------ the framed log
@@ -414,7 +417,7 @@ def _json(data: bytes) -> dict[str, Any]:
 def c_constants() -> dict[str, int | bytes]:
     """Every constant the shim uses, by its C name (without the ``TJOB_`` prefix)."""
     out: dict[str, int | bytes] = {"PROTOCOL_VERSION": VERSION}
-    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC"):
+    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
         out[f"{name}_FILE"] = globals()[f"{name}_FILE"].encode()
     out.update(RESERVE_SIZE=RESERVE_SIZE, LOG_MAGIC=LOG_MAGIC, LOG_HEADER_SIZE=LOG_HEADER_SIZE)
     for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):

@@ -54,6 +54,7 @@ from ..errors import (
     InvalidSpec,
     JobNotFound,
     JobRunning,
+    NoSpace,
     TjobError,
 )
 from ..spec import JobSpec, Limits
@@ -435,7 +436,7 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, Unauthenticated):
         return Code.UNAUTHENTICATED, str(exc)
-    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded):
+    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded | NoSpace):
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)

@@ -84,9 +84,24 @@ int write_file(const char *dir, const char *name, const char *text) {
     if (n < 0) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
+    /* Whole or not at all, even across a power cut: fsync before the rename, and the
+     * directory after it. */
     int rc = write_all(fd, text, strlen(text));
+    if (!rc) rc = fsync(fd);
     if (close(fd) && !rc) rc = -1;
-    return rc ? rc : rename(tmp, path);
+    if (!rc) rc = rename(tmp, path);
+    if (rc) {
+        int e = errno;
+        if (unlink(tmp) && errno != ENOENT) { /* nothing more to do: the caller reports e */
+        }
+        errno = e;
+        return -1;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    rc = fsync(dfd);
+    close(dfd);
+    return rc;
 }
 
 double now(void) {

@@ -15,6 +15,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_STOPPED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_LOST: _ClassVar[JobState]
+    JOB_STATE_DAMAGED: _ClassVar[JobState]
 
 class StreamSelect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +34,7 @@ JOB_STATE_EXITED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_LOST: JobState
+JOB_STATE_DAMAGED: JobState
 STREAM_SELECT_BOTH: StreamSelect
 STREAM_SELECT_STDOUT: StreamSelect
 STREAM_SELECT_STDERR: StreamSelect

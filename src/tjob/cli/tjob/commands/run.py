@@ -24,8 +24,9 @@ def main(c: Client, args: argparse.Namespace) -> int:
     )
     req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
     st = status(c.call("Run", pb.JobStatus, req))
-    if st.state is JobState.FAILED:
-        # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.
+    if st.state in (JobState.FAILED, JobState.LOST):
+        # It never started (no such command, bad workdir; or its launcher or supervisor died):
+        # a shell's 127/126 (or 1), the id for ps.
         if not args.attach:
             out(short_id(st.id))
         raise CliError(st.error or "the job did not start", exit_code(st))

@@ -72,6 +72,8 @@ from .watch import Hub
 
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
 
+_NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
+
 
 @dataclass(frozen=True)
 class Diagnostics:
@@ -253,8 +255,7 @@ class Engine:
         except ProtocolError:
             answer = StartReply(False, error="the supervisor sent a malformed reply")
         if answer is None:
-            who = "job's supervisor" if self._launcher.alive else "launcher"
-            answer = StartReply(False, error=f"the {who} died before the job started")
+            answer = StartReply(False, error=_NO_ANSWER)
         if answer.ok and len(reply.fds) == 2:
             job._attach(answer.pid, answer.started_at, reply.fds[0], reply.fds[1])
             self._ends.watch(job)
@@ -267,9 +268,16 @@ class Engine:
         """The answer to a start that timed out has come (on the watcher's thread)."""
         error = self._finish(job, LauncherClient.late_reply(sock))
         if error is not None:
-            self._ends.settle(job, error)
+            self._ends.settle(job, self._who_died(error))
         elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
             job._kill()  # stopped while it was starting
+
+    def _who_died(self, error: str) -> str:
+        """A start nobody answered: name the process that died (a blocking step)."""
+        if error != _NO_ANSWER:
+            return error
+        who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
+        return f"the {who} died before the job started"
 
     def _start_flow(self, spec: JobSpec) -> Flow[Job]:
         prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
@@ -280,7 +288,7 @@ class Engine:
         error = self._finish(job, reply)
         if error is not None:
             # The launcher recorded the failure before answering, or nobody did: the end step.
-            yield blocking(lambda: self._ends.settle(job, error))
+            yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
         self._index.add(job)
         return job
 
@@ -321,8 +329,11 @@ class Engine:
 
     def prune(self, older_than: float) -> list[str]:
         """Remove finished jobs that ended more than ``older_than`` seconds ago."""
-        # Ends seen whose row the end step has not written yet (their supervisor exiting).
-        self._ends.settle_exited(self._index.all())
+        # Ends recorded whose row the end step has not written yet (their supervisor exiting):
+        # written now, so that their age is measured like every other's.
+        for job in self._index.all():
+            if job._final is not None and not job._settled:
+                self._ends.settle(job)
         ended = set(self._store.expired(older_than))
         removed = []
         for job_id in sorted(ended):

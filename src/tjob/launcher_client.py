@@ -47,11 +47,17 @@ class LauncherClient:
         self._closed = False
         self._start()
 
-    @property
-    def alive(self) -> bool:
-        """Whether the launcher last started is still running (not: it died)."""
+    def died(self, within: float) -> bool:
+        """Whether the launcher last started has exited, or does within ``within`` seconds
+        (its sockets close a moment before it can be seen to have exited)."""
         proc = self._proc
-        return proc is not None and proc.poll() is None
+        if proc is None:
+            return True
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     @property
     def pid(self) -> int | None:

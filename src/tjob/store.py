@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TjobError
+from .errors import NoSpace, TjobError
 from .status import JobFacts, JobStatus, ResolvedLimits
 
 SCHEMA = """
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS end_clock (
     at REAL NOT NULL
 );
 """
+_SQLITE_FULL = 13
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
@@ -87,6 +88,8 @@ class Store:
                     (facts.id, facts.owner, facts.created_at, json.dumps(spec)),
                 )
             except sqlite3.Error as e:
+                if getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL:
+                    raise NoSpace(f"no room to record the job: {e}") from None
                 raise TjobError(f"cannot record the job: {e}") from None
 
     def finish(self, job_id: str, status: JobStatus) -> None:

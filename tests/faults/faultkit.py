@@ -4,6 +4,7 @@ engine, and the checks that a later engine over it is whole."""
 from __future__ import annotations
 
 import os
+import select
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,22 @@ def check_intact(eng: Engine, jobs: Jobs) -> None:
 def check_nothing_unlisted(eng: Engine, parent: str) -> None:
     """Every live supervisor and job cgroup belongs to a listed running job."""
     running = {j.id for j in eng.jobs() if j.status().state is JobState.RUNNING}
-    assert set(supervisors()) & _job_ids(eng) <= running
+    ours = _job_ids(eng)
+    for job_id, pid in supervisors().items():
+        if job_id in ours and job_id not in running:
+            _exits(pid)  # the supervisor of an ended job is on its way out: it must get there
     assert set(eng.diagnostics().cgroups) <= running
+
+
+def _exits(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], 10)[0], f"supervisor {pid} of an ended job still runs"
+    finally:
+        os.close(fd)
 
 
 def _job_ids(eng: Engine) -> set[str]:

@@ -14,6 +14,9 @@ echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc
 # Tests: ps counts processes, ping checks a job's loopback.
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
+# The fault suite (make test-faults) makes an ext4 filesystem on a loop device.
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null || need+=(mount)
 # Tests of `tjob completion zsh|fish` run the scripts in those shells.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)

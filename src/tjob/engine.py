@@ -164,7 +164,7 @@ class Engine:
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
         for job in adopt.load(self._store, self._ends, self._make_job, self.jobs_dir):
             self._index.add(job)
-        self._launcher = LauncherClient(self.state_dir, self._cg)
+        self._launcher = LauncherClient(self.state_dir, self._cg, durable)
 
     @property
     def cgroup_version(self) -> int:
@@ -192,7 +192,7 @@ class Engine:
         resolved = _resolved(limits, device)
         # What the final status repeats of the request; the rest is in exec.bin for the init.
         facts = JobFacts(job_id, tuple(spec.argv), spec.owner, created_at, resolved)
-        self._store.add(facts, spec.cwd, spec.user)
+        self._store.add(facts, spec.cwd, spec.user, spec.request_id)
         jdir = self.jobs_dir / job_id
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
         ids = (uid, gid) if uid is not None and gid is not None else None
@@ -272,6 +272,13 @@ class Engine:
         elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
             job._kill()  # stopped while it was starting
 
+    def _started_by(self, job_id: str) -> Job:
+        """The job an earlier start with the same request id made."""
+        try:
+            return self._index.get(job_id)
+        except JobNotFound:
+            raise TjobError("a start with this request id is still under way; retry") from None
+
     def _who_died(self, error: str) -> str:
         """A start nobody answered: name the process that died (a blocking step)."""
         if error != _NO_ANSWER:
@@ -280,6 +287,10 @@ class Engine:
         return f"the {who} died before the job started"
 
     def _start_flow(self, spec: JobSpec) -> Flow[Job]:
+        if spec.request_id:
+            known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
+            if known is not None:
+                return self._started_by(known)
         prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
         reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)

@@ -34,6 +34,7 @@ from .protocol import (
     SPEC_FILE,
     STATUS_FILE,
     STOP_FILE,
+    SYNC_ENV,
     ExecJob,
     encode_exec,
 )
@@ -54,6 +55,11 @@ __all__ = [
     "sync_dir",
     "write_json",
 ]
+
+
+# Whether write_json fsyncs: the launcher of an engine made with durable=False is started
+# with SYNC_ENV=0 (an engine's own writes take its flag explicitly).
+SYNC = os.environ.get(SYNC_ENV) != "0"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -141,11 +147,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         _write_all(fd, json.dumps(data).encode())
-        os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
+        if SYNC:
+            os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
     except OSError:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none
-    sync_dir(path.parent)
+    if SYNC:
+        sync_dir(path.parent)

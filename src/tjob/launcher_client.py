@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from .cgroups import CgroupBackend
 from .errors import EngineClosed, SpawnError
+from .protocol import SYNC_ENV
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG = "launcher.log"
@@ -38,7 +39,8 @@ class Reply(NamedTuple):
 class LauncherClient:
     """One launcher process per engine; thread-safe."""
 
-    def __init__(self, state_dir: Path, cg: CgroupBackend) -> None:
+    def __init__(self, state_dir: Path, cg: CgroupBackend, durable: bool = True) -> None:
+        self._durable = durable
         self._log = state_dir / LOG
         self._conf = json.dumps({"version": cg.version, "root": str(cg.root), "parent": cg.parent})
         self._proc: subprocess.Popen[bytes] | None = None
@@ -81,7 +83,7 @@ class LauncherClient:
                 start_new_session=True,
                 cwd="/",
                 # Jobs get explicit environments; keep the caller's out of every job's init.
-                env={"PATH": DEFAULT_PATH},
+                env={"PATH": DEFAULT_PATH} | ({} if self._durable else {SYNC_ENV: "0"}),
             )
         theirs.close()
         self._ctl = ours

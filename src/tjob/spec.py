@@ -111,6 +111,8 @@ class JobSpec:
     user: account to run as (name or uid); ``None`` runs as the engine's own user.
     owner: free-form identity tag of whoever asked (the API server puts the client's CN here).
     limits: resource limits; unset fields come from the engine's defaults.
+    request_id: an id the caller chose for this start (at most 128 characters): a start with
+        the same ``owner`` and ``request_id`` as an earlier one returns that job instead.
     """
 
     argv: Sequence[str]
@@ -119,6 +121,7 @@ class JobSpec:
     user: str | int | None = None
     owner: str = ""
     limits: Limits = field(default_factory=Limits)
+    request_id: str = ""
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -153,6 +156,8 @@ class JobSpec:
             or (isinstance(self.user, str) and not self.user)
         ):
             raise InvalidSpec(f"user must be a name or a uid, not {self.user!r}")
+        if not isinstance(self.request_id, str) or len(self.request_id) > 128:
+            raise InvalidSpec("request_id must be a string of at most 128 characters")
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits must be a tjob.Limits")
         self.limits.validate()

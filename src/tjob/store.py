@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(ended_at);
+CREATE TABLE IF NOT EXISTS requests (
+    owner TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (owner, request_id)
+);
 CREATE TABLE IF NOT EXISTS end_clock (
     id TEXT PRIMARY KEY,
     boot TEXT NOT NULL,
@@ -78,16 +84,27 @@ class Store:
             self._db = _open(path, durable)
         self._boot = _boot_id()
 
-    def add(self, facts: JobFacts, cwd: str, user: str | int | None) -> None:
+    def add(self, facts: JobFacts, cwd: str, user: str | int | None, request_id: str = "") -> None:
+        """Record a job (and the request id it was started with, in the same commit)."""
         limits = facts.limits.to_dict()
         spec = {"argv": list(facts.argv), "cwd": cwd, "user": user, "limits": limits}
         with self._lock:
             try:
+                self._db.execute("BEGIN")
                 self._db.execute(
                     "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
                     (facts.id, facts.owner, facts.created_at, json.dumps(spec)),
                 )
+                if request_id:
+                    self._db.execute(
+                        "INSERT INTO requests VALUES (?, ?, ?)", (facts.owner, request_id, facts.id)
+                    )
+                self._db.execute("COMMIT")
             except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if request_id and isinstance(e, sqlite3.IntegrityError) and "requests" in str(e):
+                    raise TjobError("a start with this request id is under way; retry") from None
                 if getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL:
                     raise NoSpace(f"no room to record the job: {e}") from None
                 raise TjobError(f"cannot record the job: {e}") from None
@@ -116,6 +133,7 @@ class Store:
             try:
                 self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                 self._db.execute("DELETE FROM end_clock WHERE id = ?", (job_id,))
+                self._db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
             except sqlite3.Error as e:
                 raise TjobError(f"cannot remove the job's record: {e}") from None
 
@@ -131,6 +149,15 @@ class Store:
             except (ValueError, TypeError, KeyError, AttributeError) as e:
                 facts = JobFacts(str(job_id), (), str(owner or ""), 0.0, ResolvedLimits())
                 yield Record(facts, "/", None, None, damage=f"its record in jobs.db: {e!r}")
+
+    def by_request(self, owner: str, request_id: str) -> str | None:
+        """The job ``owner`` started with ``request_id``, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id FROM requests WHERE owner = ? AND request_id = ?",
+                (owner, request_id),
+            ).fetchone()
+        return row[0] if row else None
 
     def ended_before(self, when: float) -> list[str]:
         with self._lock:

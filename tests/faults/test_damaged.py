@@ -104,17 +104,25 @@ def test_a_running_job_with_no_record_and_no_spec_is_killed_and_quarantined(
         eng.close()
 
 
-def test_a_damaged_log_is_marked_not_served_as_whole(tmp_path: Path, cgroup_parent: str) -> None:
+@pytest.mark.parametrize("at", [8 + 8 + 4 + 8, 8 + 8 + 1], ids=["stream byte", "payload bit"])
+def test_a_damaged_log_is_marked_not_served_as_whole(
+    tmp_path: Path, cgroup_parent: str, at: int
+) -> None:
     state = tmp_path / "state"
     jobs = make_state(state, cgroup_parent, ["sh", "-c", "echo one; echo two >&2"])
     log = state / "jobs" / jobs.victim / LOG_FILE
     data = bytearray(log.read_bytes())
-    data[8 + 8 + 4] = 0xEE  # the second frame's stream byte: no writer makes it
+    if at == 8 + 8 + 1:
+        data[at] ^= 0x01  # "one" -> "nne": its checksum no longer matches
+        expect = [b""]
+    else:
+        data[at] = 0xEE  # the second frame's stream byte: no writer makes it
+        expect = [b"one\n", b""]
     log.write_bytes(bytes(data))
     eng = Engine(state, cgroup_parent=cgroup_parent)
     try:
         chunks = list(eng.get(jobs.victim).output(follow=True))
-        assert [c.data for c in chunks] == [b"one\n", b""] and chunks[-1].truncated
+        assert [c.data for c in chunks] == expect and chunks[-1].truncated
         check_intact(eng, jobs)
     finally:
         stop_all(eng)

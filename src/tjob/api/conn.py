@@ -275,14 +275,27 @@ async def _refuse(stream: Any, code: Code, message: str, proto: _Protocol) -> No
         proto.goaway(ErrorCodes.NO_ERROR, b"")
 
 
+KEEPALIVE = 60.0  # seconds of silence on a connection before the server pings it
+KEEPALIVE_TIMEOUT = 20.0  # seconds for the pong
+
+
 class GuardedServer(gserver.Server):
     """grpclib's Server with the guards above and a bounded TLS handshake."""
 
     def __init__(self, handlers: Collection[Any], limits: ServerLimits) -> None:
         # 1 MiB flow-control windows (grpclib's default is 4 MiB): what a client can push
         # before the server reads is bounded per connection; requests are small.
-        window = Configuration(http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW)
-        super().__init__(handlers, config=window)
+        # Keepalive: a peer gone without a word (its host died, a cable pulled) is noticed in
+        # KEEPALIVE + KEEPALIVE_TIMEOUT seconds, and its calls and their reservations end.
+        config = Configuration(
+            http2_connection_window_size=WINDOW,
+            http2_stream_window_size=WINDOW,
+            _keepalive_time=KEEPALIVE,
+            _keepalive_timeout=KEEPALIVE_TIMEOUT,
+            _keepalive_permit_without_calls=True,
+            _http2_max_pings_without_data=0,
+        )
+        super().__init__(handlers, config=config)
         self.limits = limits
         self.conns = _Conns(limits)
 

@@ -320,6 +320,7 @@ class JobService(JobServiceBase):
             user=self.policy.job_user,
             owner=caller.name,
             limits=limits,
+            request_id=req.request_id,
         )
         return spec.validate()
 

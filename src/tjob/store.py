@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS end_clock (
 );
 """
 _SQLITE_FULL = 13
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_DAMAGE_CODES = (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
@@ -75,6 +78,8 @@ class Store:
         try:
             self._db = _open(path, durable)
         except sqlite3.DatabaseError as e:
+            if not _is_damage(e):  # locked by someone, no permission...: not ours to move
+                raise TjobError(f"cannot open {path}: {e}") from None
             aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
             for suffix in ("", "-wal", "-shm"):
                 src = path.with_name(path.name + suffix)
@@ -199,13 +204,23 @@ def _open(path: Path, durable: bool) -> sqlite3.Connection:
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         (check,) = db.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {check}")
+            raise _Damaged(f"quick_check: {check}")
         db.executescript(SCHEMA)
         path.chmod(0o600)
     except sqlite3.DatabaseError:
         db.close()
         raise
     return db
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """The database opened but failed its check."""
+
+
+def _is_damage(e: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is not a (sound) database: corrupt, not a database."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, _Damaged) or (code is not None and code & 0xFF in _DAMAGE_CODES)
 
 
 def _record(

@@ -19,6 +19,7 @@ the limit's name, then the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -103,6 +104,7 @@ class _Protocol(H2Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        _keepalive(transport)
         self.client = identity_from_peercert(transport.get_extra_info("peercert"))
         addr = transport.get_extra_info("peername")
         self.who = f"{shown(self.client or '?')} ({addr[0]}:{addr[1]})" if addr else "?"
@@ -275,8 +277,22 @@ async def _refuse(stream: Any, code: Code, message: str, proto: _Protocol) -> No
         proto.goaway(ErrorCodes.NO_ERROR, b"")
 
 
-KEEPALIVE = 60.0  # seconds of silence on a connection before the server pings it
-KEEPALIVE_TIMEOUT = 20.0  # seconds for the pong
+# TCP keepalive on every connection: a peer gone without a word (its host died, a cable pulled)
+# is noticed after KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL seconds (90), and its
+# calls and their reservations end. In the kernel: grpclib's HTTP/2 pings stalled accepting
+# when many connections were open.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 3
+
+
+def _keepalive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
 
 
 class GuardedServer(gserver.Server):
@@ -285,17 +301,8 @@ class GuardedServer(gserver.Server):
     def __init__(self, handlers: Collection[Any], limits: ServerLimits) -> None:
         # 1 MiB flow-control windows (grpclib's default is 4 MiB): what a client can push
         # before the server reads is bounded per connection; requests are small.
-        # Keepalive: a peer gone without a word (its host died, a cable pulled) is noticed in
-        # KEEPALIVE + KEEPALIVE_TIMEOUT seconds, and its calls and their reservations end.
-        config = Configuration(
-            http2_connection_window_size=WINDOW,
-            http2_stream_window_size=WINDOW,
-            _keepalive_time=KEEPALIVE,
-            _keepalive_timeout=KEEPALIVE_TIMEOUT,
-            _keepalive_permit_without_calls=True,
-            _http2_max_pings_without_data=0,
-        )
-        super().__init__(handlers, config=config)
+        window = Configuration(http2_connection_window_size=WINDOW, http2_stream_window_size=WINDOW)
+        super().__init__(handlers, config=window)
         self.limits = limits
         self.conns = _Conns(limits)
 

@@ -30,7 +30,7 @@ from .jobdir import RUN_FILE, SPEC_FILE, write_json
 from .procs import children, init_pidfd, is_supervisor, supervisors
 from .protocol import ProtocolError, RunInfo, decode_run
 from .spec import JobSpec
-from .status import JobFacts, ResolvedLimits
+from .status import JobFacts, JobState, ResolvedLimits
 from .store import Record, Store
 
 log = logging.getLogger("tjob")
@@ -97,6 +97,8 @@ def _load_one(job: Job, rec: Record, ends: Ends, sups: _Supervisors) -> None:
         return
     _check_spec(job)
     final = job._final_status()
+    if final is not None and final.state is JobState.DAMAGED:
+        log.warning("job %s quarantined: %s (files kept in %s)", job.id, final.error, job.dir)
     if final is not None:
         ends.settle(job)  # recorded while no engine ran: its row now (none if damaged)
     else:

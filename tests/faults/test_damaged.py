@@ -188,3 +188,35 @@ def test_a_record_without_a_directory_is_cleaned(tmp_path: Path, cgroup_parent: 
         assert eng.jobs() == []  # a start cut short before its directory: nothing ran
     finally:
         eng.close()
+
+
+def test_a_state_dir_of_the_previous_release_still_reads(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """Logs without checksums (TJOBLOG1: padding where the checksum is), a database without
+    this release's tables: read as they are."""
+    state = tmp_path / "state"
+    jobs = make_state(state, cgroup_parent, ["sh", "-c", "echo one; echo two >&2; exit 5"])
+    log = state / "jobs" / jobs.victim / LOG_FILE
+    data = bytearray(log.read_bytes())
+    data[:8] = b"TJOBLOG1"
+    at = 8
+    while at + 8 <= len(data):  # every header's checksum back to padding
+        data[at + 1 : at + 4] = b"\0\0\0"
+        at += 8 + int.from_bytes(data[at + 4 : at + 8], "little")
+    log.write_bytes(bytes(data))
+    db = sqlite3.connect(state / "jobs.db")
+    db.execute("DROP TABLE requests")
+    db.execute("DROP TABLE end_clock")
+    db.commit()
+    db.close()
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        victim = eng.get(jobs.victim)
+        assert sorted(c.data for c in victim.output(follow=True)) == [b"one\n", b"two\n"]
+        assert victim.status().exit_code == 5
+        check_intact(eng, jobs)
+        assert eng.prune(0) == sorted([jobs.exited, jobs.running, jobs.victim])
+    finally:
+        stop_all(eng)
+        eng.close()

@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test test-cgroup2 test-systemd lint demo bench clean
+.PHONY: install test test-faults test-cgroup2 test-systemd lint demo bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml setup.py src/tjob/protocol.py $(wildcard src/tjob/shim/
 
 # The whole suite. As root the root-only tests must run: TJOB_REQUIRE_ROOT makes a skip of them an error.
 test: install
-	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests
+	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests --ignore=tests/faults
+
+# Fault injection (root): damaged copies of every durable file, a full ext4 loop device (blocks,
+# inodes), a stalled launcher, many ends while no engine runs.
+test-faults: install
+	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests/faults
 
 # The cgroup v2 lane (root): boots a pure-v2 kernel under qemu and runs the tests marked cgroup2
 # in it (this host is cgroup v1).

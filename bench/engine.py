@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -249,7 +250,13 @@ def run(selected: set[str], quick: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="tjob-bench-", dir=BENCH_DIR) as d:
         tmp = Path(d)
         with (
-            tjob.Engine(tmp / "state", cgroup_parent="tjob-bench", output_cap=4 * GIB) as eng,
+            tjob.Engine(
+                tmp / "state",
+                cgroup_parent="tjob-bench",
+                output_cap=4 * GIB,
+                # TJOB_BENCH_DURABLE=0: without fsync, to measure what durability costs.
+                durable=os.environ.get("TJOB_BENCH_DURABLE") != "0",
+            ) as eng,
             _engine_on_tmpfs(tmp) as mem_eng,
         ):
             if "B1" in selected:

@@ -18,6 +18,9 @@ echo '#include <seccomp.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(libseccomp
 command -v ps >/dev/null || need+=(procps)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v git >/dev/null || need+=(git)
+# The fault suite (make test-faults) makes an ext4 filesystem on a loop device.
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null || need+=(mount)
 # Tests of `tjob completion zsh|fish` run the scripts in those shells.
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)

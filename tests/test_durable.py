@@ -243,3 +243,26 @@ def test_burst_survives_kill_9_with_no_lost_or_duplicated_job(
                 assert st.state is JobState.EXITED and st.exit_code == 0
         assert eng.diagnostics().cgroups == frozenset()
     assert len(list((state / "jobs").iterdir())) == len(ids)
+
+
+def test_a_start_repeated_with_its_request_id_returns_the_same_job(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    state = tmp_path / "state"
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        first = eng.start(JobSpec(["true"], owner="alice", request_id="r1"))
+        again = eng.start(JobSpec(["true"], owner="alice", request_id="r1"))
+        other = eng.start(JobSpec(["true"], owner="bob", request_id="r1"))  # ids are per owner
+        assert again is first and other.id != first.id
+        assert len(eng.jobs()) == 2
+    finally:
+        eng.close()
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        assert eng.start(JobSpec(["true"], owner="alice", request_id="r1")).id == first.id
+        eng.get(first.id).wait(30)
+        eng.remove(first.id)  # its request id goes with it
+        assert eng.start(JobSpec(["true"], owner="alice", request_id="r1")).id != first.id
+    finally:
+        eng.close()

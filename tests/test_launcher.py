@@ -107,7 +107,7 @@ def test_a_request_is_handed_to_a_supervisor_that_runs_it(
     request = p.StartRequest(str(jdir), 1 << 20, jdir.name, limits)
     client = LauncherClient(state, cg)
     try:
-        msg, fds = client.receive(client.send(p.encode_start_request(request)))
+        msg, fds, _ = client.receive(client.send(p.encode_start_request(request)))
         reply = p.decode_start_reply(msg)
         assert reply.ok and len(fds) == 2  # pidfds of the supervisor and of init
         # The supervisor exits once the launcher has recorded the end.

@@ -1,48 +1,169 @@
 """Start-up: the jobs an earlier engine left in the state directory, running ones included.
 
-Each job in the store is found finished (its row or its ``status.json`` says so), running
-(its supervisor is alive: the engine takes over its pidfds and watches it), or lost (no
-supervisor, no recorded end: recorded lost now, by the engine's end step).
+The job directories are the truth and the store an index of them; both are reconciled here.
+Each job is found finished (its row or its ``status.json`` says so), running (its supervisor is
+alive: the engine takes over its pidfds and watches it), or lost (no supervisor, no recorded
+end: recorded lost now, by the engine's end step). A directory with no row gets its row back
+from its ``spec.json``; a ``spec.json`` the row still knows is rewritten from it.
+
+A job whose files cannot be read is *quarantined*, never a reason not to start: it is listed
+in state ``damaged`` with the reason, its files are kept for inspection, ``rm`` removes it,
+and whatever of it still runs is killed (nothing runs unlisted). No row is written for it, so
+a repaired file is read again by the next engine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
+import re
+import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from .ends import Ends
+from .errors import CgroupError, TjobError
 from .job import Job
-from .jobdir import RUN_FILE
-from .procs import init_pidfd, is_supervisor
-from .protocol import ProtocolError, decode_run
+from .jobdir import RUN_FILE, SPEC_FILE, write_json
+from .procs import children, init_pidfd, is_supervisor, supervisors
+from .protocol import ProtocolError, RunInfo, decode_run
 from .spec import JobSpec
-from .status import JobFacts
-from .store import Store
+from .status import JobFacts, JobState, ResolvedLimits
+from .store import Record, Store
+
+log = logging.getLogger("tjob")
+_JOB_DIR = re.compile(r"[0-9a-f]{32}")
+_DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError)
 
 
-def load(store: Store, ends: Ends, make: Callable[[JobFacts, JobSpec], Job]) -> Iterator[Job]:
-    """Every job of the store that is still there, each settled or adopted."""
-    for rec in store.records():
+class _Supervisors:
+    """Supervisors found by their mark, scanned once, only if a job needs it."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, int] | None = None
+
+    def of(self, job_id: str) -> int | None:
+        if self._found is None:
+            self._found = supervisors()
+        return self._found.get(job_id)
+
+
+def load(
+    store: Store, ends: Ends, make: Callable[[JobFacts, JobSpec], Job], jobs_dir: Path
+) -> Iterator[Job]:
+    """Every job of the state directory that is still there, each settled or adopted."""
+    recs = {rec.facts.id: rec for rec in store.records()}
+    for job_id, rec in list(recs.items()):
+        if rec.damage is not None and (jobs_dir / job_id).is_dir():
+            store.remove(job_id)  # an unreadable row: indexed again from its directory
+            recs[job_id] = _from_dir(jobs_dir / job_id, store)
+    found = []
+    for name in sorted(os.listdir(jobs_dir)):
+        if name not in recs and _JOB_DIR.fullmatch(name):
+            recs[name] = _from_dir(jobs_dir / name, store)
+            found.append(name)
+    if store.damaged or found:
+        bad = [n for n in found if recs[n].damage]
+        log.warning(
+            "%s%d job directories had no record and were indexed again%s",
+            f"{store.damaged}; " if store.damaged else "",
+            len(found) - len(bad),
+            f"; {len(bad)} could not be read and are quarantined: {', '.join(bad)}" if bad else "",
+        )
+    sups = _Supervisors()
+    for rec in sorted(recs.values(), key=lambda r: r.facts.created_at):
         facts = rec.facts
-        spec = JobSpec(argv=facts.argv, cwd=rec.cwd, user=rec.user, owner=facts.owner)
-        job = make(facts, spec)
-        if rec.status is not None and not job.dir.exists():
-            store.remove(facts.id)  # a removal cut short
+        job = make(facts, JobSpec(argv=facts.argv, cwd=rec.cwd, user=rec.user, owner=facts.owner))
+        if not job.dir.exists() and (rec.status is not None or rec.damage is None):
+            # A removal cut short, or a start cut short before it was handed over (its
+            # directory is made first): nothing ran, nothing was acknowledged.
+            store.remove(facts.id)
             continue
-        if rec.status is not None:
-            job._settle(rec.status)
-        elif job._final_status() is not None:
-            ends.settle(job)  # recorded while no engine ran: its row now
-        else:
-            _adopt(job, ends)
+        try:
+            _load_one(job, rec, ends, sups)
+        except _DAMAGE as e:  # whatever else a damaged file breaks: never the start-up
+            _quarantine(job, f"{e!r}", sups)
         yield job
 
 
-def _adopt(job: Job, ends: Ends) -> None:
+def _load_one(job: Job, rec: Record, ends: Ends, sups: _Supervisors) -> None:
+    if rec.status is not None:
+        job._settle(rec.status)
+        return
+    if rec.damage is not None:
+        _quarantine(job, rec.damage, sups)
+        return
+    _check_spec(job)
+    final = job._final_status()
+    if final is not None and final.state is JobState.DAMAGED:
+        log.warning("job %s quarantined: %s (files kept in %s)", job.id, final.error, job.dir)
+    if final is not None:
+        ends.settle(job)  # recorded while no engine ran: its row now (none if damaged)
+    else:
+        _adopt(job, ends, sups)
+
+
+def _from_dir(jdir: Path, store: Store) -> Record:
+    """The record of a job directory the store does not know, from its spec.json."""
+    try:
+        facts = JobFacts.from_dict(json.loads((jdir / SPEC_FILE).read_bytes()))
+        if facts.id != jdir.name:
+            raise ValueError(f"its id is {facts.id!r}")
+    except _DAMAGE as e:
+        created = jdir.stat().st_mtime
+        facts = JobFacts(jdir.name, (), "", created, ResolvedLimits())
+        return Record(facts, "/", None, None, damage=f"{SPEC_FILE}: {e!r} (and no record)")
+    try:
+        store.add(facts, "/", None)
+    except TjobError as e:
+        log.warning("job %s: %s", jdir.name, e)
+    return Record(facts, "/", None, None)
+
+
+def _check_spec(job: Job) -> None:
+    """A spec.json the recorder cannot read is rewritten from the store's record of it."""
+    if not job.dir.exists():
+        return
+    try:
+        JobFacts.from_dict(json.loads((job.dir / SPEC_FILE).read_bytes()))
+    except _DAMAGE as e:
+        write_json(job.dir / SPEC_FILE, job.facts.to_dict())
+        log.warning("job %s: %s was unreadable (%r); rewritten from jobs.db", job.id, SPEC_FILE, e)
+
+
+def _quarantine(job: Job, reason: str, sups: _Supervisors) -> None:
+    """List the job as damaged; kill whatever of it still runs (it cannot be adopted)."""
+    sup = sups.of(job.id)
+    if sup is not None:
+        job._kill()
+        try:
+            os.kill(sup, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reason += "; its processes were killed"
+    else:
+        job._kill()  # a cgroup with processes but no supervisor: none may run unlisted
+    with contextlib.suppress(CgroupError):
+        job._cg.remove(job.cgroup)  # no cgroup of it leaks
+    log.warning("job %s quarantined: %s (files kept in %s)", job.id, reason, job.dir)
+    job._settle(job.damaged(reason))
+
+
+def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
     try:
         run = decode_run((job.dir / RUN_FILE).read_bytes())
+    except (OSError, ProtocolError) as e:
+        found = _by_mark(job, sups)
+        if found is None:
+            ends.settle(job)
+            return
+        run = found
+        log.warning("job %s: %s unreadable (%s); adopted by its supervisor", job.id, RUN_FILE, e)
+    try:
         sup = os.pidfd_open(run.supervisor_pid)
-    except (OSError, ProtocolError):
+    except OSError:
         ends.settle(job)
         return
     if not is_supervisor(run.supervisor_pid, job.id, str(job.dir)):
@@ -51,3 +172,12 @@ def _adopt(job: Job, ends: Ends) -> None:
         return
     job._attach(run.pid, run.started_at, sup, init_pidfd(run))
     ends.watch(job)
+
+
+def _by_mark(job: Job, sups: _Supervisors) -> RunInfo | None:
+    """What run.json would say, from the live supervisor of the job (its init: its child)."""
+    pid = sups.of(job.id)
+    if pid is None:
+        return None
+    kids = children(pid)
+    return RunInfo(pid, kids[0] if kids else -1, None, job.created_at)

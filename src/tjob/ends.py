@@ -14,7 +14,7 @@ from functools import partial
 from .job import Job
 from .procs import readable
 from .recorder import LOST_ERROR, Recorder
-from .status import JobStatus
+from .status import JobState, JobStatus
 from .store import Store
 from .watch import Hub
 
@@ -41,9 +41,11 @@ class Ends:
                 return final
             final = job._final_status()
             if final is None:
+                final = self._recorder.reported(job.dir)  # left while no launcher ran
+            if final is None:
                 job._kill()
                 final = self._recorder.lost(job.dir, job.facts, job.pid, job.started_at, error)
-            else:
+            elif final.state is not JobState.DAMAGED:  # damage is not an end: no row for it
                 self._store.finish(job.id, final)
             job._settle(final)
             return final

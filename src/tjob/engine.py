@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -34,12 +35,29 @@ from .cgroups import ClientLimits
 from .cgroups.clients import job_cgroup
 from .devices import check_block_device, device_of
 from .ends import Ends
-from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
+from .errors import (
+    EngineClosed,
+    InvalidSpec,
+    JobNotFound,
+    JobRunning,
+    NoSpace,
+    StateDirInUse,
+    TjobError,
+)
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
-from .job import Follower, Job
-from .jobdir import EXEC_FILE, SPEC_FILE, create_file, exec_blob
-from .launcher_client import DEFAULT_PATH, LauncherClient
+from .job import KILL_TIMEOUT, Follower, Job
+from .jobdir import (
+    EXEC_FILE,
+    SPEC_FILE,
+    STOP_FILE,
+    create_file,
+    exec_blob,
+    reserve,
+    reserve_size,
+    sync_dir,
+)
+from .launcher_client import DEFAULT_PATH, LauncherClient, Reply
 from .logstore import Chunk
 from .procs import children
 from .protocol import Limits as ProtocolLimits
@@ -58,6 +76,8 @@ from .tenants import Tenants, synthetic_name
 from .watch import Hub
 
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
+
+_NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,8 @@ class Engine:
         allocated from this range (recorded in the state directory); None: as the engine's user.
     volumes: host directories jobs may ask for by name (:mod:`tjob.volumes`): a path (writable,
         a directory per client) or a ``volumes.Declared`` (path, mode ro/rw/shared).
+    durable: a started job's record and files are on the disk (fsync) before start() returns,
+    so it survives a power cut; False keeps them only across a crash of the processes.
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -121,8 +143,10 @@ class Engine:
         clients: ClientLimits | None = None,
         uid_range: tuple[int, int] | None = None,
         volumes: Mapping[str, tjob_volumes.Declared | str] | None = None,
+        durable: bool = True,
     ) -> None:
         self._closed = False
+        self.durable = durable
         if output_cap <= 0:
             raise InvalidSpec("output_cap must be positive")
         self.output_cap = output_cap
@@ -150,12 +174,17 @@ class Engine:
         self._lockfd = os.open(
             self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
+        # The directory itself is locked (deleting a file cannot undo that); the lock file too,
+        # for engines of earlier releases.
+        self._dirfd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lockfd)
+            os.close(self._dirfd)
             raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
-        self._store = Store(self.state_dir / "jobs.db")
+        self._store = Store(self.state_dir / "jobs.db", durable)
         self._tenants = None
         if uid_range:
             try:
@@ -168,9 +197,9 @@ class Engine:
         self._hub = Hub()
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
-        for job in adopt.load(self._store, self._ends, self._make_job):
+        for job in adopt.load(self._store, self._ends, self._make_job, self.jobs_dir):
             self._index.add(job)
-        self._launcher = LauncherClient(self.state_dir, self._cg, self._jail)
+        self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
 
     @property
     def cgroup_version(self) -> int:
@@ -201,9 +230,8 @@ class Engine:
         resolved = _resolved(limits, device)
         # What the final status repeats of the request; the rest is in exec.bin for the init.
         facts = JobFacts(job_id, tuple(spec.argv), spec.owner, created_at, resolved)
-        self._store.add(facts, spec.cwd, spec.user)
+        self._store.add(facts, spec.cwd, spec.user, spec.request_id)
         jdir = self.jobs_dir / job_id
-        jdir.mkdir(mode=0o700)
         cgroup = job_cgroup(spec.owner, job_id)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(cgroup)]
         # RLIMIT_NPROC counts a uid's processes host-wide: only a uid of one client's may
@@ -212,8 +240,16 @@ class Engine:
         scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
         rlimits = jail.rlimits(self.output_cap, nproc)
         blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits, mounts)
-        create_file(jdir / EXEC_FILE, blob)
-        create_file(jdir / SPEC_FILE, json.dumps(facts.to_dict()).encode())
+        try:
+            self._make_dir(jdir, blob, facts)
+        except OSError as e:
+            # Not acknowledged: nothing of it may stay (no phantom job after a restart).
+            shutil.rmtree(jdir, ignore_errors=True)
+            self._store.remove(job_id)
+            where = f"{self.jobs_dir}: {e.strerror}"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"no room for the job's files in {where}") from None
+            raise TjobError(f"cannot write the job's files in {where}") from None
         major, _, minor = (device or "").partition(":")
         # The launcher makes the job's cgroup, the supervisor its log: the request stays
         # small (argv may be 256 KiB: it is in the files).
@@ -240,36 +276,82 @@ class Engine:
             return uid, uid, "/", synthetic_name(uid)
         return _resolve_user(spec.user)
 
+    def _make_dir(self, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
+        """The job's directory: exec.bin, spec.json and the reserve for its end, durable
+        before the job is handed over (its name too: the jobs directory is synced)."""
+        jdir.mkdir(mode=0o700)
+        spec = json.dumps(facts.to_dict()).encode()
+        create_file(jdir / EXEC_FILE, exec_bin)
+        create_file(jdir / SPEC_FILE, spec, self.durable)
+        reserve(jdir, reserve_size(len(spec)))
+        if self.durable:
+            sync_dir(jdir)
+            sync_dir(self.jobs_dir)
+
     def _prepare_and_send(self, spec: JobSpec) -> tuple[_Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""
         prepared = self._prepare(spec)
         return prepared, self._launcher.send(prepared.request)
 
-    def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> tuple[Job, str | None]:
-        """The job, from the supervisor's answer; and the error if it did not start."""
-        job = self._make_job(prepared.facts, prepared.spec)
+    def _finish(self, job: Job, reply: Reply) -> str | None:
+        """Attach the job from the supervisor's answer; the error if it did not start."""
+        if reply.pending is not None:
+            # No answer in time (a stalled launcher?): the job may still start, so it is not
+            # reported lost. It stays "running" with no pid until the answer comes, then
+            # becomes what really happened (a stop asked meanwhile is applied then).
+            pending = reply.pending
+            self._hub.on_exit(pending.fileno(), lambda: self._late(job, pending))
+            return None
         try:
-            died = StartReply(False, error="the supervisor died")
-            reply = decode_start_reply(msg) if msg else died
+            answer = decode_start_reply(reply.msg) if reply.msg else None
         except ProtocolError:
-            reply = StartReply(False, error="the supervisor sent a malformed reply")
-        if reply.ok and len(fds) == 2:
-            job._attach(reply.pid, reply.started_at, fds[0], fds[1])
+            answer = StartReply(False, error="the supervisor sent a malformed reply")
+        if answer is None:
+            answer = StartReply(False, error=_NO_ANSWER)
+        if answer.ok and len(reply.fds) == 2:
+            job._attach(answer.pid, answer.started_at, reply.fds[0], reply.fds[1])
             self._ends.watch(job)
-            return job, None
-        for fd in fds:
+            return None
+        for fd in reply.fds:
             os.close(fd)
-        return job, reply.error or "start failed"
+        return answer.error or "start failed"
+
+    def _late(self, job: Job, sock: socket.socket) -> None:
+        """The answer to a start that timed out has come (on the watcher's thread)."""
+        error = self._finish(job, LauncherClient.late_reply(sock))
+        if error is not None:
+            self._ends.settle(job, self._who_died(error))
+        elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
+            job._kill()  # stopped while it was starting
+
+    def _started_by(self, job_id: str) -> Job:
+        """The job an earlier start with the same request id made."""
+        try:
+            return self._index.get(job_id)
+        except JobNotFound:
+            raise TjobError("a start with this request id is still under way; retry") from None
+
+    def _who_died(self, error: str) -> str:
+        """A start nobody answered: name the process that died (a blocking step)."""
+        if error != _NO_ANSWER:
+            return error
+        who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
+        return f"the {who} died before the job started"
 
     def _start_flow(self, spec: JobSpec) -> Flow[Job]:
+        if spec.request_id:
+            known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
+            if known is not None:
+                return self._started_by(known)
         prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
-        msg, fds = yield Step(
+        reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
-        job, error = self._finish(prepared, msg, fds)
+        job = self._make_job(prepared.facts, prepared.spec)
+        error = self._finish(job, reply)
         if error is not None:
             # The launcher recorded the failure before answering, or nobody did: the end step.
-            yield blocking(lambda: self._ends.settle(job, error))
+            yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
         self._index.add(job)
         return job
 
@@ -310,13 +392,12 @@ class Engine:
 
     def prune(self, older_than: float) -> list[str]:
         """Remove finished jobs that ended more than ``older_than`` seconds ago."""
-        cutoff = time.time() - older_than
-        ended = set(self._store.ended_before(cutoff))
-        # Ends seen but whose row the end step has not written yet (their supervisor exiting).
+        # Ends recorded whose row the end step has not written yet (their supervisor exiting):
+        # written now, so that their age is measured like every other's.
         for job in self._index.all():
-            final = job._final
-            if final is not None and final.ended_at is not None and final.ended_at < cutoff:
-                ended.add(job.id)
+            if job._final is not None and not job._settled:
+                self._ends.settle(job)
+        ended = set(self._store.expired(older_than))
         removed = []
         for job_id in sorted(ended):
             with contextlib.suppress(JobNotFound, TjobError):
@@ -353,11 +434,7 @@ class Engine:
         if self._closed:
             return
         if stop_jobs:
-            running = [j for j in self.jobs() if not j.status().state.finished]
-            for job in running:
-                job._begin_stop(grace)
-            for job in running:
-                job.stop(grace)
+            self._stop_all(grace)
         self._closed = True
         self._launcher.close()
         self._hub.close()  # after this, no end step runs
@@ -365,6 +442,23 @@ class Engine:
             self._ends.forget(job)
         self._store.close()
         os.close(self._lockfd)
+        os.close(self._dirfd)
+
+    def _stop_all(self, grace: float) -> None:
+        """Stop every running job within one grace period in all (not one per job)."""
+        running = [j for j in self.jobs() if not j.status().state.finished]
+        for job in running:
+            job._begin_stop(grace)
+        deadline = time.monotonic() + grace
+        for job in running:
+            with contextlib.suppress(TimeoutError):
+                job.wait(max(0.0, deadline - time.monotonic()))
+        left = [j for j in running if j.running]
+        for job in left:
+            job._kill()
+        for job in left:
+            with contextlib.suppress(TimeoutError):
+                job.wait(KILL_TIMEOUT)
 
     def __enter__(self) -> Engine:
         return self

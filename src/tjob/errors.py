@@ -41,3 +41,7 @@ class StateDirInUse(TjobError):
 
 class EngineClosed(TjobError):
     """The engine was closed; it starts no more jobs."""
+
+
+class NoSpace(TjobError):
+    """The state directory's disk has no room (blocks or inodes) for a new job's files."""

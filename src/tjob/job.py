@@ -93,11 +93,19 @@ class Job:
         final = self._final
         if final is None:
             try:
-                data = json.loads((self.dir / STATUS_FILE).read_bytes())
+                final = JobStatus.from_dict(json.loads((self.dir / STATUS_FILE).read_bytes()))
             except FileNotFoundError:
                 return None
-            final = self._final = JobStatus.from_dict(data)
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+                # Written whole or not at all: what is there is damage, not a write under way.
+                final = self.damaged(f"{STATUS_FILE}: {e!r}")
+            self._final = final
         return final
+
+    def damaged(self, reason: str) -> JobStatus:
+        """The status of this job quarantined: a file of its record cannot be read (kept, in
+        its directory, for inspection; ``rm`` removes it)."""
+        return JobStatus.of(self.facts, JobState.DAMAGED, error=f"damaged: {reason}")
 
     @property
     def running(self) -> bool:
@@ -276,7 +284,14 @@ class Follower:
     ) -> None:
         self._job = job
         self._stack = contextlib.ExitStack()
-        self._reader = self._stack.enter_context(LogReader(str(job.dir / LOG_FILE), streams, skip))
+        try:
+            reader = LogReader(str(job.dir / LOG_FILE), streams, skip)
+        except FileNotFoundError:
+            # None yet (a start still under way) or never (a job lost before it had one):
+            # an empty log that ends with the job.
+            reader = LogReader("/dev/null", streams, skip)
+            reader.offset = 0
+        self._reader = self._stack.enter_context(reader)
         self._waiter = self._stack.enter_context(job._hub.subscribe(str(job.dir), loop))
 
     def __enter__(self) -> Follower:

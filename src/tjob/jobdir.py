@@ -3,10 +3,14 @@
 spec.json       what the job's final status repeats of its request (id, argv, owner, ...)
 exec.bin        what the job's init needs to start the command (protocol.ExecJob)
 output.log      the framed output (logstore.py), made by the supervisor
-reserve         16 KiB the supervisor keeps for the final status, should the disk fill up
+reserve         room kept for the final status should the disk fill up (blocks and an inode):
+                made by the engine before the job starts, sized for the biggest status (the
+                end frame and status.json each repeat spec.json), spent by the end's writer
 run.json        written by the supervisor once the command runs (protocol.RunInfo)
 status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
+end-report      the supervisor's end report, left when no launcher recorded it (the engine was
+                down): the next engine records it and removes the file
 
 The names are protocol.py's: the shim uses them too.
 """
@@ -21,18 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from .protocol import (
+    END_FILE,
     EXEC_FILE,
     LOG_FILE,
     RESERVE_FILE,
+    RESERVE_SIZE,
     RUN_FILE,
     SPEC_FILE,
     STATUS_FILE,
     STOP_FILE,
+    SYNC_ENV,
     ExecJob,
     encode_exec,
 )
 
 __all__ = [
+    "END_FILE",
     "EXEC_FILE",
     "LOG_FILE",
     "RESERVE_FILE",
@@ -42,15 +50,60 @@ __all__ = [
     "STOP_FILE",
     "create_file",
     "exec_blob",
+    "reserve",
+    "reserve_size",
+    "sync_dir",
     "write_json",
 ]
 
 
-def create_file(path: Path, data: bytes) -> None:
+# Whether write_json fsyncs: the launcher of an engine made with durable=False is started
+# with SYNC_ENV=0 (an engine's own writes take its flag explicitly).
+SYNC = os.environ.get(SYNC_ENV) != "0"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte, or OSError: a short write on a regular file means the disk is full."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def sync_dir(path: Path) -> None:
+    """Make the names created or renamed in ``path`` durable (a power cut keeps them)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: Path, data: bytes, durable: bool = False) -> None:
+    """A new file holding ``data``, whole or raising; with ``durable``, fsynced (its name is
+    made durable by the caller's :func:`sync_dir` of the directory, once for all its files)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        if os.write(fd, data) != len(data):  # a regular file: short only when the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def reserve_size(spec_bytes: int) -> int:
+    """Room for a job's end: its end frame and status.json (plus its temporary), each the size
+    of spec.json (the argv, the bulk) and a bounded rest (usage, error, times)."""
+    return 2 * (spec_bytes + RESERVE_SIZE)
+
+
+def reserve(jdir: Path, size: int) -> None:
+    """Keep ``size`` bytes and one inode for the job's end (OSError if the disk has not)."""
+    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
     finally:
         os.close(fd)
 
@@ -87,7 +140,8 @@ def exec_blob(
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically; on a full disk, spend the job's reserve and try once more."""
+    """Atomically and durably (whole or not at all, even across a power cut); on a full disk
+    (no block or no inode), spend the job's reserve and try once more."""
     try:
         _write_json(path, data)
     except OSError:
@@ -100,7 +154,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(data).encode())
-    finally:
+        _write_all(fd, json.dumps(data).encode())
+        if SYNC:
+            os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
+    except OSError:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none
+    if SYNC:
+        sync_dir(path.parent)

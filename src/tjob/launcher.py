@@ -8,7 +8,8 @@ own, whose init has already built the job's namespaces; a request only hands the
 The supervisor outlives both the launcher and the engine: it holds the job's output pipes and
 writes the log, as containerd-shim and conmon do. When the job is over it reports here, and the
 launcher, warm, records the end (:mod:`tjob.recorder`). A supervisor whose launcher is gone
-(the engine closed or died) runs :func:`record_main` instead.
+(the engine closed or died) leaves its report in the job's directory for the next engine
+(supervisors of earlier releases exec :func:`record_main` instead).
 
 Messages (all in protocol.py): engine -> launcher: a ``StartRequest`` with the reply socket
 attached; launcher -> supervisor: a ``Handoff`` with that socket; supervisor -> engine: a
@@ -227,7 +228,7 @@ def _backend(conf: str) -> CgroupBackend:
 
 
 def record_main() -> None:
-    """A supervisor whose launcher is gone records its job's end here:
+    """A supervisor of an earlier release whose launcher is gone records its job's end here:
     ``python -I -c RECORDER CONF DIR REPORT [REPLY_FD]``."""
     rec = Recorder(_backend(sys.argv[1]))
     reply = socket.socket(fileno=int(sys.argv[4])) if len(sys.argv) > 4 else None
@@ -241,7 +242,7 @@ def record(jdir: Path, rec: Recorder, report: bytes, reply: socket.socket | None
     it could not start (the engine then awaits ``reply``)."""
     end = decode_end_report(report)
     if isinstance(end, Exited):
-        rec.exited(jdir, end.wstatus, end.cut, end.pid or 0, end.started_at)
+        rec.report(jdir, report)
         return
     _record_failure(jdir, rec, end.message(), reply)
 

@@ -15,9 +15,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from .cgroups import CgroupBackend
 from .errors import EngineClosed, SpawnError
+from .protocol import SYNC_ENV
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG = "launcher.log"
@@ -25,10 +27,22 @@ START_TIMEOUT = 30.0  # guards against a hung launcher, never reached in normal 
 REPLY_SIZE = 65536
 
 
+class Reply(NamedTuple):
+    """The supervisor's answer (empty: nobody will answer) and its pidfds; or, after
+    START_TIMEOUT, the socket still owed the answer (``pending``): the job may yet start."""
+
+    msg: bytes
+    fds: list[int]
+    pending: socket.socket | None = None
+
+
 class LauncherClient:
     """One launcher process per engine; thread-safe."""
 
-    def __init__(self, state_dir: Path, cg: CgroupBackend, jail: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, cg: CgroupBackend, jail: str | None = None, durable: bool = True
+    ) -> None:
+        self._durable = durable
         self._log = state_dir / LOG
         conf = {
             "version": cg.version,
@@ -44,6 +58,18 @@ class LauncherClient:
         self._lock = threading.Lock()
         self._closed = False
         self._start()
+
+    def died(self, within: float) -> bool:
+        """Whether the launcher last started has exited, or does within ``within`` seconds
+        (its sockets close a moment before it can be seen to have exited)."""
+        proc = self._proc
+        if proc is None:
+            return True
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     @property
     def pid(self) -> int | None:
@@ -67,7 +93,7 @@ class LauncherClient:
                 start_new_session=True,
                 cwd="/",
                 # Jobs get explicit environments; keep the caller's out of every job's init.
-                env={"PATH": DEFAULT_PATH},
+                env={"PATH": DEFAULT_PATH} | ({} if self._durable else {SYNC_ENV: "0"}),
             )
         theirs.close()
         self._ctl = ours
@@ -95,33 +121,44 @@ class LauncherClient:
         return ours
 
     @staticmethod
-    def receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-        """The answer (empty if the supervisor died or never answered) and its pidfds."""
-        with sock:
-            sock.settimeout(START_TIMEOUT)
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(sock, REPLY_SIZE, 2)
-            except TimeoutError:
-                msg, fds = b"", []
-        return msg, fds
+    def receive(sock: socket.socket) -> Reply:
+        """The answer, or the socket still owed it after START_TIMEOUT."""
+        sock.settimeout(START_TIMEOUT)
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, REPLY_SIZE, 2)
+        except TimeoutError:
+            sock.setblocking(False)
+            return Reply(b"", [], sock)
+        except OSError:
+            msg, fds = b"", []
+        sock.close()
+        return Reply(msg, fds)
 
     @staticmethod
-    async def receive_async(sock: socket.socket) -> tuple[bytes, list[int]]:
+    async def receive_async(sock: socket.socket) -> Reply:
         """Like :meth:`receive`, awaiting the answer instead of blocking."""
         loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _resolve, ready)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await ready
+        except TimeoutError:
+            return Reply(b"", [], sock)
+        finally:
+            loop.remove_reader(sock.fileno())
+        return LauncherClient.late_reply(sock)
+
+    @staticmethod
+    def late_reply(sock: socket.socket) -> Reply:
+        """The answer on a socket that is readable now (no waiting); closes it."""
         with sock:
-            sock.setblocking(False)
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _resolve, ready)
             try:
-                async with asyncio.timeout(START_TIMEOUT):
-                    await ready
                 msg, fds, _flags, _addr = socket.recv_fds(sock, REPLY_SIZE, 2)
-            except TimeoutError:
+            except OSError:
                 msg, fds = b"", []
-            finally:
-                loop.remove_reader(sock.fileno())
-        return msg, fds
+        return Reply(msg, fds)
 
     def _stop(self) -> None:
         if self._ctl is not None:

@@ -1,6 +1,9 @@
 """Append-only framed output of one job, and readers that parse it from any offset.
 
-File layout: the 8-byte magic, then frames of ``<stream:u8> <pad:3> <length:u32le> <bytes>``.
+File layout: the 8-byte magic, then frames of ``<stream:u8> <crc:3> <length:u32le> <bytes>``
+(``crc``: the low 24 bits of the payload's CRC-32; logs of the earlier ``TJOBLOG1`` format have
+padding there and are read unchecked). A frame that fails its check, or names no stream,
+ends the log with a truncation mark (``LogReader.damaged``): damage is reported, never served.
 Stream 1 is stdout, 2 stderr; stream 3 marks where capture stopped (cap or full disk); a frame
 of stream 4 ends the log (its payload is the final status as JSON), so a reader knows the job is
 over from the log alone. Bytes are never decoded.
@@ -16,18 +19,21 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import zlib
 from typing import NamedTuple
 
-from .protocol import LOG_HEADER_SIZE, LOG_MAGIC, STREAM_END, STREAM_TRUNCATED
+from .protocol import LOG_HEADER_SIZE, LOG_MAGIC, LOG_MAGIC_V1, STREAM_END, STREAM_TRUNCATED
 from .status import Stream
 
 MAGIC = LOG_MAGIC
-HEADER = struct.Struct("<BxxxI")
+HEADER = struct.Struct("<B3sI")
+CRC_MASK = 0xFFFFFF
 assert HEADER.size == LOG_HEADER_SIZE == len(MAGIC)
 PENDING = 0
 TRUNCATED = STREAM_TRUNCATED
 END = STREAM_END
 READ_SIZE = 1 << 20
+_OUTPUT = (Stream.STDOUT, Stream.STDERR)
 # Read at a frame header: enough for many short frames in one system call.
 WINDOW = 64 << 10
 
@@ -55,17 +61,19 @@ class LogWriter:
         """Open a job's log to append to it, making it if the job never got as far as a
         supervisor (a failed start), so that its readers find the end frame too."""
         # Not O_APPEND: frames go at self.size, so an undone short write leaves no gap.
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.size = os.fstat(self.fd).st_size
         if self.size < len(MAGIC):
             os.pwrite(self.fd, MAGIC, 0)
             self.size = len(MAGIC)
+        self.checked = os.pread(self.fd, len(MAGIC), 0) != LOG_MAGIC_V1
 
     def write(self, stream: int, data: bytes | memoryview) -> None:
         """Append one whole frame, or nothing: a short write (disk full) is undone."""
         want = HEADER.size + len(data)
         try:
-            n = os.pwritev(self.fd, [HEADER.pack(stream, len(data)), data], self.size)
+            header = frame_header(stream, data, self.checked)
+            n = os.pwritev(self.fd, [header, data], self.size)
         except OSError:
             os.ftruncate(self.fd, self.size)
             raise
@@ -93,6 +101,7 @@ class LogReader:
     ) -> None:
         """``skip``: leave out the first bytes of the selected output (to resume a reader)."""
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.checked = os.pread(self.fd, len(MAGIC), 0) == MAGIC
         self.streams = streams
         self.skip = skip
         self.read_size = max(read_size, 4096)
@@ -100,8 +109,12 @@ class LogReader:
         self.ended = False
         self.end_payload: bytes | None = None
         self.truncated = False
+        self.damaged = False  # a frame no writer makes was found: reading ended there
         self._stream = 0  # the frame whose payload is being read, and how much of it is left
         self._left = 0
+        self._crc = 0  # its expected checksum, and the running one of what was read of it
+        self._running = 0
+        self._verify = False  # whether all of it is read (else it cannot be checked)
         self._peek = WINDOW  # how much to read at a header: just the header after a long frame
 
     def read(self) -> list[Chunk]:
@@ -124,15 +137,21 @@ class LogReader:
                 if wanted and self.skip:
                     n = min(n, self.skip)
                     self.skip -= n
+                    self._verify = False
                 elif wanted:
                     data = os.pread(self.fd, n, self.offset)
                     if not data:
                         break  # cannot happen for a written header; never loop on it
                     n = len(data)
+                    self._running = zlib.crc32(data, self._running)
                     out.append(Chunk(Stream(self._stream), data))
+                else:
+                    self._verify = False
                 self.offset += n
                 self._left -= n
                 budget -= n
+                if not self._left and self._verify and self._running & CRC_MASK != self._crc:
+                    self._damage(out)  # its first bytes are out already: the mark follows
                 continue
             want = max(HEADER.size, min(self._peek, budget))
             buf = os.pread(self.fd, want, self.offset)
@@ -151,9 +170,10 @@ class LogReader:
         """
         pos, used, size, hsize = 0, 0, len(buf), HEADER.size
         while pos + hsize <= size:
-            stream, length = HEADER.unpack_from(buf, pos)
+            stream, crc_bytes, length = HEADER.unpack_from(buf, pos)
             if stream == PENDING:
                 return pos, used, True
+            crc = int.from_bytes(crc_bytes, "little") if self.checked else -1
             body = pos + hsize
             if stream == END:
                 payload = buf[body : body + length]
@@ -167,15 +187,30 @@ class LogReader:
                 out.append(TRUNCATION_MARK)
                 pos = body + length
                 continue
+            if stream not in _OUTPUT:
+                # No writer makes such a frame: the file is damaged from here.
+                self._damage(out)
+                return pos, used, True
             self._peek = HEADER.size if length >= WINDOW else WINDOW
             if body + length > size:
                 self._stream, self._left = stream, length  # read at its offset by the caller
+                self._crc, self._running, self._verify = crc, 0, crc >= 0
                 return body, used, False
+            payload = buf[body : body + length]
+            if crc >= 0 and _crc(payload) != crc:
+                self._damage(out)
+                return pos, used, True
             if length and stream & self.streams:
-                self._emit(out, stream, buf[body : body + length])
+                self._emit(out, stream, payload)
             pos = body + length
             used += length
         return pos, used, False
+
+    def _damage(self, out: list[Chunk]) -> None:
+        """Say where the log is damaged (the truncation mark) and end it: nothing after a
+        damaged frame can be trusted."""
+        self.truncated = self.damaged = self.ended = True
+        out.append(TRUNCATION_MARK)
 
     def _emit(self, out: list[Chunk], stream: int, data: bytes) -> None:
         if self.skip:
@@ -193,3 +228,14 @@ class LogReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def frame_header(stream: int, data: bytes | memoryview, checked: bool = True) -> bytes:
+    """The header of a frame of ``data`` (with its checksum, or padding in a v1 log)."""
+    crc = _crc(data).to_bytes(3, "little") if checked else b"\0\0\0"
+    return HEADER.pack(stream, crc, len(data))
+
+
+def _crc(data: bytes | memoryview) -> int:
+    """A frame's checksum: the low 24 bits of its payload's CRC-32."""
+    return zlib.crc32(data) & CRC_MASK

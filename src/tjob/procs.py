@@ -91,3 +91,23 @@ def children(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return kids
+
+
+def supervisors() -> dict[str, int]:
+    """Job id -> pid of every supervisor in our PID namespace that carries the mark
+    ``tjob-shim supervisor ID`` (a scan of /proc: for jobs whose run.json is gone or damaged)."""
+    found: dict[str, int] = {}
+    prefix = b"\0".join(SUPERVISOR_ARGV) + b"\0"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if cmdline.startswith(prefix):
+            job_id = cmdline[len(prefix) :].split(b"\0", 1)[0].decode(errors="replace")
+            if job_id and is_supervisor(int(entry), job_id, ""):
+                found[job_id] = int(entry)
+    return found

@@ -45,11 +45,20 @@ STATUS_FILE = "status.json"
 LOG_FILE = "output.log"
 STOP_FILE = "stop-requested"
 RESERVE_FILE = "reserve"
+# The supervisor's EndReport (encode_end_report), written by it when no launcher recorded the
+# end (the engine is down): whoever runs next records it. One small file, no process per end.
+END_FILE = "end-report"
+# In the launcher's environment (and so its supervisors'): "0" when the engine was made with
+# durable=False, and files recording a job's state are then not fsynced.
+SYNC_ENV = "TJOB_FSYNC"
 RESERVE_SIZE = 16 << 10  # room for the final status should the disk fill up
 
 # ------------------------------------------------------------------ the framed log
-LOG_MAGIC = b"TJOBLOG1"
-LOG_HEADER_SIZE = 8  # <stream:u8> <pad:3> <length:u32le>, as long as the magic
+# v2: <stream:u8> <crc:3> <length:u32le>, crc the low 24 bits of the payload's CRC-32 (zlib),
+# little-endian. v1 (earlier releases, still read): the same with 3 bytes of padding.
+LOG_MAGIC = b"TJOBLOG2"
+LOG_MAGIC_V1 = b"TJOBLOG1"
+LOG_HEADER_SIZE = 8  # as long as the magic
 STREAM_STDOUT = 1
 STREAM_STDERR = 2
 STREAM_TRUNCATED = 3
@@ -447,8 +456,9 @@ def _json(data: bytes) -> dict[str, Any]:
 def c_constants() -> dict[str, int | bytes]:
     """Every constant the shim uses, by its C name (without the ``TJOB_`` prefix)."""
     out: dict[str, int | bytes] = {"PROTOCOL_VERSION": VERSION}
-    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC"):
+    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
         out[f"{name}_FILE"] = globals()[f"{name}_FILE"].encode()
+    out.update(SYNC_ENV=SYNC_ENV.encode())
     out.update(RESERVE_SIZE=RESERVE_SIZE, LOG_MAGIC=LOG_MAGIC, LOG_HEADER_SIZE=LOG_HEADER_SIZE)
     for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):
         out[f"STREAM_{s}"] = globals()[f"STREAM_{s}"]

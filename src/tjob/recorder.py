@@ -5,10 +5,11 @@ or the same :class:`JobFacts` the engine holds) and the end's own fields, and wr
 order: the job's cgroup removed, the log's end frame (followers stop there), ``status.json``
 (its presence means the job is over), then the store row.
 
-Ends a supervisor reports are recorded in the launcher (or, if it is gone, in the supervisor's
-fallback recorder), which has no store: there the row is written by the engine when the
-supervisor's pidfd fires (:mod:`tjob.ends`), or by the next engine at start-up. A lost end is
-recorded by the engine itself, all four steps at once.
+Ends a supervisor reports are recorded in the launcher, which has no store: there the row is
+written by the engine when the supervisor's pidfd fires (:mod:`tjob.ends`). A supervisor whose
+launcher is gone leaves its report in the job's directory (``END_FILE``) and exits; the engine
+(or the next one, at start-up) records it with :meth:`Recorder.reported`, all four steps at
+once, as it records a lost end.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from .cgroups import CgroupBackend
 from .errors import CgroupError
-from .jobdir import LOG_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
+from .jobdir import END_FILE, LOG_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
 from .logstore import LogWriter
+from .protocol import Exited, ProtocolError, decode_end_report
 from .status import JobFacts, JobState, JobStatus, Usage
 
 LOST_ERROR = "its supervisor ended without recording an end"
@@ -91,6 +93,26 @@ class Recorder:
             return self._write(jdir, status)
         except OSError:
             return status  # a full disk: the next engine will find it lost again
+
+    def report(self, jdir: Path, report: bytes) -> JobStatus:
+        """Record a job's end from its supervisor's ``EndReport``."""
+        end = decode_end_report(report)
+        if isinstance(end, Exited):
+            return self.exited(jdir, end.wstatus, end.cut, end.pid or 0, end.started_at)
+        return self.failed(jdir, end.message())
+
+    def reported(self, jdir: Path) -> JobStatus | None:
+        """Record the end its supervisor left in the job's directory, if it left one."""
+        try:
+            report = (jdir / END_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            status = self.report(jdir, report)
+        except ProtocolError:
+            return None  # not a report: the job is recorded lost (the file is kept)
+        (jdir / END_FILE).unlink(missing_ok=True)
+        return status
 
     def _remove(self, name: str, error: str | None, keep_first: bool = False) -> str | None:
         """Remove the job's cgroup; a failure is added to ``error`` (or, with ``keep_first``,

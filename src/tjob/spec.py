@@ -113,6 +113,8 @@ class JobSpec:
     owner: free-form identity tag of whoever asked (the API server puts the client's CN here).
     limits: resource limits; unset fields come from the engine's defaults.
     volumes: server-declared volumes to mount (:class:`~tjob.volumes.Volume`).
+    request_id: an id the caller chose for this start (at most 128 characters): a start with
+        the same ``owner`` and ``request_id`` as an earlier one returns that job instead.
     """
 
     argv: Sequence[str]
@@ -122,6 +124,7 @@ class JobSpec:
     owner: str = ""
     limits: Limits = field(default_factory=Limits)
     volumes: Sequence[Volume] = ()
+    request_id: str = ""
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -156,6 +159,8 @@ class JobSpec:
             or (isinstance(self.user, str) and not self.user)
         ):
             raise InvalidSpec(f"user must be a name or a uid, not {self.user!r}")
+        if not isinstance(self.request_id, str) or len(self.request_id) > 128:
+            raise InvalidSpec("request_id must be a string of at most 128 characters")
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits must be a tjob.Limits")
         self.limits.validate()

@@ -15,6 +15,7 @@ class JobState(enum.StrEnum):
     STOPPED = "stopped"  # ended after a stop request
     FAILED = "failed"  # never started: see JobStatus.error
     LOST = "lost"  # its supervisor vanished before recording the end
+    DAMAGED = "damaged"  # a file of its record is unreadable: quarantined, see JobStatus.error
 
     @property
     def finished(self) -> bool:

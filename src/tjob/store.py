@@ -4,18 +4,26 @@ The record is the index the engine lists and looks up from; each job's directory
 holds what its supervisor writes (spec, run info, output log, final status). A record is
 inserted and committed before the job's directory exists, so a crash at any point leaves
 either nothing or a record the next engine can account for.
+
+The directories are the truth and the database an index: one that fails SQLite's own check at
+open is moved aside (``jobs.db.damaged-<time>``) and the engine rebuilds it from them.
+Retention is measured on ``CLOCK_BOOTTIME`` for ends seen during this boot (table
+``end_clock``): a step of the wall clock never makes a recent end look old.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TjobError
+from .errors import NoSpace, TjobError
 from .status import JobFacts, JobStatus, ResolvedLimits
 
 SCHEMA = """
@@ -32,7 +40,23 @@ CREATE TABLE IF NOT EXISTS tenants (
     owner TEXT PRIMARY KEY,
     uid INTEGER NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS requests (
+    owner TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (owner, request_id)
+);
+CREATE TABLE IF NOT EXISTS end_clock (
+    id TEXT PRIMARY KEY,
+    boot TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
+_SQLITE_FULL = 13
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+_DAMAGE_CODES = (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 @dataclass(frozen=True)
@@ -43,31 +67,55 @@ class Record:
     cwd: str
     user: str | int | None
     status: JobStatus | None
+    damage: str | None = None  # why the row could not be read (its facts are then the id only)
 
 
 class Store:
     """Thread-safe: one connection, one lock (writes are a few per job)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        """``durable``: a committed job survives a power cut (synchronous=FULL), not only a
+        crash of the process. ``damaged`` is set (to the aside name and why) when the file at
+        ``path`` failed its check and a new, empty database replaced it."""
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # WAL: readers never block the writer; NORMAL sync is durable against a crash of the
-        # process (kill -9), which is what the server must survive.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        path.chmod(0o600)
+        self.damaged: str | None = None
+        try:
+            self._db = _open(path, durable)
+        except sqlite3.DatabaseError as e:
+            if not _is_damage(e):  # locked by someone, no permission...: not ours to move
+                raise TjobError(f"cannot open {path}: {e}") from None
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = path.with_name(path.name + suffix)
+                if src.exists():
+                    src.rename(aside.with_name(aside.name + suffix))
+            self.damaged = f"{path} failed its check ({e}); moved aside to {aside.name}"
+            self._db = _open(path, durable)
+        self._boot = _boot_id()
 
-    def add(self, facts: JobFacts, cwd: str, user: str | int | None) -> None:
+    def add(self, facts: JobFacts, cwd: str, user: str | int | None, request_id: str = "") -> None:
+        """Record a job (and the request id it was started with, in the same commit)."""
         limits = facts.limits.to_dict()
         spec = {"argv": list(facts.argv), "cwd": cwd, "user": user, "limits": limits}
         with self._lock:
             try:
+                self._db.execute("BEGIN")
                 self._db.execute(
                     "INSERT INTO jobs (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
                     (facts.id, facts.owner, facts.created_at, json.dumps(spec)),
                 )
+                if request_id:
+                    self._db.execute(
+                        "INSERT INTO requests VALUES (?, ?, ?)", (facts.owner, request_id, facts.id)
+                    )
+                self._db.execute("COMMIT")
             except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if request_id and isinstance(e, sqlite3.IntegrityError) and "requests" in str(e):
+                    raise TjobError("a start with this request id is under way; retry") from None
+                if getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL:
+                    raise NoSpace(f"no room to record the job: {e}") from None
                 raise TjobError(f"cannot record the job: {e}") from None
 
     def finish(self, job_id: str, status: JobStatus) -> None:
@@ -75,36 +123,50 @@ class Store:
         record left unfinished (disk full) is completed from it by the next engine."""
         with self._lock:
             try:
+                self._db.execute("BEGIN")
                 self._db.execute(
                     "UPDATE jobs SET status = ?, ended_at = ? WHERE id = ?",
                     (json.dumps(status.to_dict()), status.ended_at or 0.0, job_id),
                 )
-            except sqlite3.OperationalError:
-                pass
+                self._db.execute(
+                    "INSERT OR REPLACE INTO end_clock VALUES (?, ?, ?)",
+                    (job_id, self._boot, time.clock_gettime(time.CLOCK_BOOTTIME)),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
 
     def remove(self, job_id: str) -> None:
         with self._lock:
             try:
                 self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                self._db.execute("DELETE FROM end_clock WHERE id = ?", (job_id,))
+                self._db.execute("DELETE FROM requests WHERE job_id = ?", (job_id,))
             except sqlite3.Error as e:
                 raise TjobError(f"cannot remove the job's record: {e}") from None
 
     def records(self) -> Iterator[Record]:
+        """Every record, oldest first; a row that cannot be read comes with ``damage`` set."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, owner, created_at, spec, status FROM jobs ORDER BY created_at"
             ).fetchall()
         for job_id, owner, created_at, spec_json, status in rows:
-            spec = json.loads(spec_json)
-            facts = JobFacts(
-                job_id,
-                tuple(spec["argv"]),
-                owner,
-                created_at,
-                ResolvedLimits.from_dict(spec["limits"] or {}),
-            )
-            end = JobStatus.from_dict(json.loads(status)) if status else None
-            yield Record(facts, spec["cwd"], spec["user"], end)
+            try:
+                yield _record(job_id, owner, created_at, spec_json, status)
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                facts = JobFacts(str(job_id), (), str(owner or ""), 0.0, ResolvedLimits())
+                yield Record(facts, "/", None, None, damage=f"its record in jobs.db: {e!r}")
+
+    def by_request(self, owner: str, request_id: str) -> str | None:
+        """The job ``owner`` started with ``request_id``, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id FROM requests WHERE owner = ? AND request_id = ?",
+                (owner, request_id),
+            ).fetchone()
+        return row[0] if row else None
 
     def ended_before(self, when: float) -> list[str]:
         with self._lock:
@@ -142,6 +204,76 @@ class Store:
             lo, hi = self._db.execute("SELECT MIN(uid), MAX(uid) FROM tenants").fetchone()
         return None if lo is None else (int(lo), int(hi))
 
+    def expired(self, older_than: float) -> list[str]:
+        """Jobs that ended more than ``older_than`` seconds ago: on CLOCK_BOOTTIME for ends
+        seen in this boot, else on the wall clock; never one that ended "in the future"."""
+        wall = time.time()
+        boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT jobs.id, jobs.ended_at, c.boot, c.at FROM jobs "
+                "LEFT JOIN end_clock AS c ON c.id = jobs.id "
+                "WHERE jobs.ended_at IS NOT NULL AND jobs.ended_at < ?",
+                (wall - older_than,),
+            ).fetchall()
+        return [
+            job_id
+            for job_id, ended_at, end_boot, at in rows
+            if ended_at <= wall and (end_boot != self._boot or boot - at > older_than)
+        ]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _open(path: Path, durable: bool) -> sqlite3.Connection:
+    """The database at ``path``, checked (sqlite3.DatabaseError if it is damaged)."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        # WAL: readers never block the writer. FULL: each commit is on the disk before it
+        # returns (NORMAL only survives a crash of the process, not of the machine).
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise _Damaged(f"quick_check: {check}")
+        db.executescript(SCHEMA)
+        path.chmod(0o600)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
+class _Damaged(sqlite3.DatabaseError):
+    """The database opened but failed its check."""
+
+
+def _is_damage(e: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is not a (sound) database: corrupt, not a database."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, _Damaged) or (code is not None and code & 0xFF in _DAMAGE_CODES)
+
+
+def _record(
+    job_id: str, owner: str, created_at: float, spec_json: str, status: str | None
+) -> Record:
+    spec = json.loads(spec_json)
+    facts = JobFacts(
+        job_id,
+        tuple(spec["argv"]),
+        owner,
+        created_at,
+        ResolvedLimits.from_dict(spec["limits"] or {}),
+    )
+    end = JobStatus.from_dict(json.loads(status)) if status else None
+    return Record(facts, spec["cwd"], spec["user"], end)
+
+
+def _boot_id() -> str:
+    try:
+        with open(_BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:
+        return f"unknown-{os.getpid()}"

@@ -231,7 +231,7 @@ def test_state_dir_full(tmp_path: Path) -> None:
                 )
                 with pytest.raises(grpc.RpcError) as info:
                     stub.Run(pb.RunRequest(argv=["echo", "x"]), timeout=HANG)
-                assert info.value.code() is Code.INTERNAL
+                assert info.value.code() is Code.RESOURCE_EXHAUSTED
                 assert "disk is full" in str(info.value.details()), info.value.details()
                 assert [j.id for j in stub.List(pb.ListRequest(), timeout=HANG).jobs] == [flood.id]
                 assert health_call(RawGrpc.to(h))

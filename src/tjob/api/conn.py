@@ -19,6 +19,7 @@ the limit's name, then the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -104,6 +105,7 @@ class _Protocol(H2Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        _keepalive(transport)
         self.client = identity_from_peercert(transport.get_extra_info("peercert"))
         addr = transport.get_extra_info("peername")
         if addr:
@@ -292,6 +294,24 @@ async def _refuse(stream: Any, code: Code, message: str, proto: _Protocol) -> No
         await gserver._abort(stream, 200, code, encode_grpc_message(message))
     finally:
         proto.goaway(ErrorCodes.NO_ERROR, b"")
+
+
+# TCP keepalive on every connection: a peer gone without a word (its host died, a cable pulled)
+# is noticed after KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL seconds (90), and its
+# calls and their reservations end. In the kernel: grpclib's HTTP/2 pings stalled accepting
+# when many connections were open.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 60, 10, 3
+
+
+def _keepalive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
 
 
 class GuardedServer(gserver.Server):

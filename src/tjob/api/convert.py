@@ -20,6 +20,7 @@ _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.STOPPED: pb.JOB_STATE_STOPPED,
     JobState.FAILED: pb.JOB_STATE_FAILED,
     JobState.LOST: pb.JOB_STATE_LOST,
+    JobState.DAMAGED: pb.JOB_STATE_DAMAGED,
 }
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 

@@ -56,6 +56,7 @@ from ..errors import (
     InvalidSpec,
     JobNotFound,
     JobRunning,
+    NoSpace,
     TjobError,
 )
 from ..spec import JobSpec, Limits
@@ -366,6 +367,7 @@ class JobService(JobServiceBase):
             owner=caller.name,
             limits=limits,
             volumes=tuple(convert.volume_from_pb(v) for v in req.volumes),
+            request_id=req.request_id,
         )
         return spec.validate()
 
@@ -534,7 +536,7 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, Unauthenticated):
         return Code.UNAUTHENTICATED, str(exc)
-    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded):
+    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded | NoSpace):
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)

@@ -10,6 +10,7 @@ cgroupfs in a temporary directory.
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import os
 import select
@@ -35,7 +36,18 @@ class CgroupBackend(abc.ABC):
     def name_of(self, owner: str, job_id: str) -> str:
         """The cgroup name of ``owner``'s job: ``<job>`` if a job made before client cgroups
         has it there, else ``<client>/<job>``."""
-        return job_id if (self._top() / job_id).is_dir() else job_cgroup(owner, job_id)
+        top = self._top()
+        if (top / job_id).is_dir():
+            return job_id
+        name = job_cgroup(owner, job_id)
+        if owner or (top / name).is_dir():
+            return name
+        # No owner known (a job quarantined without its spec): whichever client holds it.
+        with contextlib.suppress(OSError):
+            for c in top.iterdir():
+                if is_client_dir(c.name) and (c / job_id).is_dir():
+                    return f"{c.name}/{job_id}"
+        return name
 
     def _client_ready(self, name: str) -> None:
         """Make the client cgroup of job cgroup ``name`` with the client ceilings, once per

@@ -33,30 +33,25 @@ struct sup {
     const struct recorder *rec;
 };
 
-/* Report the job's end to the fork server; if it does not answer that it recorded it, record
- * it in Python here. `reply`: the engine's socket, still owed an answer (a failed start). */
+/* Report the job's end to the fork server; if it does not answer that it recorded it (it is
+ * gone with the engine, or declined), leave the report in the job's directory for the next
+ * engine to record (conmon's exit file): no process outlives the supervisor to do it, so any
+ * number of ends cost nothing while no engine runs. `reply`: the engine's socket, still owed
+ * an answer (a failed start): closing it tells the engine to look there. */
 static int report_end(struct sup *s, const char *end, int reply) {
     char ack = 0;
     int fds[1] = {reply};
     int sent = send_with_fds(s->chan, end, strlen(end), fds, reply >= 0) == 0;
     if (sent && recv(s->chan, &ack, 1, 0) == 1 && ack == TJOB_ACK_RECORDED[0]) return 0;
     close(s->chan);
-    char fd_text[16] = "";
-    if (reply >= 0) {
-        if (reply != 3) {
-            if (dup2(reply, 3) < 0) log_error("supervisor", "dup2"); /* no CLOEXEC on the copy */
-            close(reply);
-        } else if (fcntl(3, F_SETFD, 0)) {
-            log_error("supervisor", "fcntl");
-        }
-        strcpy(fd_text, "3");
-    }
-    const struct recorder *r = s->rec;
-    char *argv[] = {(char *)r->python, "-I", "-c", (char *)r->code, (char *)r->conf,
-                    (char *)s->dir, (char *)end, reply >= 0 ? fd_text : NULL, NULL};
-    execv(r->python, argv);
-    log_error("supervisor", "exec of the recorder");
-    return 1;
+    char reserve[PATH_MAX];
+    int rc = write_file(s->dir, TJOB_END_FILE, end);
+    if (rc && join_path(reserve, sizeof reserve, s->dir, TJOB_RESERVE_FILE) == 0 &&
+        unlink(reserve) == 0) /* a full disk (blocks or inodes): spend the reserve */
+        rc = write_file(s->dir, TJOB_END_FILE, end);
+    if (rc) log_error("supervisor", "write " TJOB_END_FILE);
+    close_quietly(reply);
+    return rc ? 1 : 0;
 }
 
 /* A spare: init forked into new namespaces, waiting for the job. -1 on failure (logged). */

@@ -3,7 +3,9 @@
 #ifndef TJOB_SUPERVISOR_H
 #define TJOB_SUPERVISOR_H
 
-/* What the fallback recorder needs: `python -I -c CODE CONF DIR REPORT [REPLY_FD]`. */
+/* The zygote's recorder arguments (`python -I -c CODE CONF`): supervisors of earlier releases
+ * exec'd it to record an end; these leave protocol.END_FILE instead. Kept so the zygote's argv,
+ * which identifies those earlier supervisors, stays the same. */
 struct recorder {
     const char *python, *code, *conf;
 };

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "protocol.h"
+
 int pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 void close_quietly(int fd) {
@@ -84,9 +86,36 @@ int write_file(const char *dir, const char *name, const char *text) {
     if (n < 0) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
+    /* Whole or not at all, even across a power cut: fsync before the rename, and the
+     * directory after it. */
     int rc = write_all(fd, text, strlen(text));
+    if (!rc && sync_wanted()) rc = fsync(fd);
     if (close(fd) && !rc) rc = -1;
-    return rc ? rc : rename(tmp, path);
+    if (!rc) rc = rename(tmp, path);
+    if (rc) {
+        int e = errno;
+        if (unlink(tmp) && errno != ENOENT) { /* nothing more to do: the caller reports e */
+        }
+        errno = e;
+        return -1;
+    }
+    if (!sync_wanted()) return 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+int sync_wanted(void) {
+    /* protocol.SYNC_ENV, set by an engine made with durable=False (inherited from its
+     * launcher); read once. */
+    static int wanted = -1;
+    if (wanted < 0) {
+        const char *v = getenv(TJOB_SYNC_ENV);
+        wanted = !(v && strcmp(v, "0") == 0);
+    }
+    return wanted;
 }
 
 double now(void) {

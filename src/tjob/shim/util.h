@@ -14,6 +14,8 @@ char *read_fd(int fd, size_t *len);
 int join_path(char *buf, size_t size, const char *dir, const char *name);
 /* `dir/name` := `text`, atomically (readers see the whole file or none); -1 and errno. */
 int write_file(const char *dir, const char *name, const char *text);
+/* Whether files are fsynced (an engine made with durable=False says no). */
+int sync_wanted(void);
 double now(void);
 /* What the fork server set (SIGCHLD and SIGINT ignored) back to defaults; an empty mask.
  * SIGPIPE stays ignored, as Python left it. */

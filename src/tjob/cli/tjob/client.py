@@ -56,7 +56,15 @@ class Client:
         self.grpc = grpc
         # No retries: a refused connection should fail now, not after a backoff.
         # The receive limit is what the server may send: no reply of tjobs is over 4 MiB.
-        options = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", MAX_REPLY)]
+        # Keepalive: a server gone without a word (its host died) fails a follow in ~80 s
+        # instead of never.
+        options = [
+            ("grpc.enable_retries", 0),
+            ("grpc.max_receive_message_length", MAX_REPLY),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
         self.channel = grpc.secure_channel(args.host, creds, options=options)
 
     def close(self) -> None:

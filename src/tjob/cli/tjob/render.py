@@ -82,6 +82,8 @@ def status_text(st: JobStatus, now: float) -> str:
         return f"Failed: {st.error or 'did not start'}"
     if st.state is JobState.LOST:
         return f"Lost: {st.error}" if st.error else "Lost"
+    if st.state is JobState.DAMAGED:
+        return f"Damaged: {st.error}" if st.error else "Damaged"
     if st.oom_killed:
         text = "OOM killed"
     elif st.signal is not None:

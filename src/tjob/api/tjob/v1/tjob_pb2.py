@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btjob/api/tjob/v1/tjob.proto\x12\x07tjob.v1\"j\n\x06Limits\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04pids\x18\x03 \x01(\r\x12\x0c\n\x04rbps\x18\x04 \x01(\x04\x12\x0c\n\x04wbps\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\"\xad\x02\n\x05Usage\x12\x18\n\x0b\x63pu_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11memory_peak_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12!\n\x14memory_current_bytes\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x19\n\x0cpids_current\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x1a\n\rio_read_bytes\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x1b\n\x0eio_write_bytes\x18\x06 \x01(\x04H\x05\x88\x01\x01\x42\x0e\n\x0c_cpu_secondsB\x14\n\x12_memory_peak_bytesB\x17\n\x15_memory_current_bytesB\x0f\n\r_pids_currentB\x10\n\x0e_io_read_bytesB\x11\n\x0f_io_write_bytes\"\xbc\x03\n\tJobStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.tjob.v1.JobState\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x10\n\x03pid\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\texit_code\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x13\n\x06signal\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\noom_killed\x18\x08 \x01(\x08\x12\x0f\n\x07stopped\x18\t \x01(\x08\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x18\n\x10output_truncated\x18\x0b \x01(\x08\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x17\n\nstarted_at\x18\r \x01(\x01H\x03\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x0e \x01(\x01H\x04\x88\x01\x01\x12\x1d\n\x05usage\x18\x0f \x01(\x0b\x32\x0e.tjob.v1.Usage\x12\x1f\n\x06limits\x18\x10 \x01(\x0b\x32\x0f.tjob.v1.Limits\x12\x16\n\x0e\x61rgv_truncated\x18\x11 \x01(\x08\x42\x06\n\x04_pidB\x0c\n\n_exit_codeB\t\n\x07_signalB\r\n\x0b_started_atB\x0b\n\t_ended_at\"\xca\x01\n\nRunRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x1f\n\x06limits\x18\x02 \x01(\x0b\x32\x0f.tjob.v1.Limits\x12)\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1c.tjob.v1.RunRequest.EnvEntry\x12\x0f\n\x07workdir\x18\x04 \x01(\t\x12%\n\x07volumes\x18\x10 \x03(\x0b\x32\x14.tjob.v1.VolumeMount\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x0bVolumeMount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12!\n\x04mode\x18\x03 \x01(\x0e\x32\x13.tjob.v1.VolumeMode\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x0bStopRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\rgrace_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"R\n\x0bListRequest\x12 \n\x05state\x18\x01 \x01(\x0e\x32\x11.tjob.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"I\n\x0cListResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.tjob.v1.JobStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\x0bLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12&\n\x07streams\x18\x03 \x01(\x0e\x32\x15.tjob.v1.StreamSelect\x12\x0c\n\x04skip\x18\x04 \x01(\x04\"L\n\x08LogChunk\x12\x1f\n\x06stream\x18\x01 \x01(\x0e\x32\x0f.tjob.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"E\n\x0cStatsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x08\x12\x18\n\x10interval_seconds\x18\x03 \x01(\x01\"\xca\x01\n\x08JobStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\x12\x1a\n\x12memory_limit_bytes\x18\x05 \x01(\x04\x12\x0c\n\x04pids\x18\x06 \x01(\r\x12\x15\n\rio_read_bytes\x18\x07 \x01(\x04\x12\x16\n\x0eio_write_bytes\x18\x08 \x01(\x04\x12 \n\x05state\x18\t \x01(\x0e\x32\x11.tjob.v1.JobState\"0\n\rStatsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.tjob.v1.JobStats*\x93\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x14\n\x10JOB_STATE_EXITED\x10\x02\x12\x15\n\x11JOB_STATE_STOPPED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x12\n\x0eJOB_STATE_LOST\x10\x05*]\n\nVolumeMode\x12\x18\n\x14VOLUME_MODE_DECLARED\x10\x00\x12\x19\n\x15VOLUME_MODE_READ_ONLY\x10\x01\x12\x1a\n\x16VOLUME_MODE_READ_WRITE\x10\x02*Z\n\x0cStreamSelect\x12\x16\n\x12STREAM_SELECT_BOTH\x10\x00\x12\x18\n\x14STREAM_SELECT_STDOUT\x10\x01\x12\x18\n\x14STREAM_SELECT_STDERR\x10\x02*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x32\x9b\x03\n\nJobService\x12.\n\x03Run\x12\x13.tjob.v1.RunRequest\x1a\x12.tjob.v1.JobStatus\x12\x30\n\x04Stop\x12\x14.tjob.v1.StopRequest\x1a\x12.tjob.v1.JobStatus\x12-\n\x06Status\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatus\x12\x33\n\x04List\x12\x14.tjob.v1.ListRequest\x1a\x15.tjob.v1.ListResponse\x12\x31\n\x04Logs\x12\x14.tjob.v1.LogsRequest\x1a\x11.tjob.v1.LogChunk0\x01\x12+\n\x04Wait\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatus\x12\x38\n\x05Stats\x12\x15.tjob.v1.StatsRequest\x1a\x16.tjob.v1.StatsResponse0\x01\x12-\n\x06Remove\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btjob/api/tjob/v1/tjob.proto\x12\x07tjob.v1\"j\n\x06Limits\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04pids\x18\x03 \x01(\r\x12\x0c\n\x04rbps\x18\x04 \x01(\x04\x12\x0c\n\x04wbps\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\"\xad\x02\n\x05Usage\x12\x18\n\x0b\x63pu_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11memory_peak_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12!\n\x14memory_current_bytes\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x19\n\x0cpids_current\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x1a\n\rio_read_bytes\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x1b\n\x0eio_write_bytes\x18\x06 \x01(\x04H\x05\x88\x01\x01\x42\x0e\n\x0c_cpu_secondsB\x14\n\x12_memory_peak_bytesB\x17\n\x15_memory_current_bytesB\x0f\n\r_pids_currentB\x10\n\x0e_io_read_bytesB\x11\n\x0f_io_write_bytes\"\xbc\x03\n\tJobStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.tjob.v1.JobState\x12\x0c\n\x04\x61rgv\x18\x03 \x03(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x10\n\x03pid\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\texit_code\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x13\n\x06signal\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\noom_killed\x18\x08 \x01(\x08\x12\x0f\n\x07stopped\x18\t \x01(\x08\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x18\n\x10output_truncated\x18\x0b \x01(\x08\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x17\n\nstarted_at\x18\r \x01(\x01H\x03\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x0e \x01(\x01H\x04\x88\x01\x01\x12\x1d\n\x05usage\x18\x0f \x01(\x0b\x32\x0e.tjob.v1.Usage\x12\x1f\n\x06limits\x18\x10 \x01(\x0b\x32\x0f.tjob.v1.Limits\x12\x16\n\x0e\x61rgv_truncated\x18\x11 \x01(\x08\x42\x06\n\x04_pidB\x0c\n\n_exit_codeB\t\n\x07_signalB\r\n\x0b_started_atB\x0b\n\t_ended_at\"\xde\x01\n\nRunRequest\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x1f\n\x06limits\x18\x02 \x01(\x0b\x32\x0f.tjob.v1.Limits\x12)\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1c.tjob.v1.RunRequest.EnvEntry\x12\x0f\n\x07workdir\x18\x04 \x01(\t\x12%\n\x07volumes\x18\x10 \x03(\x0b\x32\x14.tjob.v1.VolumeMount\x12\x12\n\nrequest_id\x18\x32 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x0bVolumeMount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12!\n\x04mode\x18\x03 \x01(\x0e\x32\x13.tjob.v1.VolumeMode\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x0bStopRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\rgrace_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"R\n\x0bListRequest\x12 \n\x05state\x18\x01 \x01(\x0e\x32\x11.tjob.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"I\n\x0cListResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.tjob.v1.JobStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\x0bLogsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12&\n\x07streams\x18\x03 \x01(\x0e\x32\x15.tjob.v1.StreamSelect\x12\x0c\n\x04skip\x18\x04 \x01(\x04\"L\n\x08LogChunk\x12\x1f\n\x06stream\x18\x01 \x01(\x0e\x32\x0f.tjob.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"E\n\x0cStatsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06stream\x18\x02 \x01(\x08\x12\x18\n\x10interval_seconds\x18\x03 \x01(\x01\"\xca\x01\n\x08JobStats\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\x12\x1a\n\x12memory_limit_bytes\x18\x05 \x01(\x04\x12\x0c\n\x04pids\x18\x06 \x01(\r\x12\x15\n\rio_read_bytes\x18\x07 \x01(\x04\x12\x16\n\x0eio_write_bytes\x18\x08 \x01(\x04\x12 \n\x05state\x18\t \x01(\x0e\x32\x11.tjob.v1.JobState\"0\n\rStatsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.tjob.v1.JobStats*\xaa\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x14\n\x10JOB_STATE_EXITED\x10\x02\x12\x15\n\x11JOB_STATE_STOPPED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x12\n\x0eJOB_STATE_LOST\x10\x05\x12\x15\n\x11JOB_STATE_DAMAGED\x10\x06*]\n\nVolumeMode\x12\x18\n\x14VOLUME_MODE_DECLARED\x10\x00\x12\x19\n\x15VOLUME_MODE_READ_ONLY\x10\x01\x12\x1a\n\x16VOLUME_MODE_READ_WRITE\x10\x02*Z\n\x0cStreamSelect\x12\x16\n\x12STREAM_SELECT_BOTH\x10\x00\x12\x18\n\x14STREAM_SELECT_STDOUT\x10\x01\x12\x18\n\x14STREAM_SELECT_STDERR\x10\x02*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x32\x9b\x03\n\nJobService\x12.\n\x03Run\x12\x13.tjob.v1.RunRequest\x1a\x12.tjob.v1.JobStatus\x12\x30\n\x04Stop\x12\x14.tjob.v1.StopRequest\x1a\x12.tjob.v1.JobStatus\x12-\n\x06Status\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatus\x12\x33\n\x04List\x12\x14.tjob.v1.ListRequest\x1a\x15.tjob.v1.ListResponse\x12\x31\n\x04Logs\x12\x14.tjob.v1.LogsRequest\x1a\x11.tjob.v1.LogChunk0\x01\x12+\n\x04Wait\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatus\x12\x38\n\x05Stats\x12\x15.tjob.v1.StatsRequest\x1a\x16.tjob.v1.StatsResponse0\x01\x12-\n\x06Remove\x12\x0f.tjob.v1.JobRef\x1a\x12.tjob.v1.JobStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNREQUEST_ENVENTRY']._loaded_options = None
   _globals['_RUNREQUEST_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1940
-  _globals['_JOBSTATE']._serialized_end=2087
-  _globals['_VOLUMEMODE']._serialized_start=2089
-  _globals['_VOLUMEMODE']._serialized_end=2182
-  _globals['_STREAMSELECT']._serialized_start=2184
-  _globals['_STREAMSELECT']._serialized_end=2274
-  _globals['_STREAM']._serialized_start=2276
-  _globals['_STREAM']._serialized_end=2346
+  _globals['_JOBSTATE']._serialized_start=1960
+  _globals['_JOBSTATE']._serialized_end=2130
+  _globals['_VOLUMEMODE']._serialized_start=2132
+  _globals['_VOLUMEMODE']._serialized_end=2225
+  _globals['_STREAMSELECT']._serialized_start=2227
+  _globals['_STREAMSELECT']._serialized_end=2317
+  _globals['_STREAM']._serialized_start=2319
+  _globals['_STREAM']._serialized_end=2389
   _globals['_LIMITS']._serialized_start=40
   _globals['_LIMITS']._serialized_end=146
   _globals['_USAGE']._serialized_start=149
@@ -48,29 +48,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSTATUS']._serialized_start=453
   _globals['_JOBSTATUS']._serialized_end=897
   _globals['_RUNREQUEST']._serialized_start=900
-  _globals['_RUNREQUEST']._serialized_end=1102
-  _globals['_RUNREQUEST_ENVENTRY']._serialized_start=1060
-  _globals['_RUNREQUEST_ENVENTRY']._serialized_end=1102
-  _globals['_VOLUMEMOUNT']._serialized_start=1104
-  _globals['_VOLUMEMOUNT']._serialized_end=1182
-  _globals['_JOBREF']._serialized_start=1184
-  _globals['_JOBREF']._serialized_end=1204
-  _globals['_STOPREQUEST']._serialized_start=1206
-  _globals['_STOPREQUEST']._serialized_end=1277
-  _globals['_LISTREQUEST']._serialized_start=1279
-  _globals['_LISTREQUEST']._serialized_end=1361
-  _globals['_LISTRESPONSE']._serialized_start=1363
-  _globals['_LISTRESPONSE']._serialized_end=1436
-  _globals['_LOGSREQUEST']._serialized_start=1438
-  _globals['_LOGSREQUEST']._serialized_end=1533
-  _globals['_LOGCHUNK']._serialized_start=1535
-  _globals['_LOGCHUNK']._serialized_end=1611
-  _globals['_STATSREQUEST']._serialized_start=1613
-  _globals['_STATSREQUEST']._serialized_end=1682
-  _globals['_JOBSTATS']._serialized_start=1685
-  _globals['_JOBSTATS']._serialized_end=1887
-  _globals['_STATSRESPONSE']._serialized_start=1889
-  _globals['_STATSRESPONSE']._serialized_end=1937
-  _globals['_JOBSERVICE']._serialized_start=2349
-  _globals['_JOBSERVICE']._serialized_end=2760
+  _globals['_RUNREQUEST']._serialized_end=1122
+  _globals['_RUNREQUEST_ENVENTRY']._serialized_start=1080
+  _globals['_RUNREQUEST_ENVENTRY']._serialized_end=1122
+  _globals['_VOLUMEMOUNT']._serialized_start=1124
+  _globals['_VOLUMEMOUNT']._serialized_end=1202
+  _globals['_JOBREF']._serialized_start=1204
+  _globals['_JOBREF']._serialized_end=1224
+  _globals['_STOPREQUEST']._serialized_start=1226
+  _globals['_STOPREQUEST']._serialized_end=1297
+  _globals['_LISTREQUEST']._serialized_start=1299
+  _globals['_LISTREQUEST']._serialized_end=1381
+  _globals['_LISTRESPONSE']._serialized_start=1383
+  _globals['_LISTRESPONSE']._serialized_end=1456
+  _globals['_LOGSREQUEST']._serialized_start=1458
+  _globals['_LOGSREQUEST']._serialized_end=1553
+  _globals['_LOGCHUNK']._serialized_start=1555
+  _globals['_LOGCHUNK']._serialized_end=1631
+  _globals['_STATSREQUEST']._serialized_start=1633
+  _globals['_STATSREQUEST']._serialized_end=1702
+  _globals['_JOBSTATS']._serialized_start=1705
+  _globals['_JOBSTATS']._serialized_end=1907
+  _globals['_STATSRESPONSE']._serialized_start=1909
+  _globals['_STATSRESPONSE']._serialized_end=1957
+  _globals['_JOBSERVICE']._serialized_start=2392
+  _globals['_JOBSERVICE']._serialized_end=2803
 # @@protoc_insertion_point(module_scope)

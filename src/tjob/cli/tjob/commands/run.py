@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import time
 from typing import Any
 
-from ..client import Client, cancel, status
+from ..client import CALL_TIMEOUT, Client, cancel, status
 from ..errors import EXIT_USAGE, CliError, exit_code
 from ..render import copy_output, out, short_id, warn
+
+RUN_ATTEMPTS = 3
 
 
 def main(c: Client, args: argparse.Namespace) -> int:
@@ -22,11 +26,18 @@ def main(c: Client, args: argparse.Namespace) -> int:
         rbps=args.rbps or 0,
         wbps=args.wbps or 0,
     )
-    req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
+    req = pb.RunRequest(
+        argv=args.argv,
+        limits=limits,
+        env=_env(args.env),
+        workdir=args.workdir,
+        request_id=secrets.token_hex(16),  # one per invocation: its retries start one job
+    )
     req.volumes.extend(_volumes(c, args.volume))
-    st = status(c.call("Run", pb.JobStatus, req))
-    if st.state is JobState.FAILED:
-        # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.
+    st = status(_run(c, req))
+    if st.state in (JobState.FAILED, JobState.LOST):
+        # It never started (no such command, bad workdir; or its launcher or supervisor died):
+        # a shell's 127/126 (or 1), the id for ps.
         if not args.attach:
             out(short_id(st.id))
         raise CliError(st.error or "the job did not start", exit_code(st))
@@ -34,6 +45,20 @@ def main(c: Client, args: argparse.Namespace) -> int:
         out(short_id(st.id))
         return 0
     return _attach(c, st.id)
+
+
+def _run(c: Client, req: Any) -> Any:
+    """Run; retried with the same request id after a lost connection: the server answers with
+    the job the first attempt started, if it got that far, instead of starting a second one."""
+    call = c.unary("Run", c.pb.JobStatus)
+    for attempt in range(1, RUN_ATTEMPTS + 1):
+        try:
+            return call(req, timeout=CALL_TIMEOUT)
+        except c.grpc.RpcError as err:
+            if err.code() is not c.grpc.StatusCode.UNAVAILABLE or attempt == RUN_ATTEMPTS:
+                raise c.error(err) from None
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _env(items: list[str]) -> dict[str, str]:

@@ -1,0 +1,182 @@
+"""Faults of processes and clocks: a stalled or killed launcher, many jobs ending while no
+engine runs, a deleted lock file, a shutdown with jobs ignoring SIGTERM, a wall-clock step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import check_nothing_unlisted, stop_all
+
+from tjob import Engine, JobSpec, JobState, launcher_client
+from tjob.errors import StateDirInUse
+from tjob.jobdir import END_FILE
+
+pytestmark = pytest.mark.root
+
+
+def test_a_start_past_the_timeout_is_not_reported_lost(
+    tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher_client, "START_TIMEOUT", 0.5)
+    eng = Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    try:
+        eng.start(JobSpec(["true"])).wait(30)  # the launcher is up
+        launcher = eng._launcher.pid
+        assert launcher is not None
+        os.kill(launcher, signal.SIGSTOP)
+        try:
+            job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
+            assert job.status().state is JobState.RUNNING and job.pid is None  # starting
+            held = eng.start(JobSpec(["sleep", "1000"]))
+            stopper = threading.Thread(target=held.stop, args=(0,))
+            stopper.start()  # stopped while it is still starting
+        finally:
+            os.kill(launcher, signal.SIGCONT)
+        st = job.wait(30)
+        assert (st.state, st.exit_code) == (JobState.EXITED, 4)  # the truth, once it came
+        stopper.join(60)
+        assert held.wait(30).state is JobState.STOPPED
+        check_nothing_unlisted(eng, cgroup_parent)
+    finally:
+        stop_all(eng)
+        eng.close()
+
+
+def test_a_launcher_killed_mid_start_is_named_and_the_job_readable(
+    tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher_client, "START_TIMEOUT", 0.5)
+    eng = Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    try:
+        eng.start(JobSpec(["true"])).wait(30)
+        launcher = eng._launcher.pid
+        assert launcher is not None
+        os.kill(launcher, signal.SIGSTOP)
+        job = eng.start(JobSpec(["true"]))  # sent, unanswered: starting
+        os.kill(launcher, signal.SIGKILL)
+        st = job.wait(30)
+        assert st.state is JobState.LOST and st.error == "the launcher died before the job started"
+        assert list(job.output(follow=True)) == []  # an empty log, not an error
+        assert eng.start(JobSpec(["true"])).wait(30).state is JobState.EXITED  # a new launcher
+        check_nothing_unlisted(eng, cgroup_parent)
+    finally:
+        stop_all(eng)
+        eng.close()
+
+
+def _rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def _interpreters() -> list[int]:
+    """Processes recording an end in Python (the model this replaces)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"record_main()" in cmdline and b"zygote" not in cmdline:
+                found.append(int(entry))
+    return found
+
+
+N_ENDS = int(os.environ.get("TJOB_FAULT_ENDS", "100"))  # the issue's 500: TJOB_FAULT_ENDS=500
+
+
+def test_many_ends_without_an_engine_cost_no_process_each(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    hold = os.open(fifo, os.O_RDWR)  # the jobs' opens do not block; closing it ends them all
+    state = tmp_path / "state"
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    script = f"read x < {fifo}; exit 3"
+    ids = [eng.start(JobSpec(["sh", "-c", script])).id for _ in range(N_ENDS)]
+    eng.close()
+    sups = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_sup(int(p), ids)]
+    assert len(sups) == N_ENDS
+    before = _rss_kib(sups)
+    os.close(hold)  # every job ends now, with no engine and no launcher
+    peak_extra = 0
+    deadline = time.monotonic() + 60
+    while any(os.path.exists(f"/proc/{p}") for p in sups) and time.monotonic() < deadline:
+        peak_extra = max(peak_extra, len(_interpreters()))
+        time.sleep(0.02)
+    assert peak_extra == 0  # no interpreter (about 4 MiB RSS each was the cost)
+    assert not any(os.path.exists(f"/proc/{p}") for p in sups)
+    assert all((state / "jobs" / i / END_FILE).exists() for i in ids)
+    print(f"{N_ENDS} supervisors held {before} KiB in all; the ends started no process")
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        for i in ids:
+            st = eng.get(i).status()
+            assert (st.state, st.exit_code) == (JobState.EXITED, 3)
+            assert not (state / "jobs" / i / END_FILE).exists()
+        assert eng.diagnostics().cgroups == frozenset()
+    finally:
+        eng.close()
+
+
+def _is_sup(pid: int, ids: list[str]) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return False
+    return words[:2] == [b"tjob-shim", b"supervisor"] and words[2].decode() in ids
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_engine_in(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    eng = Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    try:
+        (tmp_path / "state" / "lock").unlink()
+        with pytest.raises(StateDirInUse):
+            Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    finally:
+        eng.close()
+
+
+def test_stop_on_exit_stops_all_jobs_within_one_grace(tmp_path: Path, cgroup_parent: str) -> None:
+    eng = Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    jobs = [eng.start(JobSpec(["sh", "-c", "trap '' TERM; sleep 1000"])) for _ in range(4)]
+    t0 = time.monotonic()
+    eng.close(stop_jobs=True, grace=1.0)
+    took = time.monotonic() - t0
+    assert took < 3.5, took  # one after another: at least 4 s
+    assert all(j.status().state is JobState.STOPPED for j in jobs)
+
+
+def test_a_wall_clock_step_never_prunes_a_recent_job(
+    tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = Engine(tmp_path / "state", cgroup_parent=cgroup_parent)
+    try:
+        job = eng.start(JobSpec(["true"]))
+        job.wait(30)
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 8 * 86400)  # the clock jumps ahead
+        assert eng.prune(7 * 86400) == []
+        monkeypatch.setattr(time, "time", lambda: real() - 86400)  # and back: "in the future"
+        assert eng.prune(0) == []
+        monkeypatch.undo()
+        assert eng.prune(0) == [job.id]
+    finally:
+        eng.close()

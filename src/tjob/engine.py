@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups
+from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
@@ -37,6 +38,8 @@ from .job import Follower, Job
 from .jobdir import EXEC_FILE, SPEC_FILE, create_file, exec_blob
 from .launcher_client import DEFAULT_PATH, LauncherClient
 from .logstore import Chunk
+from .names import Names
+from .naming import check_timeout
 from .procs import children
 from .protocol import Limits as ProtocolLimits
 from .protocol import (
@@ -47,7 +50,7 @@ from .protocol import (
     encode_start_request,
 )
 from .recorder import Recorder
-from .spec import DEFAULT_LIMITS, JobSpec, Limits
+from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
 from .store import Store
 from .watch import Hub
@@ -89,6 +92,10 @@ class Engine:
     cgroup_parent: the cgroup (in each hierarchy) that holds one child per job.
     defaults: limits for fields a job leaves unset.
     device: ``MAJ:MIN`` to throttle disk I/O on; default: the disk holding ``/``.
+    caps: the most a job may ask for, per field (None: only the sanity bounds); a spec over a
+        cap raises :class:`InvalidSpec` naming the field and the cap.
+    default_timeout: the timeout of jobs that set none (None: no timeout).
+    timeout_grace: seconds between SIGTERM and SIGKILL when a job's timeout passes.
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -103,6 +110,9 @@ class Engine:
         defaults: Limits = DEFAULT_LIMITS,
         device: str | None = None,
         output_cap: int = 1 << 30,
+        caps: Limits | None = None,
+        default_timeout: float | None = None,
+        timeout_grace: float = DEFAULT_GRACE,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -112,6 +122,11 @@ class Engine:
         self.state_dir = Path(state_dir).absolute()
         self.jobs_dir = self.state_dir / "jobs"
         self.defaults = defaults.merged(DEFAULT_LIMITS).validate()
+        self.caps = caps.validate() if caps is not None else None
+        self.default_timeout = check_timeout(default_timeout)
+        self.timeout_grace = timeout_grace
+        self._names = Names()
+        self._deadlines: Deadlines[Job] = Deadlines(lambda job: job._time_out(timeout_grace))
         if device is None:
             device = defaults.device
         dev = check_block_device(device) if device else device_of("/")
@@ -135,6 +150,8 @@ class Engine:
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
         for job in adopt.load(self._store, self._ends, self._make_job):
             self._index.add(job)
+            self._names.take(job.owner, job.name, job.id)
+            self._watch_deadline(job)  # one that passed while no engine ran: stopped now
         self._launcher = LauncherClient(self.state_dir, self._cg)
 
     @property
@@ -150,6 +167,9 @@ class Engine:
         if self._closed:
             raise EngineClosed("the engine is closed")
         spec.validate()
+        over = spec.limits.exceeding(self.caps) if self.caps is not None else []
+        if over:
+            raise InvalidSpec("; ".join(over))
         limits = spec.limits.merged(self.defaults).validate()
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
@@ -162,8 +182,17 @@ class Engine:
         env.update(spec.env)
         resolved = _resolved(limits, device)
         # What the final status repeats of the request; the rest is in exec.bin for the init.
-        facts = JobFacts(job_id, tuple(spec.argv), spec.owner, created_at, resolved)
-        self._store.add(facts, spec.cwd, spec.user)
+        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+        facts = JobFacts(
+            job_id, tuple(spec.argv), spec.owner, created_at, resolved,
+            spec.name, dict(spec.labels), timeout,
+        )  # fmt: skip
+        self._names.take(spec.owner, spec.name, job_id)
+        try:
+            self._store.add(facts, spec.cwd, spec.user)
+        except BaseException:
+            self._names.release(spec.owner, spec.name, job_id)
+            raise
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
@@ -219,7 +248,13 @@ class Engine:
             # The launcher recorded the failure before answering, or nobody did: the end step.
             yield blocking(lambda: self._ends.settle(job, error))
         self._index.add(job)
+        self._watch_deadline(job)
         return job
+
+    def _watch_deadline(self, job: Job) -> None:
+        timeout = job.facts.timeout
+        if timeout is not None and job.started_at is not None and job.running:
+            self._deadlines.add(job, job.started_at + timeout)
 
     def start(self, spec: JobSpec) -> Job:
         """Start ``spec`` and return once the command has been exec'd (or failed to be).
@@ -239,6 +274,16 @@ class Engine:
         """The job with this id, or the only one whose id starts with it (O(log n))."""
         return self._index.get(job_id)
 
+    def find(self, owner: str, name: str) -> Job | None:
+        """The job of ``owner`` named ``name`` (not removed), if any."""
+        job_id = self._names.get(owner, name)
+        if job_id is None:
+            return None
+        try:
+            return self._index.get(job_id)
+        except JobNotFound:
+            return None
+
     def jobs(self) -> list[Job]:
         """Every job this engine knows, newest first."""
         return sorted(self._index.all(), key=lambda j: j.created_at, reverse=True)
@@ -251,6 +296,7 @@ class Engine:
         if not job.status().state.finished:
             raise JobRunning(f"job {job.short_id} is still running; stop it first")
         self._index.discard(job.id)
+        self._names.release(job.owner, job.name, job.id)
         self._ends.forget(job)
         # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
@@ -307,6 +353,7 @@ class Engine:
             for job in running:
                 job.stop(grace)
         self._closed = True
+        self._deadlines.close()
         self._launcher.close()
         self._hub.close()  # after this, no end step runs
         for job in self._index.all():

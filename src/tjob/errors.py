@@ -41,3 +41,11 @@ class StateDirInUse(TjobError):
 
 class EngineClosed(TjobError):
     """The engine was closed; it starts no more jobs."""
+
+
+class JobFinished(TjobError):
+    """The job has ended, and the operation needs it running (a signal)."""
+
+
+class NameInUse(TjobError):
+    """Another of the owner's jobs (not removed) has this name."""

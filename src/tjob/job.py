@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from .cgroups import CgroupBackend
-from .errors import CgroupError, InvalidSpec
+from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
-from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE
+from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk, LogReader
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
@@ -60,6 +60,10 @@ class Job:
     @property
     def owner(self) -> str:
         return self.spec.owner
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
 
     def __repr__(self) -> str:
         return f"<tjob.Job {self.short_id} {list(self.spec.argv)!r}>"
@@ -206,6 +210,54 @@ class Job:
     async def stop_async(self, grace: float = 10.0) -> JobStatus:
         """Like :meth:`stop`, without blocking the event loop (signals go from a thread)."""
         return await drive_async(self._stop_flow(grace))
+
+    def _time_out(self, grace: float) -> JobStatus:
+        """Stop the job because its timeout passed (its status says ``timed_out``)."""
+        if self._final_status() is None:
+            (self.dir / TIMEOUT_FILE).touch()  # before the stop mark: the recorder reads both
+        return self.stop(grace)
+
+    # ---------------------------------------------------------------- signal
+
+    def signal(self, sig: int, all: bool = False) -> int:
+        """Send ``sig`` to the job's command (``all``: to every process in the job); return
+        how many processes it went to. The job is not marked stopped: how it ends is its own.
+
+        Raises :class:`JobFinished` if the job (or, without ``all``, its command) has ended.
+        """
+        if self._final_status() is not None:
+            raise JobFinished(f"job {self.short_id} has ended")
+        try:
+            sent = self._cg.signal(self.id, sig) if all else self._signal_command(sig)
+        except CgroupError as e:
+            raise JobFinished(f"job {self.short_id} has ended ({e})") from None
+        if not sent:
+            raise JobFinished(f"job {self.short_id}'s command has ended")
+        return sent
+
+    def _signal_command(self, sig: int) -> int:
+        """The command's own process, pinned by a pidfd and checked to be in the job's cgroup
+        (a recycled pid is never signalled). Any signal goes, SIGKILL and SIGSTOP too, which
+        init could not forward."""
+        if self.pid is None:
+            return 0
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return 0
+        try:
+            if self.pid not in self._cg.pids(self.id):
+                return 0
+            signal.pidfd_send_signal(fd, sig)
+            return 1
+        except ProcessLookupError:
+            return 0
+        finally:
+            os.close(fd)
+
+    async def signal_async(self, sig: int, all: bool = False) -> int:
+        """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
+        return await asyncio.to_thread(self.signal, sig, all)
 
     # ---------------------------------------------------------------- output
 

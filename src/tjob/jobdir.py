@@ -7,6 +7,7 @@ reserve         16 KiB the supervisor keeps for the final status, should the dis
 run.json        written by the supervisor once the command runs (protocol.RunInfo)
 status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
+timed-out       present if that stop was its timeout's (written before stop-requested)
 
 The names are protocol.py's: the shim uses them too.
 """
@@ -32,6 +33,9 @@ from .protocol import (
     encode_exec,
 )
 
+# The engine's alone (the shim never reads it), so not in protocol.py.
+TIMEOUT_FILE = "timed-out"
+
 __all__ = [
     "EXEC_FILE",
     "LOG_FILE",
@@ -40,6 +44,7 @@ __all__ = [
     "SPEC_FILE",
     "STATUS_FILE",
     "STOP_FILE",
+    "TIMEOUT_FILE",
     "create_file",
     "exec_blob",
     "write_json",

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidSpec
+from .naming import check_labels, check_name, check_timeout
 
 MIB = 1024 * 1024
 
@@ -63,13 +64,15 @@ class Limits:
             parse_device(self.device)
         return self
 
-    def exceeding(self, caps: Limits) -> list[str]:
-        """Names and values of the fields above ``caps`` (a server's ceilings)."""
+    def exceeding(self, caps: Limits, flags: Mapping[str, str] | None = None) -> list[str]:
+        """Names and values of the fields above ``caps`` (a server's ceilings); with
+        ``flags`` (field -> the flag that sets its cap), each message names the flag."""
         out = []
         for f in ("cpu_percent", "memory_mb", "pids", "rbps", "wbps"):
             mine, cap = getattr(self, f), getattr(caps, f)
             if mine is not None and cap is not None and mine > cap:
-                out.append(f"{f} {mine} is above the server's cap of {cap}")
+                flag = f" ({flags[f]})" if flags and f in flags else ""
+                out.append(f"{f} {mine} is above the server's cap of {cap}{flag}")
         return out
 
 
@@ -102,7 +105,7 @@ def parse_device(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A command to run as a job.
+    r"""A command to run as a job.
 
     argv: the command and its arguments; ``argv[0]`` is looked up in the job's ``PATH``.
     env: the job's whole environment besides ``PATH``/``HOME``/``USER`` defaults (nothing of the
@@ -111,6 +114,10 @@ class JobSpec:
     user: account to run as (name or uid); ``None`` runs as the engine's own user.
     owner: free-form identity tag of whoever asked (the API server puts the client's CN here).
     limits: resource limits; unset fields come from the engine's defaults.
+    name: an optional name, unique among the owner's jobs not removed (``[A-Za-z0-9][\w.-]*``).
+    labels: ``key -> value`` tags to find jobs by (``ps --filter label=k=v``).
+    timeout: seconds of wall-clock time from the start; then the job is stopped as
+        :meth:`Job.stop` does and its status says ``timed_out`` (None: the engine's default).
     """
 
     argv: Sequence[str]
@@ -119,6 +126,9 @@ class JobSpec:
     user: str | int | None = None
     owner: str = ""
     limits: Limits = field(default_factory=Limits)
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -156,4 +166,8 @@ class JobSpec:
         if not isinstance(self.limits, Limits):
             raise InvalidSpec("limits must be a tjob.Limits")
         self.limits.validate()
+        if self.name:
+            check_name(self.name)
+        check_labels(self.labels)
+        check_timeout(self.timeout)
         return self

@@ -76,6 +76,10 @@ class JobFacts:
     owner: str
     created_at: float
     limits: ResolvedLimits
+    # Added for the job lifecycle (issue 15); records of earlier versions have none of them.
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds of wall-clock time from the start
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,9 @@ class JobFacts:
             "owner": self.owner,
             "created_at": self.created_at,
             "limits_public": self.limits.to_dict(),
+            "name": self.name,
+            "labels": dict(self.labels),
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -94,6 +101,9 @@ class JobFacts:
             owner=d.get("owner", ""),
             created_at=d["created_at"],
             limits=ResolvedLimits.from_dict(d["limits_public"]),
+            name=d.get("name") or "",
+            labels=dict(d.get("labels") or {}),
+            timeout=d.get("timeout"),
         )
 
 
@@ -121,6 +131,10 @@ class JobStatus:
     ended_at: float | None = None
     usage: Usage = field(default_factory=Usage)
     limits: ResolvedLimits = field(default_factory=ResolvedLimits)
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    timed_out: bool = False  # stopped because its timeout passed (``stopped`` is set too)
 
     @property
     def short_id(self) -> str:
@@ -148,6 +162,7 @@ class JobStatus:
         d = asdict(self)
         d["state"] = self.state.value
         d["argv"] = list(self.argv)
+        d["labels"] = dict(self.labels)
         return d
 
     @classmethod
@@ -169,5 +184,8 @@ class JobStatus:
             owner=facts.owner,
             created_at=facts.created_at,
             limits=facts.limits,
+            name=facts.name,
+            labels=facts.labels,
+            timeout=facts.timeout,
             **end,
         )

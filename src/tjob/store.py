@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import TjobError
 from .status import JobFacts, JobStatus, ResolvedLimits
@@ -56,7 +57,10 @@ class Store:
 
     def add(self, facts: JobFacts, cwd: str, user: str | int | None) -> None:
         limits = facts.limits.to_dict()
-        spec = {"argv": list(facts.argv), "cwd": cwd, "user": user, "limits": limits}
+        spec: dict[str, Any] = {"argv": list(facts.argv), "cwd": cwd, "user": user}
+        spec.update(
+            limits=limits, name=facts.name, labels=dict(facts.labels), timeout=facts.timeout
+        )
         with self._lock:
             try:
                 self._db.execute(
@@ -98,6 +102,9 @@ class Store:
                 owner,
                 created_at,
                 ResolvedLimits.from_dict(spec["limits"] or {}),
+                name=spec.get("name") or "",
+                labels=dict(spec.get("labels") or {}),
+                timeout=spec.get("timeout"),
             )
             end = JobStatus.from_dict(json.loads(status)) if status else None
             yield Record(facts, spec["cwd"], spec["user"], end)

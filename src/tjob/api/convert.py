@@ -136,7 +136,11 @@ def status_to_pb(st: JobStatus) -> pb.JobStatus:
         created_at=st.created_at,
         usage=usage_to_pb(st.usage),
         limits=limits_to_pb(st.limits),
+        name=st.name,
+        labels=dict(st.labels),
+        timed_out=st.timed_out,
         **_present(
+            timeout_seconds=st.timeout,
             pid=st.pid,
             exit_code=st.exit_code,
             signal=st.signal,
@@ -168,4 +172,8 @@ def status_from_pb(msg: pb.JobStatus) -> JobStatus:
         ended_at=msg.ended_at if msg.HasField("ended_at") else None,
         usage=usage_from_pb(msg.usage),
         limits=limits_from_status_pb(msg.limits),
+        name=msg.name,
+        labels=dict(msg.labels),
+        timeout=msg.timeout_seconds if msg.HasField("timeout_seconds") else None,
+        timed_out=msg.timed_out,
     )

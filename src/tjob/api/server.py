@@ -52,10 +52,13 @@ from ..errors import (
     AmbiguousJobId,
     EngineClosed,
     InvalidSpec,
+    JobFinished,
     JobNotFound,
     JobRunning,
+    NameInUse,
     TjobError,
 )
+from ..naming import check_labels, check_name, check_timeout, parse_signal
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
 from . import convert, listing, stats
@@ -111,13 +114,28 @@ class ShuttingDown(TjobError):
 
 @dataclass(frozen=True)
 class Policy:
-    """What the server allows: its caps (also the defaults), admins, job account, job cap."""
+    """What the server allows: its caps, the defaults of jobs that ask for none (None: the
+    caps), admins, job account, job cap, timeouts (a server with ``max_timeout`` gives it to
+    jobs that ask for no timeout when it has no ``default_timeout``)."""
 
     caps: Limits
     admins: frozenset[str] = frozenset()
     job_user: str | int | None = "nobody"
     max_jobs: int = 64
     limits: ServerLimits = field(default_factory=ServerLimits)
+    defaults: Limits | None = None
+    max_timeout: float | None = None
+    default_timeout: float | None = None
+
+
+# The tjobs flag that sets each cap, for refusals that say how to get more.
+CAP_FLAGS = {
+    "cpu_percent": "tjobs --max-cpu",
+    "memory_mb": "tjobs --max-mem",
+    "pids": "tjobs --max-pids",
+    "rbps": "tjobs --max-rbps",
+    "wbps": "tjobs --max-wbps",
+}
 
 
 @dataclass
@@ -242,6 +260,15 @@ class JobService(JobServiceBase):
             log.info("remove %s %s", caller, job.short_id)
             await stream.send_message(convert.status_to_pb(st))
 
+    async def Signal(self, stream: Stream[pb.SignalRequest, pb.JobStatus]) -> None:
+        with self._rpc("signal", stream) as caller:
+            req = await _request(stream, pb.SignalRequest, self._receiving(caller))
+            sig = parse_signal(req.signal) if req.signal else parse_signal("KILL")
+            job = self.guard.job(caller, req.id)
+            await job.signal_async(sig, req.all)
+            log.info("signal %s %s %s%s", caller, job.short_id, sig.name, " (all)" * req.all)
+            await stream.send_message(convert.status_to_pb(job.status(usage=False)))
+
     # --- the one place requests become answers --------------------------------------------------
 
     @contextlib.contextmanager
@@ -309,9 +336,11 @@ class JobService(JobServiceBase):
         if limits.device is not None:
             raise InvalidSpec("the throttled device is chosen by the server (tjobs --mnt)")
         limits.validate()
-        over = limits.exceeding(self.policy.caps)
+        over = limits.exceeding(self.policy.caps, CAP_FLAGS)
         if over:
             raise InvalidSpec("; ".join(over))
+        if req.name:
+            check_name(req.name)
         spec = JobSpec(
             argv=tuple(req.argv),
             env=dict(req.env),
@@ -319,8 +348,23 @@ class JobService(JobServiceBase):
             user=self.policy.job_user,
             owner=caller.name,
             limits=limits,
+            name=req.name,
+            labels=dict(check_labels(req.labels)),
+            timeout=self._timeout(req),
         )
         return spec.validate()
+
+    def _timeout(self, req: pb.RunRequest) -> float | None:
+        p = self.policy
+        if not req.HasField("timeout_seconds"):
+            return p.default_timeout or p.max_timeout
+        timeout = check_timeout(req.timeout_seconds)
+        if p.max_timeout is not None and timeout is not None and timeout > p.max_timeout:
+            raise InvalidSpec(
+                f"timeout {timeout:g}s is above the server's cap of {p.max_timeout:g}s "
+                "(tjobs --max-timeout)"
+            )
+        return timeout
 
     def _running(self, caller: Caller) -> int:
         """How many of the caller's own jobs are running (admins are capped for their own)."""
@@ -439,7 +483,9 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)
-    if isinstance(exc, JobRunning):
+    if isinstance(exc, NameInUse):
+        return Code.ALREADY_EXISTS, str(exc)
+    if isinstance(exc, JobRunning | JobFinished):
         return Code.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ShuttingDown | EngineClosed):
         return Code.UNAVAILABLE, SHUTTING_DOWN

@@ -1,8 +1,9 @@
 """``tjobs``: the API server (``sudo tjobs``), and ``tjobs certs`` to create its certificates.
 
 Flags keep the Go prototype's single-dash spellings (``-mnt 254:0``) beside the GNU ones
-(``--mnt 254:0``). The limit flags are the server's caps and also the defaults of jobs that ask
-for none. Start-up refusals are one line on stderr and a non-zero exit, never a traceback.
+(``--mnt 254:0``). The limit flags are the defaults of jobs that ask for none; the ``--max-*``
+flags are the caps a job may ask up to (default: what the host has). Start-up refusals are
+one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from tjob.api.server import Policy
     from tjob.engine import Engine
+    from tjob.spec import Limits
 
 PROG = "tjobs"
 DEFAULT_HOST = "localhost:8080"
@@ -123,7 +125,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="most running jobs per client identity (default 64)",
     )
     _client_limit_flags(p)
+    _lifecycle_flags(p)
     return p
+
+
+def _lifecycle_flags(p: argparse.ArgumentParser) -> None:
+    """Caps apart from the defaults, and timeouts (issue 15)."""
+    from tjob.cli import flags
+    from tjob.units import MIB
+
+    for name, kind, what in (
+        ("max-cpu", flags.count(1 << 20), "percent of one CPU (default: all CPUs)"),
+        ("max-mem", flags.size(MIB), "memory in MB or 64G (default: the host's memory)"),
+        ("max-pids", flags.count(1 << 22), "processes (default: the kernel's pid_max)"),
+        ("max-rbps", flags.size(), "disk reads per second (default: no cap)"),
+        ("max-wbps", flags.size(), "disk writes per second (default: no cap)"),
+    ):
+        _flag(
+            p,
+            name,
+            dest=name.replace("-", "_"),
+            type=kind,
+            default=None,
+            help=f"the most a job may ask for: {what}",
+        )
+    for name, what in (
+        ("max-timeout", "the longest timeout a job may ask for; jobs asking none get it"),
+        ("default-timeout", "the timeout of jobs that ask for none (default: none)"),
+    ):
+        _flag(
+            p,
+            name,
+            dest=name.replace("-", "_"),
+            type=flags.duration(),
+            default=None,
+            metavar="DURATION",
+            help=f"{what}, e.g. 30m, 12h",
+        )
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -262,13 +300,19 @@ def _policy(args: argparse.Namespace) -> Policy:
     from tjob.errors import InvalidSpec
     from tjob.spec import Limits
 
-    caps = Limits(
+    defaults = Limits(
         cpu_percent=args.cpu, memory_mb=args.mem, pids=args.pids, rbps=args.rbps, wbps=args.wbps
     )
+    caps = _caps(args)
     try:
+        defaults.validate()
         caps.validate()
     except InvalidSpec as err:
         _fail(f"bad limit flag: {err}")
+    for over in defaults.exceeding(caps):
+        _fail(f"a default is above its cap: {over.replace('server', 'flag')}")
+    if args.max_timeout and args.default_timeout and args.default_timeout > args.max_timeout:
+        _fail("--default-timeout is above --max-timeout")
     if args.max_jobs < 1:
         _fail(f"--max-jobs must be at least 1, not {args.max_jobs}")
     if not args.client_rate > 0:
@@ -290,6 +334,28 @@ def _policy(args: argparse.Namespace) -> Policy:
         job_user=_job_user(args.job_user),
         max_jobs=args.max_jobs,
         limits=limits,
+        defaults=defaults,
+        max_timeout=args.max_timeout,
+        default_timeout=args.default_timeout,
+    )
+
+
+def _limits_text(d: Limits) -> str:
+    return f"cpu {d.cpu_percent}% mem {d.memory_mb}MB pids {d.pids} rbps {d.rbps} wbps {d.wbps}"
+
+
+def _caps(args: argparse.Namespace) -> Limits:
+    """``--max-*``, each defaulting to what the host has."""
+    from tjob.host import host_caps
+    from tjob.spec import Limits
+
+    host = host_caps()
+    return Limits(
+        cpu_percent=args.max_cpu or host.cpu_percent,
+        memory_mb=args.max_mem or host.memory_mb,
+        pids=args.max_pids or host.pids,
+        rbps=args.max_rbps or host.rbps,
+        wbps=args.max_wbps or host.wbps,
     )
 
 
@@ -332,7 +398,10 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
         if args.mnt is not None:
             check_block_device(args.mnt)
         return Engine(
-            args.state_dir, defaults=policy.caps, device=args.mnt, output_cap=args.output_cap
+            args.state_dir,
+            defaults=policy.defaults or policy.caps,
+            device=args.mnt,
+            output_cap=args.output_cap,
         )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")
@@ -416,11 +485,13 @@ async def _run(
         loop.add_signal_handler(sig, stop.set)
     caps = policy.caps
     log.info(
-        "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
+        "listen on %s (cgroup v%s, device %s; defaults %s; caps cpu %d%% mem %dMB pids %d "
+        "rbps %d wbps %d; "
         "max %d running jobs per client; jobs run as %s; admins: %s)",
         args.host,
         engine.cgroup_version,
         engine.device or "none (no disk throttling)",
+        _limits_text(policy.defaults or caps),
         caps.cpu_percent,
         caps.memory_mb,
         caps.pids,

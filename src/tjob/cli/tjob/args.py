@@ -26,7 +26,8 @@ GLOBALS: dict[str, tuple[str, str, str]] = {
     "cert": (".tjob/cli.crt", "TJOB_CERT", "cli cert file"),
     "key": (".tjob/cli.key", "TJOB_KEY", "cli key file"),
 }
-JOB_HELP = "a job id, or a unique prefix of it (at least 8 characters)"
+JOB_HELP = "a job's name or id, or a unique prefix of its id (at least 8 characters)"
+FILTER_HELP = "state=STATE, name=GLOB or label=KEY[=VALUE]; repeatable, all must match"
 UINT32_MAX = 2**32 - 1  # the proto's Limits fields: cpu_percent and pids are uint32
 UINT64_MAX = 2**64 - 1  # memory_mb, rbps, wbps
 
@@ -39,6 +40,7 @@ JOB_COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("JOB...", "wait for jobs to end; exit with the last one's code"),
     "stats": ("[OPTIONS] [JOB...]", "live resource use of running jobs"),
     "rm": ("JOB...", "remove finished jobs and their output"),
+    "kill": ("[-s SIGNAL] JOB...", "send a signal to jobs (default SIGKILL)"),
 }
 SETUP_COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("add|use|ls|rm|show", "server contexts: addresses with their certificates"),
@@ -218,7 +220,81 @@ def run_parser() -> _Parser:
         help="set an environment variable (K alone: copy it from here); repeatable",
     )
     o.add_argument("-w", "--workdir", metavar="DIR", default="", help="working directory")
+    _lifecycle_run_flags(o)
     p.epilog = "Limits not given are the server's defaults; above its caps is refused."
+    return p
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type=`` from a validator of :mod:`tjob.naming` / :mod:`tjob.filters`:
+    its one-line message becomes the usage error (before any call)."""
+    from tjob.errors import InvalidSpec
+
+    def check(text: str) -> object:
+        try:
+            return parse(text)
+        except InvalidSpec as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return check
+
+
+def _lifecycle_run_flags(o: argparse._ArgumentGroup) -> None:
+    from tjob import naming
+    from tjob.cli import flags
+
+    o.add_argument("--name", type=_checked(naming.check_name), help="a name for the job")
+    o.add_argument(
+        "-l",
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        type=_checked(naming.parse_label),
+        metavar="K=V",
+        help="a label to find the job by; repeatable",
+    )
+    o.add_argument(
+        "--timeout",
+        type=flags.duration(),
+        metavar="DURATION",
+        help="stop the job (as stop does) after this long, e.g. 30s, 10m, 2h",
+    )
+
+
+def _filter_flag(o: argparse._ArgumentGroup) -> None:
+    from tjob import filters
+
+    o.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        type=_checked(lambda t: str(filters.parse(t) and t)),  # checked, sent as typed
+        metavar="FILTER",
+        help=FILTER_HELP,
+    )
+
+
+def kill_parser() -> _Parser:
+    from tjob import naming
+
+    p, o = _command_parser(
+        "kill",
+        "[OPTIONS] JOB...",
+        "Send a signal to each job's command (as docker kill: the job is not marked stopped); "
+        "print each id.",
+    )
+    o.add_argument(
+        "-s",
+        "--signal",
+        type=_checked(naming.parse_signal),
+        default="KILL",
+        metavar="SIGNAL",
+        help="a name (TERM, SIGHUP) or number (default KILL)",
+    )
+    o.add_argument("--all", action="store_true", help="to every process of the job")
+    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
     return p
 
 
@@ -236,7 +312,8 @@ def stop_parser() -> _Parser:
         help="seconds (or 90s, 5m) between SIGTERM and SIGKILL "
         f"(default {DEFAULT_GRACE:g}; 0 kills at once)",
     )
-    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    _filter_flag(o)
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP + " (or --filter)")
     return p
 
 
@@ -249,6 +326,13 @@ def ps_parser() -> _Parser:
     out = o.add_mutually_exclusive_group()
     out.add_argument("-q", "--quiet", action="store_true", help="only print ids")
     out.add_argument("--json", action="store_true", help="print the full statuses as JSON")
+    _filter_flag(o)
+    o.add_argument(
+        "-a",
+        "--all",
+        action="store_true",
+        help="every job, finished ones too (the default: see README)",
+    )
     p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP)
     return p
 
@@ -290,10 +374,11 @@ def wait_parser() -> _Parser:
 
 
 def rm_parser() -> _Parser:
-    p, _ = _command_parser(
+    p, o = _command_parser(
         "rm", "JOB...", "Remove finished jobs (their record and output); print each id removed."
     )
-    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    _filter_flag(o)
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP + " (or --filter)")
     return p
 
 
@@ -334,6 +419,7 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "wait": wait_parser,
     "stats": stats_parser,
     "rm": rm_parser,
+    "kill": kill_parser,
     "context": context_parser,
     "completion": completion_parser,
     "version": version_parser,
@@ -394,4 +480,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             raise CliError("run needs a COMMAND (see 'tjob run -h')", EXIT_USAGE)
     else:
         parser.parse_args(rest, namespace=args)
+        if command in ("stop", "rm") and not args.jobs and not args.filters:
+            raise CliError(
+                f"{command} needs a JOB or a --filter (see 'tjob {command} -h')", EXIT_USAGE
+            )
     return args

@@ -88,6 +88,9 @@ def status_text(st: JobStatus, now: float) -> str:
         text = f"Killed ({st.signal_name})"
     else:
         text = f"Exit ({st.exit_code})"
+    if st.timed_out:
+        ago = f" {human_duration(now - st.ended_at)} ago" if st.ended_at else ""
+        return f"Timed out ({st.shell_exit_code}){ago}"
     return f"{text} stopped" if st.stopped else text
 
 

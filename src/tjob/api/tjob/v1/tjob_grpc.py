@@ -46,6 +46,10 @@ class JobServiceBase(abc.ABC):
     async def Remove(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.JobRef, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Signal(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.SignalRequest, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -94,6 +98,12 @@ class JobServiceBase(abc.ABC):
                 self.Remove,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 tjob.api.tjob.v1.tjob_pb2.JobRef,
+                tjob.api.tjob.v1.tjob_pb2.JobStatus,
+            ),
+            '/tjob.v1.JobService/Signal': grpclib.const.Handler(
+                self.Signal,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                tjob.api.tjob.v1.tjob_pb2.SignalRequest,
                 tjob.api.tjob.v1.tjob_pb2.JobStatus,
             ),
         }
@@ -148,5 +158,11 @@ class JobServiceStub:
             channel,
             '/tjob.v1.JobService/Remove',
             tjob.api.tjob.v1.tjob_pb2.JobRef,
+            tjob.api.tjob.v1.tjob_pb2.JobStatus,
+        )
+        self.Signal = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/tjob.v1.JobService/Signal',
+            tjob.api.tjob.v1.tjob_pb2.SignalRequest,
             tjob.api.tjob.v1.tjob_pb2.JobStatus,
         )

@@ -22,7 +22,16 @@ def main(c: Client, args: argparse.Namespace) -> int:
         rbps=args.rbps or 0,
         wbps=args.wbps or 0,
     )
-    req = pb.RunRequest(argv=args.argv, limits=limits, env=_env(args.env), workdir=args.workdir)
+    req = pb.RunRequest(
+        argv=args.argv,
+        limits=limits,
+        env=_env(args.env),
+        workdir=args.workdir,
+        name=args.name or "",
+        labels=dict(args.labels),
+    )
+    if args.timeout is not None:
+        req.timeout_seconds = args.timeout
     st = status(c.call("Run", pb.JobStatus, req))
     if st.state is JobState.FAILED:
         # It never started (no such command, bad workdir): a shell's 127/126, the id for ps.

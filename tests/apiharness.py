@@ -73,6 +73,7 @@ class Harness:
         output_cap: int = 1 << 30,
         cgroup_parent: str = "tjob",
         limits: ServerLimits = TEST_LIMITS,
+        max_running: int | None = None,
     ) -> None:
         self.tmp = tmp
         self.certs = tmp / "certs"
@@ -83,6 +84,7 @@ class Harness:
             job_user=job_user,
             max_jobs=max_jobs,
             limits=limits,
+            max_running=max_running,
         )
         self.output_cap = output_cap
         self.cgroup_parent = cgroup_parent
@@ -100,6 +102,8 @@ class Harness:
             defaults=self.policy.caps,
             output_cap=self.output_cap,
             cgroup_parent=self.cgroup_parent,
+            max_running=self.policy.max_running,
+            owner_max_running=self.policy.max_jobs,
         )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ small files and cgroup counters (page cache, kernel memory) are not blocking ste
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import fcntl
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import adopt, cgroups
+from . import adopt, cgroups, queued
 from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .ends import Ends
@@ -49,6 +50,7 @@ from .protocol import (
     decode_start_reply,
     encode_start_request,
 )
+from .queue import Dispatcher
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
@@ -85,7 +87,7 @@ class _Prepared:
 
 
 class Engine:
-    """Starts and tracks jobs. Needs root: it writes cgroups and creates namespaces.
+    r"""Starts and tracks jobs. Needs root: it writes cgroups and creates namespaces.
 
     state_dir: where job records and output live (made mode 0700).
     cgroup_root: the cgroup filesystem; v2 when it is a unified hierarchy, else v1.
@@ -96,6 +98,8 @@ class Engine:
         cap raises :class:`InvalidSpec` naming the field and the cap.
     default_timeout: the timeout of jobs that set none (None: no timeout).
     timeout_grace: seconds between SIGTERM and SIGKILL when a job's timeout passes.
+    max_running / owner_max_running: when :meth:`enqueue`\ d jobs start: while fewer than
+        this many run on the engine / for their owner (None: no limit).
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -113,6 +117,8 @@ class Engine:
         caps: Limits | None = None,
         default_timeout: float | None = None,
         timeout_grace: float = DEFAULT_GRACE,
+        max_running: int | None = None,
+        owner_max_running: int | None = None,
     ) -> None:
         self._closed = False
         if output_cap <= 0:
@@ -148,10 +154,15 @@ class Engine:
         self._hub = Hub()
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
+        self._queue = Dispatcher(self._start_queued, max_running, owner_max_running)
+        self._ends.on_end = lambda job: self._queue.ended(job.id)
         for job in adopt.load(self._store, self._ends, self._make_job):
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
             self._watch_deadline(job)  # one that passed while no engine ran: stopped now
+            if job.running:
+                self._queue.running(job.id, job.owner)
+        queued.load(self)
         self._launcher = LauncherClient(self.state_dir, self._cg)
 
     @property
@@ -163,19 +174,23 @@ class Engine:
 
     # ---------------------------------------------------------------- start
 
-    def _prepare(self, spec: JobSpec) -> _Prepared:
+    def _check(self, spec: JobSpec) -> Limits:
+        """The spec's limits merged with the defaults; InvalidSpec if anything is wrong."""
         if self._closed:
             raise EngineClosed("the engine is closed")
         spec.validate()
         over = spec.limits.exceeding(self.caps) if self.caps is not None else []
         if over:
             raise InvalidSpec("; ".join(over))
-        limits = spec.limits.merged(self.defaults).validate()
+        return spec.limits.merged(self.defaults).validate()
+
+    def _prepare(self, spec: JobSpec, queued: Job | None = None) -> _Prepared:
+        limits = self._check(spec)
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
         uid, gid, home, name = _resolve_user(spec.user)
-        job_id = secrets.token_hex(16)
-        created_at = time.time()
+        job_id = secrets.token_hex(16) if queued is None else queued.id
+        created_at = time.time() if queued is None else queued.created_at
         env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
         if name:
             env["USER"] = env["LOGNAME"] = name
@@ -191,8 +206,11 @@ class Engine:
         try:
             self._store.add(facts, spec.cwd, spec.user)
         except BaseException:
-            self._names.release(spec.owner, spec.name, job_id)
+            if queued is None:
+                self._names.release(spec.owner, spec.name, job_id)
             raise
+        if queued is not None:
+            self._store.dequeue(job_id)  # after the row: a crash between leaves it started
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
@@ -217,14 +235,19 @@ class Engine:
         )
         return _Prepared(facts, spec, jdir, request)
 
-    def _prepare_and_send(self, spec: JobSpec) -> tuple[_Prepared, socket.socket]:
+    def _prepare_and_send(
+        self, spec: JobSpec, queued: Job | None = None
+    ) -> tuple[_Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""
-        prepared = self._prepare(spec)
+        prepared = self._prepare(spec, queued)
         return prepared, self._launcher.send(prepared.request)
 
-    def _finish(self, prepared: _Prepared, msg: bytes, fds: list[int]) -> tuple[Job, str | None]:
+    def _finish(
+        self, prepared: _Prepared, msg: bytes, fds: list[int], queued: Job | None = None
+    ) -> tuple[Job, str | None]:
         """The job, from the supervisor's answer; and the error if it did not start."""
-        job = self._make_job(prepared.facts, prepared.spec)
+        job = self._make_job(prepared.facts, prepared.spec) if queued is None else queued
+        job.facts, job.limits = prepared.facts, prepared.facts.limits
         try:
             died = StartReply(False, error="the supervisor died")
             reply = decode_start_reply(msg) if msg else died
@@ -238,18 +261,45 @@ class Engine:
             os.close(fd)
         return job, reply.error or "start failed"
 
-    def _start_flow(self, spec: JobSpec) -> Flow[Job]:
-        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
+    def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]:
+        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
         msg, fds = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
-        job, error = self._finish(prepared, msg, fds)
+        job, error = self._finish(prepared, msg, fds, queued)
         if error is not None:
             # The launcher recorded the failure before answering, or nobody did: the end step.
             yield blocking(lambda: self._ends.settle(job, error))
         self._index.add(job)
         self._watch_deadline(job)
+        self._queue.running(job.id, job.owner, ended=job._settled)
         return job
+
+    # ---------------------------------------------------------------- queue
+
+    def enqueue(self, spec: JobSpec) -> Job:
+        """Queue ``spec``: it starts once fewer than ``max_running`` jobs run, and fewer than
+        ``owner_max_running`` of its owner's, first in first out per owner, round robin
+        between owners. Returns the job in state ``queued`` (or already started)."""
+        return queued.enqueue(self, spec)
+
+    async def enqueue_async(self, spec: JobSpec) -> Job:
+        """Like :meth:`enqueue` (its record is written from a thread)."""
+        return await asyncio.to_thread(queued.enqueue, self, spec)
+
+    def _start_queued(self, job_id: str) -> None:
+        queued.start(self, self._index.get(job_id))
+
+    def running_count(self, owner: str | None = None) -> int:
+        """Jobs running (or starting) on this engine, or ``owner``'s."""
+        return self._queue.running_count(owner)
+
+    def queued_count(self, owner: str | None = None) -> int:
+        return self._queue.queued_count(owner)
+
+    def has_room(self, owner: str) -> bool:
+        """Nothing is queued and ``owner``'s job would start at once."""
+        return self._queue.has_room(owner)
 
     def _watch_deadline(self, job: Job) -> None:
         timeout = job.facts.timeout
@@ -353,6 +403,7 @@ class Engine:
             for job in running:
                 job.stop(grace)
         self._closed = True
+        self._queue.close()
         self._deadlines.close()
         self._launcher.close()
         self._hub.close()  # after this, no end step runs

@@ -16,8 +16,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
@@ -27,6 +28,14 @@ from .logstore import READ_SIZE, Chunk, LogReader
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
 from .watch import Hub
+
+if TYPE_CHECKING:
+    from .queue import Gate
+
+
+async def _nothing() -> None:
+    return None
+
 
 KILL_TIMEOUT = 30.0
 
@@ -52,6 +61,26 @@ class Job:
         self._sup_pidfd = -1
         self._init_pidfd = -1
         self._lock = threading.RLock()  # guards the pidfds and the end step
+        # A queued job (issue 15): the gate opens when it starts or is cancelled; ``_cancel``
+        # takes it out of the queue (None: it is starting already).
+        self._gate: Gate | None = None
+        self._cancel: Callable[[], JobStatus | None] | None = None
+
+    @property
+    def queued(self) -> bool:
+        """Waiting in the engine's queue: no process, no directory yet."""
+        return self._gate is not None and not self._gate.open
+
+    def _started_step(self) -> Step:
+        gate = self._gate
+        if gate is None:
+            return Step(lambda: None, _nothing)
+        return Step(gate.wait, gate.wait_async)
+
+    async def started_async(self) -> None:
+        """Until a queued job has started (or been cancelled); at once for any other."""
+        if self._gate is not None:
+            await self._gate.wait_async()
 
     @property
     def short_id(self) -> str:
@@ -112,6 +141,8 @@ class Job:
         final = self._final_status()
         if final is not None:
             return final
+        if self.queued:
+            return JobStatus.of(self.facts, JobState.QUEUED)
         return JobStatus.of(
             self.facts,
             JobState.RUNNING,
@@ -128,6 +159,8 @@ class Job:
         if final is not None:
             return final
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._gate is not None and not self._gate.wait(timeout):
+            raise TimeoutError(f"job {self.short_id} still queued after {timeout}s")
         with self._hub.subscribe(str(self.dir)) as w:
             while True:
                 w.clear()
@@ -146,6 +179,7 @@ class Job:
             return final
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
+            await self.started_async()
             with self._hub.subscribe(str(self.dir), loop) as w:
                 while True:
                     w.clear()
@@ -190,6 +224,11 @@ class Job:
     def _stop_flow(self, grace: float) -> Flow[JobStatus]:
         if grace < 0:
             raise InvalidSpec("grace must be >= 0")
+        if self.queued and self._cancel is not None:
+            cancelled = yield blocking(self._cancel)
+            if cancelled is not None:
+                return cancelled  # type: ignore[no-any-return]
+            yield self._started_step()  # it was starting: stop it once it runs
         if not (yield blocking(lambda: self._begin_stop(grace))):
             return self.status()
         if grace > 0:
@@ -227,6 +266,8 @@ class Job:
         """
         if self._final_status() is not None:
             raise JobFinished(f"job {self.short_id} has ended")
+        if self.queued:
+            raise JobFinished(f"job {self.short_id} is queued: it has not started")
         try:
             sent = self._cg.signal(self.id, sig) if all else self._signal_command(sig)
         except CgroupError as e:
@@ -275,6 +316,8 @@ class Job:
         out the first bytes of the selected streams (to resume after a disconnect);
         ``read_size`` bounds what one step reads (and so the memory a reader holds).
         """
+        if self._gate is not None:
+            self._gate.wait()  # a queued job: its output starts with its start
         with self.follower(streams, skip) as f:
             while True:
                 chunks = f.take(read_size)
@@ -292,6 +335,7 @@ class Job:
         read_size: int = READ_SIZE,
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
+        await self.started_async()
         with self.follower(streams, skip, asyncio.get_running_loop()) as f:
             while True:
                 chunks = f.take(read_size)

@@ -15,10 +15,12 @@ class JobState(enum.StrEnum):
     STOPPED = "stopped"  # ended after a stop request
     FAILED = "failed"  # never started: see JobStatus.error
     LOST = "lost"  # its supervisor vanished before recording the end
+    QUEUED = "queued"  # waiting for room to start (issue 15)
+    CANCELLED = "cancelled"  # stopped while queued: it never ran
 
     @property
     def finished(self) -> bool:
-        return self is not JobState.RUNNING
+        return self is not JobState.RUNNING and self is not JobState.QUEUED
 
 
 class Stream(enum.IntFlag):

@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(ended_at);
+-- Queued jobs (issue 15), in submission order, until their start moves them to jobs.
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spec TEXT NOT NULL
+);
 """
 
 
@@ -115,6 +123,31 @@ class Store:
                 "SELECT id FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ?", (when,)
             ).fetchall()
         return [r[0] for r in rows]
+
+    def enqueue(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO queue (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
+                    (job_id, owner, created_at, json.dumps(spec)),
+                )
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the queued job: {e}") from None
+
+    def dequeue(self, job_id: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM queue WHERE id = ?", (job_id,))
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the job's start: {e}") from None
+
+    def queued(self) -> list[tuple[str, float, dict[str, Any]]]:
+        """(id, created_at, spec) of each queued job, in submission order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, created_at, spec FROM queue ORDER BY seq"
+            ).fetchall()
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -19,6 +19,8 @@ _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.STOPPED: pb.JOB_STATE_STOPPED,
     JobState.FAILED: pb.JOB_STATE_FAILED,
     JobState.LOST: pb.JOB_STATE_LOST,
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
 }
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 

@@ -92,6 +92,7 @@ MAX_GRACE = 24 * 3600.0
 DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL, MAX_INTERVAL = SAMPLE_FLOOR, 3600.0
 SHUTTING_DOWN = "tjobs is shutting down"
+QUEUE_REPLY_WAIT = 1.0  # seconds a queued Run waits to answer "running" if it starts at once
 
 _Req = TypeVar("_Req", bound=Message)
 
@@ -126,6 +127,9 @@ class Policy:
     defaults: Limits | None = None
     max_timeout: float | None = None
     default_timeout: float | None = None
+    queue: bool = False  # Run queues by default when over a running-job limit
+    max_running: int | None = None  # jobs running on the server, all clients
+    max_queued: int = 1000  # queued jobs per client
 
 
 # The tjobs flag that sets each cap, for refusals that say how to get more.
@@ -166,11 +170,10 @@ class JobService(JobServiceBase):
         with self._rpc("run", stream) as caller:
             req = await _request(stream, pb.RunRequest, self._receiving(caller))
             spec = self._spec(caller, req)
-            if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
-                raise QuotaExceeded(
-                    f"you have {self.policy.max_jobs} running jobs, the most this server "
-                    "allows one client; stop or wait for one first"
-                )
+            if req.queue or self.policy.queue:
+                await self._queue(caller, spec, stream)
+                return
+            self._admit_run(caller)
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
             try:
                 job = await self._engine.start_async(spec)
@@ -218,6 +221,7 @@ class JobService(JobServiceBase):
             req = await _request(stream, pb.LogsRequest, self._receiving(caller))
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
+            await job.started_async()  # a queued job's output begins with its start
             loop = asyncio.get_running_loop()
             with job.follower(streams, req.skip, loop) as follower:
                 await send_output(
@@ -242,7 +246,8 @@ class JobService(JobServiceBase):
             named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
             sampler = self._sampler
             while True:
-                jobs = named or [j for j in self.guard.jobs(caller) if j.running][:MAX_STATS_JOBS]
+                live = (j for j in self.guard.jobs(caller) if j.running and not j.queued)
+                jobs = named or list(live)[:MAX_STATS_JOBS]
                 before = {j.id: sampler.sample(j) for j in jobs}
                 await asyncio.sleep(interval)
                 out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
@@ -368,8 +373,41 @@ class JobService(JobServiceBase):
 
     def _running(self, caller: Caller) -> int:
         """How many of the caller's own jobs are running (admins are capped for their own)."""
-        mine = (j for j in self._engine.jobs() if j.owner == caller.name)
-        return sum(1 for j in mine if j.running)
+        return self._engine.running_count(caller.name)
+
+    def _admit_run(self, caller: Caller) -> None:
+        """Refuse a Run over a running-job limit, saying which (unless it queues)."""
+        p = self.policy
+        mine = self._running(caller) + self._starting[caller.name]
+        if mine >= p.max_jobs:
+            raise QuotaExceeded(
+                f"you have {mine} running jobs, the most this server allows one client "
+                f"(tjobs --max-jobs {p.max_jobs}); stop or wait for one first, or run with --queue"
+            )
+        running = self._engine.running_count() + sum(self._starting.values())
+        if p.max_running is not None and running >= p.max_running:
+            raise QuotaExceeded(
+                f"{running} jobs are running on this server, the most it allows "
+                f"(tjobs --max-running {p.max_running}); run with --queue to wait for a slot"
+            )
+
+    async def _queue(
+        self, caller: Caller, spec: JobSpec, stream: Stream[pb.RunRequest, pb.JobStatus]
+    ) -> None:
+        queued = self._engine.queued_count(caller.name)
+        if queued >= self.policy.max_queued:
+            raise QuotaExceeded(
+                f"you have {queued} queued jobs, the most this server allows one client "
+                "(tjobs --max-queued)"
+            )
+        room = self._engine.has_room(caller.name)
+        job = await self._engine.enqueue_async(spec)
+        if room:  # the dispatcher starts it at once: answer with where it got to
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.started_async(), QUEUE_REPLY_WAIT)
+        st = job.status(usage=False)
+        log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
+        await stream.send_message(convert.status_to_pb(st))
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The handler tasks of the calls being served now."""

@@ -149,6 +149,30 @@ def _lifecycle_flags(p: argparse.ArgumentParser) -> None:
             default=None,
             help=f"the most a job may ask for: {what}",
         )
+    _flag(
+        p,
+        "max-running",
+        dest="max_running",
+        type=flags.count(1 << 20),
+        default=None,
+        metavar="N",
+        help="most jobs running at once, all clients together (default: no limit)",
+    )
+    _flag(
+        p,
+        "max-queued",
+        dest="max_queued",
+        type=flags.count(1 << 20),
+        default=1000,
+        metavar="N",
+        help="most queued jobs per client (default 1000)",
+    )
+    _flag(
+        p,
+        "queue",
+        action="store_true",
+        help="over a running-job limit, queue a job rather than refuse it (as tjob run --queue)",
+    )
     for name, what in (
         ("max-timeout", "the longest timeout a job may ask for; jobs asking none get it"),
         ("default-timeout", "the timeout of jobs that ask for none (default: none)"),
@@ -337,6 +361,9 @@ def _policy(args: argparse.Namespace) -> Policy:
         defaults=defaults,
         max_timeout=args.max_timeout,
         default_timeout=args.default_timeout,
+        queue=args.queue,
+        max_running=args.max_running,
+        max_queued=args.max_queued,
     )
 
 
@@ -402,6 +429,8 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             defaults=policy.defaults or policy.caps,
             device=args.mnt,
             output_cap=args.output_cap,
+            max_running=policy.max_running,
+            owner_max_running=policy.max_jobs,
         )
     except TjobError as err:
         _fail(f"cannot manage jobs: {err}")

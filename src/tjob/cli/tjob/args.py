@@ -260,6 +260,11 @@ def _lifecycle_run_flags(o: argparse._ArgumentGroup) -> None:
         metavar="DURATION",
         help="stop the job (as stop does) after this long, e.g. 30s, 10m, 2h",
     )
+    o.add_argument(
+        "--queue",
+        action="store_true",
+        help="over a running-job limit, wait in the queue (state queued) rather than be refused",
+    )
 
 
 def _filter_flag(o: argparse._ArgumentGroup) -> None:

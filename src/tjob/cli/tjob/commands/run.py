@@ -30,6 +30,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
         name=args.name or "",
         labels=dict(args.labels),
     )
+    req.queue = args.queue
     if args.timeout is not None:
         req.timeout_seconds = args.timeout
     st = status(c.call("Run", pb.JobStatus, req))

@@ -25,6 +25,7 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,10 +161,9 @@ class Engine:
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
             self._watch_deadline(job)  # one that passed while no engine ran: stopped now
-            if job.running:
-                self._queue.running(job.id, job.owner)
-        queued.load(self)
+            self._queue.running(job.id, job.owner, _settled(job))
         self._launcher = LauncherClient(self.state_dir, self._cg)
+        queued.load(self)  # the dispatcher may start them at once: after the launcher
 
     @property
     def cgroup_version(self) -> int:
@@ -209,8 +209,7 @@ class Engine:
             if queued is None:
                 self._names.release(spec.owner, spec.name, job_id)
             raise
-        if queued is not None:
-            self._store.dequeue(job_id)  # after the row: a crash between leaves it started
+
         jdir = self.jobs_dir / job_id
         jdir.mkdir(mode=0o700)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(job_id)]
@@ -240,7 +239,12 @@ class Engine:
     ) -> tuple[_Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""
         prepared = self._prepare(spec, queued)
-        return prepared, self._launcher.send(prepared.request)
+        sock = self._launcher.send(prepared.request)
+        if queued is not None:
+            # Once it is on its way: a crash before this leaves a queue row beside the job's,
+            # and the next engine queues it again if it never ran (queued.load).
+            self._store.dequeue(prepared.facts.id)
+        return prepared, sock
 
     def _finish(
         self, prepared: _Prepared, msg: bytes, fds: list[int], queued: Job | None = None
@@ -272,7 +276,7 @@ class Engine:
             yield blocking(lambda: self._ends.settle(job, error))
         self._index.add(job)
         self._watch_deadline(job)
-        self._queue.running(job.id, job.owner, ended=job._settled)
+        self._queue.running(job.id, job.owner, _settled(job))
         return job
 
     # ---------------------------------------------------------------- queue
@@ -397,6 +401,10 @@ class Engine:
         if self._closed:
             return
         if stop_jobs:
+            self._queue.close()  # none starts now; the queued ones are cancelled
+            for job in self.jobs():
+                if job.queued:
+                    job.stop(0)
             running = [j for j in self.jobs() if not j.status().state.finished]
             for job in running:
                 job._begin_stop(grace)
@@ -417,6 +425,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settled(job: Job) -> Callable[[], bool]:
+    return lambda: job._settled
 
 
 def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:

@@ -111,21 +111,28 @@ class Dispatcher:
 
     # --- counts -------------------------------------------------------------------------------
 
-    def running(self, job_id: str, owner: str, ended: bool = False) -> None:
-        """``job_id`` runs (or is starting); ``ended``: it already ended (a race with its end)."""
+    def running(self, job_id: str, owner: str, settled: Callable[[], bool]) -> None:
+        """``job_id`` runs, unless ``settled()`` says its end was seen. Asked under the lock
+        that :meth:`ended` takes, and a job is settled before ``ended`` is called, so a job
+        that ends at any point around this call is counted out."""
         with self._cond:
-            if job_id not in self._running and not ended:
+            if settled():
+                self._pop(job_id)
+            elif job_id not in self._running:
                 self._running[job_id] = owner
                 self._owner_running[owner] += 1
 
     def ended(self, job_id: str) -> None:
         with self._cond:
-            owner = self._running.pop(job_id, None)
-            if owner is not None:
-                self._owner_running[owner] -= 1
-                if not self._owner_running[owner]:
-                    del self._owner_running[owner]
-                self._cond.notify()
+            self._pop(job_id)
+
+    def _pop(self, job_id: str) -> None:
+        owner = self._running.pop(job_id, None)
+        if owner is not None:
+            self._owner_running[owner] -= 1
+            if not self._owner_running[owner]:
+                del self._owner_running[owner]
+            self._cond.notify()
 
     def running_count(self, owner: str | None = None) -> int:
         with self._cond:

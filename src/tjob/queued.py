@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import time
 from functools import partial
 from typing import TYPE_CHECKING
 
 from .errors import EngineClosed, TjobError
 from .flows import drive
-from .jobdir import SPEC_FILE, create_file
+from .jobdir import RUN_FILE, SPEC_FILE, create_file
 from .queue import Gate, spec_from_dict, spec_to_dict
 from .recorder import record_end
 from .spec import JobSpec
@@ -80,8 +81,9 @@ def start(engine: Engine, job: Job) -> None:
         drive(engine._start_flow(job.spec, job))
     except EngineClosed:
         return  # still in the queue table: the next engine starts it
-    except TjobError as e:
-        _record_unstarted(engine, job, JobState.FAILED, str(e))
+    except Exception as e:  # a refusal (InvalidSpec: its user is gone) or a failure
+        with contextlib.suppress(Exception):
+            _record_unstarted(engine, job, JobState.FAILED, str(e) or type(e).__name__)
         engine._queue.ended(job.id)
     job._gate.release()
 
@@ -114,12 +116,28 @@ def _record_unstarted(engine: Engine, job: Job, state: JobState, error: str) -> 
     return status
 
 
+def _started(engine: Engine, job_id: str) -> bool:
+    """Whether a queued job's start got under way. One the last engine was starting when it
+    died, that never ran (recorded lost, no run.json), is forgotten, to be queued again."""
+    try:
+        job = engine._index.get(job_id)
+    except LookupError:
+        return False
+    st = job.status(usage=False)
+    if st.state is not JobState.LOST or st.started_at is not None or (job.dir / RUN_FILE).exists():
+        return True
+    engine._index.discard(job_id)
+    engine._names.release(job.owner, job.name, job_id)
+    shutil.rmtree(job.dir, ignore_errors=True)
+    engine._store.remove(job_id)
+    return False
+
+
 def load(engine: Engine) -> None:
     """Queue again, in order, what an earlier engine left queued."""
     for job_id, created_at, d in engine._store.queued():
-        with contextlib.suppress(TjobError, LookupError):
-            engine._index.get(job_id)  # it started: the queue row outlived a crash
-            engine._store.dequeue(job_id)
+        if _started(engine, job_id):
+            engine._store.dequeue(job_id)  # the queue row outlived a crash
             continue
         spec = spec_from_dict(d)
         try:

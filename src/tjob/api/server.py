@@ -544,8 +544,8 @@ def _peer(stream: Stream[Any, Any]) -> str:
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
         return f"failed: {shown(st.error or '')}"
-    if st.state is JobState.RUNNING:
-        return "running"
+    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED):
+        return st.state.value
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"
 

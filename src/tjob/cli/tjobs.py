@@ -548,7 +548,7 @@ async def _run(
     log.info("shutting down")
     pruner.cancel()
     await api.shutdown()
-    running = sum(1 for j in engine.jobs() if not j.status().state.finished)
+    running = engine.running_count()
     if args.stop_on_exit:
         log.info("stopping %d running jobs (--stop-on-exit)", running)
     else:

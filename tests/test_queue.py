@@ -119,3 +119,11 @@ def test_the_queue_survives_a_restart_in_order(tmp_path: Path, cgroup_parent: st
         assert starts == sorted(starts)
     with Engine(state, cgroup_parent=cgroup_parent) as eng:
         assert all(eng.get(i).status().state is JobState.EXITED for i in ids)
+
+
+def test_removing_a_job_right_after_its_end_frees_its_slot(eng1: Engine) -> None:
+    for _ in range(5):
+        job = eng1.enqueue(JobSpec(["true"]))
+        job.wait(HANG)
+        eng1.remove(job.id)  # perhaps before the engine's end step: the slot is freed anyway
+    assert eng1.running_count() == 0

@@ -352,6 +352,7 @@ class Engine:
         self._index.discard(job.id)
         self._names.release(job.owner, job.name, job.id)
         self._ends.forget(job)
+        self._queue.ended(job.id)  # its end step may not have run yet: forget ends it
         # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
         self._store.remove(job.id)

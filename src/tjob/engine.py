@@ -34,6 +34,7 @@ from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import EngineClosed, InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
+from .events import EventLog, end_kind
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import Follower, Job
@@ -156,7 +157,8 @@ class Engine:
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
         self._queue = Dispatcher(self._start_queued, max_running, owner_max_running)
-        self._ends.on_end = lambda job: self._queue.ended(job.id)
+        self.events = EventLog(store)
+        self._ends.on_end = self._ended
         for job in adopt.load(self._store, self._ends, self._make_job):
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
@@ -277,7 +279,16 @@ class Engine:
         self._index.add(job)
         self._watch_deadline(job)
         self._queue.running(job.id, job.owner, _settled(job))
+        if error is None:
+            self.events.emit("started", job.status(usage=False), job.started_at or time.time())
         return job
+
+    def _ended(self, job: Job) -> None:
+        """The end step of a job ran: free its slot, say how it ended."""
+        self._queue.ended(job.id)
+        final = job._final
+        if final is not None:
+            self.events.emit(end_kind(final), final, final.ended_at or time.time())
 
     # ---------------------------------------------------------------- queue
 
@@ -353,6 +364,7 @@ class Engine:
         self._names.release(job.owner, job.name, job.id)
         self._ends.forget(job)
         self._queue.ended(job.id)  # its end step may not have run yet: forget ends it
+        self.events.emit("removed", job.status(usage=False), time.time())
         # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
         self._store.remove(job.id)

@@ -46,6 +46,7 @@ def enqueue(engine: Engine, spec: JobSpec) -> Job:
         engine._names.release(spec.owner, spec.name, job_id)
         raise
     engine._index.add(job)
+    engine.events.emit("queued", job.status(), created_at)  # before the dispatcher sees it
     engine._queue.add(job_id, spec.owner)
     return job
 
@@ -113,6 +114,7 @@ def _record_unstarted(engine: Engine, job: Job, state: JobState, error: str) -> 
     store.finish(job.id, status)
     store.dequeue(job.id)
     job._settle(status)
+    engine.events.emit(state.value, status, status.ended_at or time.time())
     return status
 
 

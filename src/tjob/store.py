@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS queue (
     created_at REAL NOT NULL,
     spec TEXT NOT NULL
 );
+-- Recent lifecycle events (issue 15), the last KEEP of them (events.py).
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
 """
 
 
@@ -148,6 +150,27 @@ class Store:
                 "SELECT id, created_at, spec FROM queue ORDER BY seq"
             ).fetchall()
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def add_event(self, seq: int, data: dict[str, Any], keep: int) -> None:
+        """Best effort: an event not kept is no reason to fail what it reports."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO events (seq, data) VALUES (?, ?)",
+                    (seq, json.dumps(data)),
+                )
+                if seq % 100 == 0:
+                    self._db.execute("DELETE FROM events WHERE seq <= ?", (seq - keep,))
+            except sqlite3.Error:
+                pass
+
+    def events(self, limit: int) -> list[dict[str, Any]]:
+        """The last ``limit`` events, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM events ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
 
     def close(self) -> None:
         with self._lock:

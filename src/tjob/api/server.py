@@ -61,7 +61,7 @@ from ..errors import (
 from ..naming import check_labels, check_name, check_timeout, parse_signal
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
-from . import convert, listing, stats
+from . import convert, eventstream, listing, stats
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
 from .limits import ClientQuota, LimitExceeded, ServerLimits
@@ -273,6 +273,11 @@ class JobService(JobServiceBase):
             await job.signal_async(sig, req.all)
             log.info("signal %s %s %s%s", caller, job.short_id, sig.name, " (all)" * req.all)
             await stream.send_message(convert.status_to_pb(job.status(usage=False)))
+
+    async def Events(self, stream: Stream[pb.EventsRequest, pb.Event]) -> None:
+        with self._rpc("events", stream, streaming=True) as caller:
+            req = await _request(stream, pb.EventsRequest, self._receiving(caller))
+            await eventstream.serve(self._engine.events, caller, req, stream)
 
     # --- the one place requests become answers --------------------------------------------------
 

@@ -41,6 +41,7 @@ JOB_COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("[OPTIONS] [JOB...]", "live resource use of running jobs"),
     "rm": ("JOB...", "remove finished jobs and their output"),
     "kill": ("[-s SIGNAL] JOB...", "send a signal to jobs (default SIGKILL)"),
+    "events": ("[OPTIONS]", "stream your jobs' lifecycle events"),
 }
 SETUP_COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("add|use|ls|rm|show", "server contexts: addresses with their certificates"),
@@ -303,6 +304,34 @@ def kill_parser() -> _Parser:
     return p
 
 
+def events_parser() -> _Parser:
+    from tjob import events
+    from tjob.cli import flags
+
+    p, o = _command_parser(
+        "events",
+        "[OPTIONS]",
+        "Print your jobs' lifecycle events as they happen (admins: everyone's), until Ctrl+C.",
+    )
+    o.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        type=_checked(lambda t: (events.parse_filter(t), t)[1]),  # checked, sent as typed
+        metavar="FILTER",
+        help="kind=KIND, name=GLOB or label=KEY[=VALUE]; repeatable, all must match",
+    )
+    o.add_argument(
+        "--since",
+        type=flags.duration(allow_zero=True),
+        metavar="DURATION",
+        help="first the kept events of this long ago, e.g. 10m, 1h",
+    )
+    o.add_argument("--json", action="store_true", help="one JSON object per line")
+    return p
+
+
 def stop_parser() -> _Parser:
     from tjob.cli import flags
     from tjob.spec import DEFAULT_GRACE
@@ -425,6 +454,7 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "stats": stats_parser,
     "rm": rm_parser,
     "kill": kill_parser,
+    "events": events_parser,
     "context": context_parser,
     "completion": completion_parser,
     "version": version_parser,

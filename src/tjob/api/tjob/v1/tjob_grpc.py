@@ -50,6 +50,10 @@ class JobServiceBase(abc.ABC):
     async def Signal(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.SignalRequest, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Events(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.EventsRequest, tjob.api.tjob.v1.tjob_pb2.Event]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -105,6 +109,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 tjob.api.tjob.v1.tjob_pb2.SignalRequest,
                 tjob.api.tjob.v1.tjob_pb2.JobStatus,
+            ),
+            '/tjob.v1.JobService/Events': grpclib.const.Handler(
+                self.Events,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.EventsRequest,
+                tjob.api.tjob.v1.tjob_pb2.Event,
             ),
         }
 
@@ -165,4 +175,10 @@ class JobServiceStub:
             '/tjob.v1.JobService/Signal',
             tjob.api.tjob.v1.tjob_pb2.SignalRequest,
             tjob.api.tjob.v1.tjob_pb2.JobStatus,
+        )
+        self.Events = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Events',
+            tjob.api.tjob.v1.tjob_pb2.EventsRequest,
+            tjob.api.tjob.v1.tjob_pb2.Event,
         )

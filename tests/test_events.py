@@ -41,12 +41,18 @@ def test_engine_events_and_a_restart(tmp_path: Path, cgroup_parent: str) -> None
         eng.remove(a.id)
         # The end step runs on the watcher's thread: until it has, the last event is not there.
         deadline = time.monotonic() + HANG
-        while "timed_out" not in kinds(eng.events, t.id) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            "timed_out" not in kinds(eng.events, t.id) or kinds(eng.events, b.id)[-1] == "started"
+        ):
             time.sleep(0.01)
         assert kinds(eng.events, a.id) == ["started", "exited", "removed"]
         ended = [e for e in eng.events.recent() if e.id == a.id and e.kind == "exited"]
         assert ended[0].exit_code == 3 and ended[0].name == "a"
-        assert kinds(eng.events, b.id)[:2] == ["queued", "started"]
+        # b started once a's end step freed the slot, or was cancelled queued if not yet.
+        assert kinds(eng.events, b.id) in (
+            ["queued", "started", "stopped"],
+            ["queued", "cancelled"],
+        )
         assert kinds(eng.events, c.id)[-1] in ("cancelled", "stopped", "exited")
         assert kinds(eng.events, t.id) == ["started", "timed_out"]
         seqs = [e.seq for e in eng.events.recent()]

@@ -252,7 +252,8 @@ class JobService(JobServiceBase):
                 await asyncio.sleep(interval)
                 out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
-                ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
+                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+                ended = all(s.state not in alive for s in out)
                 if not req.stream or (named and ended):
                     return
 

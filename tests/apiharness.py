@@ -79,6 +79,7 @@ class Harness:
         clients: ClientLimits | None = None,
         store: StoreQuota | None = None,
         volumes: dict[str, Any] | None = None,
+        max_running: int | None = None,
     ) -> None:
         self.tmp = tmp
         self.volumes = volumes
@@ -91,6 +92,7 @@ class Harness:
             max_jobs=max_jobs,
             limits=limits,
             store=store or StoreQuota(),
+            max_running=max_running,
         )
         self.uid_range, self.clients = uid_range, clients
         self.output_cap = output_cap
@@ -112,6 +114,8 @@ class Harness:
             clients=self.clients,
             uid_range=self.uid_range,
             volumes=self.volumes,
+            max_running=self.policy.max_running,
+            owner_max_running=self.policy.max_jobs,
         )
         self._thread.start()
         sock = socket.create_server(("127.0.0.1", 0))

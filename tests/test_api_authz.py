@@ -45,6 +45,9 @@ class FakeEngine:
     def jobs(self) -> list[FakeJob]:
         return list(self._jobs)
 
+    def find(self, owner: str, name: str) -> FakeJob | None:
+        return None  # these jobs have no names
+
 
 A1 = FakeJob("aaaaaaaa" + "1" * 24, "alice")
 A2 = FakeJob("aaaaaaaa" + "2" * 24, "alice")

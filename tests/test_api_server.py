@@ -215,16 +215,16 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("Run", "relative workdir", pb.RunRequest(argv=["true"], workdir="tmp"), "absolute"),
     ("Status", "short id", pb.JobRef(id="0123456"), "at least 8"),
     ("Status", "empty id", pb.JobRef(id=""), "at least 8"),
-    ("Status", "non-hex id", pb.JobRef(id="zzzzzzzz"), "at least 8"),
+    ("Status", "neither id nor name", pb.JobRef(id="zz zz"), "at least 8"),
     ("Status", "long id", pb.JobRef(id=JOB + "0"), "at least 8"),
     ("Wait", "bad id", pb.JobRef(id="../../etc"), "at least 8"),
     ("Stop", "negative grace", pb.StopRequest(id=JOB, grace_seconds=-1), "grace"),
     ("Stop", "nan grace", pb.StopRequest(id=JOB, grace_seconds=float("nan")), "grace"),
     ("Logs", "unknown streams", pb.LogsRequest(id=JOB, streams=7), "stream selection"),  # type: ignore[arg-type]
-    ("Logs", "bad id", pb.LogsRequest(id="x"), "at least 8"),
+    ("Logs", "bad id", pb.LogsRequest(id="x!"), "at least 8"),
     ("List", "unknown state", pb.ListRequest(state=99), "job state 99"),  # type: ignore[arg-type]
     ("Stats", "tiny interval", pb.StatsRequest(interval_seconds=0.001), "interval"),
-    ("Stats", "bad id", pb.StatsRequest(ids=["nope"]), "at least 8"),
+    ("Stats", "bad id", pb.StatsRequest(ids=["no pe"]), "at least 8"),
 ]
 
 

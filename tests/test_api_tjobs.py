@@ -178,7 +178,7 @@ def server(certs: Path, tmp_path: Path) -> Iterator[Tjobs]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_ends_streams_and_exits_cleanly(server: Tjobs, sig: signal.Signals) -> None:
     line = server.expect("listen on")
-    assert f"127.0.0.1:{server.port}" in line and "cgroup v" in line and "caps cpu 20%" in line
+    assert f"127.0.0.1:{server.port}" in line and "cgroup v" in line and "defaults cpu 20%" in line
     stub = server.stub()
     st = stub.Run(pb.RunRequest(argv=["sh", "-c", "echo up; exec sleep 300"]), timeout=HANG)
     server.expect(f"run alice {st.id[:8]}")

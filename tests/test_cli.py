@@ -465,17 +465,20 @@ def test_key_of_another_certificate(server: Server) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--cpu", "500"], "cpu_percent 500 is above the server's cap of 20"),
-        (["--mem", "1G"], "memory_mb 1024 is above the server's cap of 20"),
-        (["--pids", "100000"], "pids 100000 is above the server's cap of 512"),
+        # The caps are the host's (no --max-* flags): over them is refused, naming the flag.
+        (["--cpu", "100000"], r"cpu_percent 100000 is above the server's cap of \d+ "),
+        (["--mem", "10T"], r"memory_mb 10485760 is above the server's cap of \d+ "),
     ],
 )
 def test_invalid_limits_print_the_servers_message(
     server: Server, args: Sequence[str], message: str
 ) -> None:
-    refused_line(server.tjob("run", *args, "true"), f"tjob: {message}")
+    flag = {"--cpu": "cpu", "--mem": "mem"}[args[0]]
+    line = re.compile(rf"tjob: {message}\(tjobs --max-{flag}\)")
+    refused_line(server.tjob("run", *args, "true"), line)
 
 
 @pytest.mark.root
 def test_malformed_job_id(server: Server) -> None:
-    refused_line(server.tjob("ps", "zz"), re.compile(r"tjob: job id 'zz' is not valid: .+"))
+    refused_line(server.tjob("ps", "zz!"), re.compile(r"tjob: job id 'zz!' is not valid: .+"))
+    refused_line(server.tjob("ps", "zz"), "tjob: unauthorized")  # a name none of ours has

@@ -9,6 +9,7 @@ way the job's pidfds are closed. Each job is settled once, whoever gets there fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from .job import Job
@@ -24,6 +25,7 @@ class Ends:
         self._hub = hub
         self._store = store
         self._recorder = recorder
+        self.on_end: Callable[[Job], None] | None = None  # the queue's count (issue 15)
 
     def watch(self, job: Job) -> None:
         """Settle ``job`` when its supervisor exits (at once if it has)."""
@@ -48,7 +50,9 @@ class Ends:
             elif final.state is not JobState.DAMAGED:  # damage is not an end: no row for it
                 self._store.finish(job.id, final)
             job._settle(final)
-            return final
+        if self.on_end is not None:
+            self.on_end(job)
+        return final
 
     def settle_exited(self, jobs: list[Job]) -> None:
         """Settle now every job whose supervisor has exited (the watcher's thread may not have

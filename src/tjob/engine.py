@@ -14,6 +14,7 @@ small files and cgroup counters (page cache, kernel memory) are not blocking ste
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -25,14 +26,15 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import adopt, cgroups, jail
+from . import adopt, cgroups, jail, queued
 from . import volumes as tjob_volumes
 from .cgroups import ClientLimits
 from .cgroups.clients import job_cgroup
+from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .ends import Ends
 from .errors import (
@@ -44,6 +46,7 @@ from .errors import (
     StateDirInUse,
     TjobError,
 )
+from .events import EventLog, end_kind
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Follower, Job
@@ -59,6 +62,8 @@ from .jobdir import (
 )
 from .launcher_client import DEFAULT_PATH, LauncherClient, Reply
 from .logstore import Chunk
+from .names import Names
+from .naming import check_timeout
 from .procs import children
 from .protocol import Limits as ProtocolLimits
 from .protocol import (
@@ -68,8 +73,9 @@ from .protocol import (
     decode_start_reply,
     encode_start_request,
 )
+from .queue import Dispatcher
 from .recorder import Recorder
-from .spec import DEFAULT_LIMITS, MIB, JobSpec, Limits
+from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, MIB, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
 from .store import Store
 from .tenants import Tenants, synthetic_name
@@ -107,7 +113,7 @@ class _Prepared:
 
 
 class Engine:
-    """Starts and tracks jobs. Needs root: it writes cgroups and creates namespaces.
+    r"""Starts and tracks jobs. Needs root: it writes cgroups and creates namespaces.
 
     state_dir: where job records and output live (made mode 0700).
     cgroup_root: the cgroup filesystem; v2 when it is a unified hierarchy, else v1.
@@ -124,6 +130,12 @@ class Engine:
         a directory per client) or a ``volumes.Declared`` (path, mode ro/rw/shared).
     durable: a started job's record and files are on the disk (fsync) before start() returns,
     so it survives a power cut; False keeps them only across a crash of the processes.
+    caps: the most a job may ask for, per field (None: only the sanity bounds); a spec over a
+        cap raises :class:`InvalidSpec` naming the field and the cap.
+    default_timeout: the timeout of jobs that set none (None: no timeout).
+    timeout_grace: seconds between SIGTERM and SIGKILL when a job's timeout passes.
+    max_running / owner_max_running: when :meth:`enqueue`\ d jobs start: while fewer than
+        this many run on the engine / for their owner (None: no limit).
 
     One engine per state directory at a time (a lock file enforces it). Jobs keep running
     after :meth:`close`; a later engine on the same state directory finds them again.
@@ -144,6 +156,11 @@ class Engine:
         uid_range: tuple[int, int] | None = None,
         volumes: Mapping[str, tjob_volumes.Declared | str] | None = None,
         durable: bool = True,
+        caps: Limits | None = None,
+        default_timeout: float | None = None,
+        timeout_grace: float = DEFAULT_GRACE,
+        max_running: int | None = None,
+        owner_max_running: int | None = None,
     ) -> None:
         self._closed = False
         self.durable = durable
@@ -154,6 +171,11 @@ class Engine:
         self.state_dir = Path(state_dir).absolute()
         self.jobs_dir = self.state_dir / "jobs"
         self.defaults = defaults.merged(DEFAULT_LIMITS).validate()
+        self.caps = caps.validate() if caps is not None else None
+        self.default_timeout = check_timeout(default_timeout)
+        self.timeout_grace = timeout_grace
+        self._names = Names()
+        self._deadlines: Deadlines[Job] = Deadlines(lambda job: job._time_out(timeout_grace))
         if device is None:
             device = defaults.device
         dev = check_block_device(device) if device else device_of("/")
@@ -197,9 +219,16 @@ class Engine:
         self._hub = Hub()
         store = self._store
         self._ends = Ends(self._hub, store, Recorder(self._cg, lambda st: store.finish(st.id, st)))
+        self._queue = Dispatcher(self._start_queued, max_running, owner_max_running)
+        self.events = EventLog(store)
+        self._ends.on_end = self._ended
         for job in adopt.load(self._store, self._ends, self._make_job, self.jobs_dir):
             self._index.add(job)
+            self._names.take(job.owner, job.name, job.id)
+            self._watch_deadline(job)  # one that passed while no engine ran: stopped now
+            self._queue.running(job.id, job.owner, _settled(job))
         self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
+        queued.load(self)  # the dispatcher may start them at once: after the launcher
 
     @property
     def cgroup_version(self) -> int:
@@ -210,27 +239,44 @@ class Engine:
 
     # ---------------------------------------------------------------- start
 
-    def _prepare(self, spec: JobSpec) -> _Prepared:
+    def _check(self, spec: JobSpec) -> Limits:
+        """The spec's limits merged with the defaults; InvalidSpec if anything is wrong."""
         if self._closed:
             raise EngineClosed("the engine is closed")
         spec.validate()
-        limits = spec.limits.merged(self.defaults).validate()
+        over = spec.limits.exceeding(self.caps) if self.caps is not None else []
+        if over:
+            raise InvalidSpec("; ".join(over))
+        return spec.limits.merged(self.defaults).validate()
+
+    def _prepare(self, spec: JobSpec, queued: Job | None = None) -> _Prepared:
+        limits = self._check(spec)
         dev = check_block_device(limits.device) if limits.device else None
         device = f"{dev[0]}:{dev[1]}" if dev else self.device
         uid, gid, home, name = self._user_of(spec)
         asked = tjob_volumes.resolve(spec.volumes, self.volumes, spec.owner, self._hidden)
         ids = (uid, gid) if uid is not None and gid is not None else None
         mounts = tjob_volumes.exec_lines(asked, ids)  # the client's directories made here
-        job_id = secrets.token_hex(16)
-        created_at = time.time()
+        job_id = secrets.token_hex(16) if queued is None else queued.id
+        created_at = time.time() if queued is None else queued.created_at
         env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
         if name:
             env["USER"] = env["LOGNAME"] = name
         env.update(spec.env)
         resolved = _resolved(limits, device)
         # What the final status repeats of the request; the rest is in exec.bin for the init.
-        facts = JobFacts(job_id, tuple(spec.argv), spec.owner, created_at, resolved)
-        self._store.add(facts, spec.cwd, spec.user, spec.request_id)
+        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+        facts = JobFacts(
+            job_id, tuple(spec.argv), spec.owner, created_at, resolved,
+            spec.name, dict(spec.labels), timeout,
+        )  # fmt: skip
+        self._names.take(spec.owner, spec.name, job_id)
+        try:
+            self._store.add(facts, spec.cwd, spec.user, spec.request_id)
+        except BaseException:
+            if queued is None:
+                self._names.release(spec.owner, spec.name, job_id)
+            raise
         jdir = self.jobs_dir / job_id
         cgroup = job_cgroup(spec.owner, job_id)
         procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(cgroup)]
@@ -288,10 +334,17 @@ class Engine:
             sync_dir(jdir)
             sync_dir(self.jobs_dir)
 
-    def _prepare_and_send(self, spec: JobSpec) -> tuple[_Prepared, socket.socket]:
+    def _prepare_and_send(
+        self, spec: JobSpec, queued: Job | None = None
+    ) -> tuple[_Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""
-        prepared = self._prepare(spec)
-        return prepared, self._launcher.send(prepared.request)
+        prepared = self._prepare(spec, queued)
+        sock = self._launcher.send(prepared.request)
+        if queued is not None:
+            # Once it is on its way: a crash before this leaves a queue row beside the job's,
+            # and the next engine queues it again if it never ran (queued.load).
+            self._store.dequeue(prepared.facts.id)
+        return prepared, sock
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
         """Attach the job from the supervisor's answer; the error if it did not start."""
@@ -338,22 +391,68 @@ class Engine:
         who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
         return f"the {who} died before the job started"
 
-    def _start_flow(self, spec: JobSpec) -> Flow[Job]:
-        if spec.request_id:
+    def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]:
+        if spec.request_id and queued is None:
             known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
             if known is not None:
                 return self._started_by(known)
-        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec))
+        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
         reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
-        job = self._make_job(prepared.facts, prepared.spec)
+        if queued is None:
+            job = self._make_job(prepared.facts, prepared.spec)
+        else:
+            job = queued
+            job.facts, job.limits = prepared.facts, prepared.facts.limits
         error = self._finish(job, reply)
         if error is not None:
             # The launcher recorded the failure before answering, or nobody did: the end step.
             yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
         self._index.add(job)
+        self._watch_deadline(job)
+        self._queue.running(job.id, job.owner, _settled(job))
+        if error is None:
+            self.events.emit("started", job.status(usage=False), job.started_at or time.time())
         return job
+
+    def _ended(self, job: Job) -> None:
+        """The end step of a job ran: free its slot, say how it ended."""
+        self._queue.ended(job.id)
+        final = job._final
+        if final is not None:
+            self.events.emit(end_kind(final), final, final.ended_at or time.time())
+
+    # ---------------------------------------------------------------- queue
+
+    def enqueue(self, spec: JobSpec) -> Job:
+        """Queue ``spec``: it starts once fewer than ``max_running`` jobs run, and fewer than
+        ``owner_max_running`` of its owner's, first in first out per owner, round robin
+        between owners. Returns the job in state ``queued`` (or already started)."""
+        return queued.enqueue(self, spec)
+
+    async def enqueue_async(self, spec: JobSpec) -> Job:
+        """Like :meth:`enqueue` (its record is written from a thread)."""
+        return await asyncio.to_thread(queued.enqueue, self, spec)
+
+    def _start_queued(self, job_id: str) -> None:
+        queued.start(self, self._index.get(job_id))
+
+    def running_count(self, owner: str | None = None) -> int:
+        """Jobs running (or starting) on this engine, or ``owner``'s."""
+        return self._queue.running_count(owner)
+
+    def queued_count(self, owner: str | None = None) -> int:
+        return self._queue.queued_count(owner)
+
+    def has_room(self, owner: str) -> bool:
+        """Nothing is queued and ``owner``'s job would start at once."""
+        return self._queue.has_room(owner)
+
+    def _watch_deadline(self, job: Job) -> None:
+        timeout = job.facts.timeout
+        if timeout is not None and job.started_at is not None and job.running:
+            self._deadlines.add(job, job.started_at + timeout)
 
     def start(self, spec: JobSpec) -> Job:
         """Start ``spec`` and return once the command has been exec'd (or failed to be).
@@ -373,6 +472,16 @@ class Engine:
         """The job with this id, or the only one whose id starts with it (O(log n))."""
         return self._index.get(job_id)
 
+    def find(self, owner: str, name: str) -> Job | None:
+        """The job of ``owner`` named ``name`` (not removed), if any."""
+        job_id = self._names.get(owner, name)
+        if job_id is None:
+            return None
+        try:
+            return self._index.get(job_id)
+        except JobNotFound:
+            return None
+
     def jobs(self) -> list[Job]:
         """Every job this engine knows, newest first."""
         return sorted(self._index.all(), key=lambda j: j.created_at, reverse=True)
@@ -385,7 +494,10 @@ class Engine:
         if not job.status().state.finished:
             raise JobRunning(f"job {job.short_id} is still running; stop it first")
         self._index.discard(job.id)
+        self._names.release(job.owner, job.name, job.id)
         self._ends.forget(job)
+        self._queue.ended(job.id)  # its end step may not have run yet: forget ends it
+        self.events.emit("removed", job.status(usage=False), time.time())
         # Files first: they are what fills a disk, and the record needs room to be deleted.
         shutil.rmtree(job.dir, ignore_errors=True)
         self._store.remove(job.id)
@@ -434,8 +546,14 @@ class Engine:
         if self._closed:
             return
         if stop_jobs:
+            self._queue.close()  # none starts now; the queued ones are cancelled
+            for job in self.jobs():
+                if job.queued:
+                    job.stop(0)
             self._stop_all(grace)
         self._closed = True
+        self._queue.close()
+        self._deadlines.close()
         self._launcher.close()
         self._hub.close()  # after this, no end step runs
         for job in self._index.all():
@@ -465,6 +583,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settled(job: Job) -> Callable[[], bool]:
+    return lambda: job._settled
 
 
 def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:

@@ -45,3 +45,11 @@ class EngineClosed(TjobError):
 
 class NoSpace(TjobError):
     """The state directory's disk has no room (blocks or inodes) for a new job's files."""
+
+
+class JobFinished(TjobError):
+    """The job has ended, and the operation needs it running (a signal)."""
+
+
+class NameInUse(TjobError):
+    """Another of the owner's jobs (not removed) has this name."""

@@ -16,17 +16,26 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cgroups import CgroupBackend
-from .errors import CgroupError, InvalidSpec
+from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
-from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE
+from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk, LogReader
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
 from .watch import Hub
+
+if TYPE_CHECKING:
+    from .queue import Gate
+
+
+async def _nothing() -> None:
+    return None
+
 
 KILL_TIMEOUT = 30.0
 
@@ -54,6 +63,26 @@ class Job:
         self._sup_pidfd = -1
         self._init_pidfd = -1
         self._lock = threading.RLock()  # guards the pidfds and the end step
+        # A queued job (issue 15): the gate opens when it starts or is cancelled; ``_cancel``
+        # takes it out of the queue (None: it is starting already).
+        self._gate: Gate | None = None
+        self._cancel: Callable[[], JobStatus | None] | None = None
+
+    @property
+    def queued(self) -> bool:
+        """Waiting in the engine's queue: no process, no directory yet."""
+        return self._gate is not None and not self._gate.open
+
+    def _started_step(self) -> Step:
+        gate = self._gate
+        if gate is None:
+            return Step(lambda: None, _nothing)
+        return Step(gate.wait, gate.wait_async)
+
+    async def started_async(self) -> None:
+        """Until a queued job has started (or been cancelled); at once for any other."""
+        if self._gate is not None:
+            await self._gate.wait_async()
 
     @property
     def short_id(self) -> str:
@@ -62,6 +91,10 @@ class Job:
     @property
     def owner(self) -> str:
         return self.spec.owner
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
 
     def __repr__(self) -> str:
         return f"<tjob.Job {self.short_id} {list(self.spec.argv)!r}>"
@@ -118,6 +151,8 @@ class Job:
         final = self._final_status()
         if final is not None:
             return final
+        if self.queued:
+            return JobStatus.of(self.facts, JobState.QUEUED)
         return JobStatus.of(
             self.facts,
             JobState.RUNNING,
@@ -134,6 +169,8 @@ class Job:
         if final is not None:
             return final
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._gate is not None and not self._gate.wait(timeout):
+            raise TimeoutError(f"job {self.short_id} still queued after {timeout}s")
         with self._hub.subscribe(str(self.dir)) as w:
             while True:
                 w.clear()
@@ -152,6 +189,7 @@ class Job:
             return final
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
+            await self.started_async()
             with self._hub.subscribe(str(self.dir), loop) as w:
                 while True:
                     w.clear()
@@ -196,6 +234,11 @@ class Job:
     def _stop_flow(self, grace: float) -> Flow[JobStatus]:
         if grace < 0:
             raise InvalidSpec("grace must be >= 0")
+        if self.queued and self._cancel is not None:
+            cancelled = yield blocking(self._cancel)
+            if cancelled is not None:
+                return cancelled  # type: ignore[no-any-return]
+            yield self._started_step()  # it was starting: stop it once it runs
         if not (yield blocking(lambda: self._begin_stop(grace))):
             return self.status()
         if grace > 0:
@@ -217,6 +260,56 @@ class Job:
         """Like :meth:`stop`, without blocking the event loop (signals go from a thread)."""
         return await drive_async(self._stop_flow(grace))
 
+    def _time_out(self, grace: float) -> JobStatus:
+        """Stop the job because its timeout passed (its status says ``timed_out``)."""
+        if self._final_status() is None:
+            (self.dir / TIMEOUT_FILE).touch()  # before the stop mark: the recorder reads both
+        return self.stop(grace)
+
+    # ---------------------------------------------------------------- signal
+
+    def signal(self, sig: int, all: bool = False) -> int:
+        """Send ``sig`` to the job's command (``all``: to every process in the job); return
+        how many processes it went to. The job is not marked stopped: how it ends is its own.
+
+        Raises :class:`JobFinished` if the job (or, without ``all``, its command) has ended.
+        """
+        if self._final_status() is not None:
+            raise JobFinished(f"job {self.short_id} has ended")
+        if self.queued:
+            raise JobFinished(f"job {self.short_id} is queued: it has not started")
+        try:
+            sent = self._cg.signal(self.cgroup, sig) if all else self._signal_command(sig)
+        except CgroupError as e:
+            raise JobFinished(f"job {self.short_id} has ended ({e})") from None
+        if not sent:
+            raise JobFinished(f"job {self.short_id}'s command has ended")
+        return sent
+
+    def _signal_command(self, sig: int) -> int:
+        """The command's own process, pinned by a pidfd and checked to be in the job's cgroup
+        (a recycled pid is never signalled). Any signal goes, SIGKILL and SIGSTOP too, which
+        init could not forward."""
+        if self.pid is None:
+            return 0
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return 0
+        try:
+            if self.pid not in self._cg.pids(self.cgroup):
+                return 0
+            signal.pidfd_send_signal(fd, sig)
+            return 1
+        except ProcessLookupError:
+            return 0
+        finally:
+            os.close(fd)
+
+    async def signal_async(self, sig: int, all: bool = False) -> int:
+        """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
+        return await asyncio.to_thread(self.signal, sig, all)
+
     # ---------------------------------------------------------------- output
 
     def output(
@@ -233,6 +326,8 @@ class Job:
         out the first bytes of the selected streams (to resume after a disconnect);
         ``read_size`` bounds what one step reads (and so the memory a reader holds).
         """
+        if self._gate is not None:
+            self._gate.wait()  # a queued job: its output starts with its start
         with self.follower(streams, skip) as f:
             while True:
                 chunks = f.take(read_size)
@@ -250,6 +345,7 @@ class Job:
         read_size: int = READ_SIZE,
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio; reads are from the page cache and never block."""
+        await self.started_async()
         with self.follower(streams, skip, asyncio.get_running_loop()) as f:
             while True:
                 chunks = f.take(read_size)

@@ -11,6 +11,7 @@ status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
 end-report      the supervisor's end report, left when no launcher recorded it (the engine was
                 down): the next engine records it and removes the file
+timed-out       present if that stop was its timeout's (written before stop-requested)
 
 The names are protocol.py's: the shim uses them too.
 """
@@ -39,6 +40,9 @@ from .protocol import (
     encode_exec,
 )
 
+# The engine's alone (the shim never reads it), so not in protocol.py.
+TIMEOUT_FILE = "timed-out"
+
 __all__ = [
     "END_FILE",
     "EXEC_FILE",
@@ -48,6 +52,7 @@ __all__ = [
     "SPEC_FILE",
     "STATUS_FILE",
     "STOP_FILE",
+    "TIMEOUT_FILE",
     "create_file",
     "exec_blob",
     "reserve",

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from .cgroups import CgroupBackend
 from .errors import CgroupError
-from .jobdir import END_FILE, LOG_FILE, SPEC_FILE, STATUS_FILE, STOP_FILE, write_json
+from .jobdir import (
+    END_FILE,
+    LOG_FILE,
+    SPEC_FILE,
+    STATUS_FILE,
+    STOP_FILE,
+    TIMEOUT_FILE,
+    write_json,
+)
 from .logstore import LogWriter
 from .protocol import Exited, ProtocolError, decode_end_report
 from .status import JobFacts, JobState, JobStatus, Usage
@@ -67,6 +75,7 @@ class Recorder:
             signal=os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
             oom_killed=oom,
             stopped=stopped,
+            timed_out=stopped and (jdir / TIMEOUT_FILE).exists(),
             error=error,
             output_truncated=cut is not None,
             started_at=started_at,

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidSpec
+from .naming import check_labels, check_name, check_timeout
 from .volumes import Volume
 
 MIB = 1024 * 1024
@@ -64,13 +65,15 @@ class Limits:
             parse_device(self.device)
         return self
 
-    def exceeding(self, caps: Limits) -> list[str]:
-        """Names and values of the fields above ``caps`` (a server's ceilings)."""
+    def exceeding(self, caps: Limits, flags: Mapping[str, str] | None = None) -> list[str]:
+        """Names and values of the fields above ``caps`` (a server's ceilings); with
+        ``flags`` (field -> the flag that sets its cap), each message names the flag."""
         out = []
         for f in ("cpu_percent", "memory_mb", "pids", "rbps", "wbps"):
             mine, cap = getattr(self, f), getattr(caps, f)
             if mine is not None and cap is not None and mine > cap:
-                out.append(f"{f} {mine} is above the server's cap of {cap}")
+                flag = f" ({flags[f]})" if flags and f in flags else ""
+                out.append(f"{f} {mine} is above the server's cap of {cap}{flag}")
         return out
 
 
@@ -103,7 +106,7 @@ def parse_device(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A command to run as a job.
+    r"""A command to run as a job.
 
     argv: the command and its arguments; ``argv[0]`` is looked up in the job's ``PATH``.
     env: the job's whole environment besides ``PATH``/``HOME``/``USER`` defaults (nothing of the
@@ -115,6 +118,10 @@ class JobSpec:
     volumes: server-declared volumes to mount (:class:`~tjob.volumes.Volume`).
     request_id: an id the caller chose for this start (at most 128 characters): a start with
         the same ``owner`` and ``request_id`` as an earlier one returns that job instead.
+    name: an optional name, unique among the owner's jobs not removed (``[A-Za-z0-9][\w.-]*``).
+    labels: ``key -> value`` tags to find jobs by (``ps --filter label=k=v``).
+    timeout: seconds of wall-clock time from the start; then the job is stopped as
+        :meth:`Job.stop` does and its status says ``timed_out`` (None: the engine's default).
     """
 
     argv: Sequence[str]
@@ -125,6 +132,9 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     volumes: Sequence[Volume] = ()
     request_id: str = ""
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -168,4 +178,8 @@ class JobSpec:
             if not isinstance(v, Volume):
                 raise InvalidSpec("volumes must be tjob.Volume items")
             v.validate()
+        if self.name:
+            check_name(self.name)
+        check_labels(self.labels)
+        check_timeout(self.timeout)
         return self

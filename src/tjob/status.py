@@ -16,10 +16,12 @@ class JobState(enum.StrEnum):
     FAILED = "failed"  # never started: see JobStatus.error
     LOST = "lost"  # its supervisor vanished before recording the end
     DAMAGED = "damaged"  # a file of its record is unreadable: quarantined, see JobStatus.error
+    QUEUED = "queued"  # waiting for room to start (issue 15)
+    CANCELLED = "cancelled"  # stopped while queued: it never ran
 
     @property
     def finished(self) -> bool:
-        return self is not JobState.RUNNING
+        return self is not JobState.RUNNING and self is not JobState.QUEUED
 
 
 class Stream(enum.IntFlag):
@@ -77,6 +79,10 @@ class JobFacts:
     owner: str
     created_at: float
     limits: ResolvedLimits
+    # Added for the job lifecycle (issue 15); records of earlier versions have none of them.
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds of wall-clock time from the start
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +91,9 @@ class JobFacts:
             "owner": self.owner,
             "created_at": self.created_at,
             "limits_public": self.limits.to_dict(),
+            "name": self.name,
+            "labels": dict(self.labels),
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -95,6 +104,9 @@ class JobFacts:
             owner=d.get("owner", ""),
             created_at=d["created_at"],
             limits=ResolvedLimits.from_dict(d["limits_public"]),
+            name=d.get("name") or "",
+            labels=dict(d.get("labels") or {}),
+            timeout=d.get("timeout"),
         )
 
 
@@ -122,6 +134,10 @@ class JobStatus:
     ended_at: float | None = None
     usage: Usage = field(default_factory=Usage)
     limits: ResolvedLimits = field(default_factory=ResolvedLimits)
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    timed_out: bool = False  # stopped because its timeout passed (``stopped`` is set too)
 
     @property
     def short_id(self) -> str:
@@ -149,6 +165,7 @@ class JobStatus:
         d = asdict(self)
         d["state"] = self.state.value
         d["argv"] = list(self.argv)
+        d["labels"] = dict(self.labels)
         return d
 
     @classmethod
@@ -170,5 +187,8 @@ class JobStatus:
             owner=facts.owner,
             created_at=facts.created_at,
             limits=facts.limits,
+            name=facts.name,
+            labels=facts.labels,
+            timeout=facts.timeout,
             **end,
         )

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import NoSpace, TjobError
 from .status import JobFacts, JobStatus, ResolvedLimits
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS end_clock (
     boot TEXT NOT NULL,
     at REAL NOT NULL
 );
+-- Queued jobs (issue 15), in submission order, until their start moves them to jobs.
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spec TEXT NOT NULL
+);
+-- Recent lifecycle events (issue 15), the last KEEP of them (events.py).
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
 """
 _SQLITE_FULL = 13
 _SQLITE_CORRUPT = 11
@@ -96,7 +107,10 @@ class Store:
     def add(self, facts: JobFacts, cwd: str, user: str | int | None, request_id: str = "") -> None:
         """Record a job (and the request id it was started with, in the same commit)."""
         limits = facts.limits.to_dict()
-        spec = {"argv": list(facts.argv), "cwd": cwd, "user": user, "limits": limits}
+        spec: dict[str, Any] = {"argv": list(facts.argv), "cwd": cwd, "user": user}
+        spec.update(
+            limits=limits, name=facts.name, labels=dict(facts.labels), timeout=facts.timeout
+        )
         with self._lock:
             try:
                 self._db.execute("BEGIN")
@@ -222,6 +236,52 @@ class Store:
             if ended_at <= wall and (end_boot != self._boot or boot - at > older_than)
         ]
 
+    def enqueue(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO queue (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
+                    (job_id, owner, created_at, json.dumps(spec)),
+                )
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the queued job: {e}") from None
+
+    def dequeue(self, job_id: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM queue WHERE id = ?", (job_id,))
+            except sqlite3.Error as e:
+                raise TjobError(f"cannot record the job's start: {e}") from None
+
+    def queued(self) -> list[tuple[str, float, dict[str, Any]]]:
+        """(id, created_at, spec) of each queued job, in submission order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, created_at, spec FROM queue ORDER BY seq"
+            ).fetchall()
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def add_event(self, seq: int, data: dict[str, Any], keep: int) -> None:
+        """Best effort: an event not kept is no reason to fail what it reports."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO events (seq, data) VALUES (?, ?)",
+                    (seq, json.dumps(data)),
+                )
+                if seq % 100 == 0:
+                    self._db.execute("DELETE FROM events WHERE seq <= ?", (seq - keep,))
+            except sqlite3.Error:
+                pass
+
+    def events(self, limit: int) -> list[dict[str, Any]]:
+        """The last ``limit`` events, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM events ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -266,6 +326,9 @@ def _record(
         owner,
         created_at,
         ResolvedLimits.from_dict(spec["limits"] or {}),
+        name=spec.get("name") or "",
+        labels=dict(spec.get("labels") or {}),
+        timeout=spec.get("timeout"),
     )
     end = JobStatus.from_dict(json.loads(status)) if status else None
     return Record(facts, spec["cwd"], spec["user"], end)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import AmbiguousJobId, InvalidSpec, JobNotFound, TjobError
+from ..naming import MAX_NAME
 from .logtext import shown
 from .tls import identity_from_peercert
 
@@ -30,6 +31,8 @@ MIN_PREFIX = 8
 ID_LENGTH = 32  # 128 bits in hex
 _ID_RE = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},{ID_LENGTH}}}")
 UNAUTHORIZED = "unauthorized"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")  # a bad id rather than a name: say what an id is
 
 
 class Unauthenticated(TjobError):
@@ -60,8 +63,8 @@ def parse_job_ref(ref: str) -> str:
     if not _ID_RE.fullmatch(norm):
         shown = ref if len(ref) <= 40 else ref[:40] + "..."
         raise InvalidSpec(
-            f"job id {shown!r} is not valid: give the id or a prefix of at least "
-            f"{MIN_PREFIX} of its {ID_LENGTH} hex characters"
+            f"job id {shown!r} is not valid: give the id, a prefix of at least "
+            f"{MIN_PREFIX} of its {ID_LENGTH} hex characters, or the name of one of your jobs"
         )
     return norm
 
@@ -92,7 +95,15 @@ class Guard:
         Raises InvalidSpec for a malformed id, AmbiguousJobId when several of the caller's jobs
         match, and Unauthorized when none does (missing or someone else's: the same answer).
         """
-        prefix = parse_job_ref(ref)
+        named = self._named(caller, ref)
+        if named is not None:
+            return named
+        try:
+            prefix = parse_job_ref(ref)
+        except InvalidSpec:
+            if _NAME_RE.fullmatch(ref) and len(ref) <= MAX_NAME and not _HEX_RE.fullmatch(ref):
+                raise Unauthorized() from None  # a name, but none of the caller's jobs has it
+            raise
         try:
             job = self._engine.get(prefix)
         except AmbiguousJobId:
@@ -112,6 +123,12 @@ class Guard:
             raise Unauthorized()
         return job
 
+    def _named(self, caller: Caller, ref: str) -> Job | None:
+        """The caller's job named ``ref`` (names come before id prefixes, as in docker)."""
+        if not 0 < len(ref) <= MAX_NAME:
+            return None
+        return self._engine.find(caller.name, ref)
+
     def jobs(self, caller: Caller) -> list[Job]:
         """The jobs the caller may see, newest first."""
         everyone = self._engine.jobs()
@@ -122,9 +139,9 @@ class Guard:
     def resolve(self, caller: Caller, refs: Sequence[str]) -> list[Job]:
         """The caller's jobs for many ids or prefixes, from one snapshot of the job table: a
         sorted list searched by bisection, so each ref costs log(jobs), never a scan."""
+        if len(refs) <= 1 or any(self._named(caller, r) is not None for r in refs):
+            return [self.job(caller, r) for r in refs]
         prefixes = [parse_job_ref(ref) for ref in refs]  # malformed ones first, nothing looked up
-        if len(prefixes) <= 1:
-            return [self.job(caller, p) for p in prefixes]
         mine = sorted(self.jobs(caller), key=lambda j: j.id)
         ids = [j.id for j in mine]
         out = []

@@ -21,6 +21,8 @@ _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.FAILED: pb.JOB_STATE_FAILED,
     JobState.LOST: pb.JOB_STATE_LOST,
     JobState.DAMAGED: pb.JOB_STATE_DAMAGED,
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
 }
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 
@@ -160,7 +162,11 @@ def status_to_pb(st: JobStatus) -> pb.JobStatus:
         created_at=st.created_at,
         usage=usage_to_pb(st.usage),
         limits=limits_to_pb(st.limits),
+        name=st.name,
+        labels=dict(st.labels),
+        timed_out=st.timed_out,
         **_present(
+            timeout_seconds=st.timeout,
             pid=st.pid,
             exit_code=st.exit_code,
             signal=st.signal,
@@ -192,4 +198,8 @@ def status_from_pb(msg: pb.JobStatus) -> JobStatus:
         ended_at=msg.ended_at if msg.HasField("ended_at") else None,
         usage=usage_from_pb(msg.usage),
         limits=limits_from_status_pb(msg.limits),
+        name=msg.name,
+        labels=dict(msg.labels),
+        timeout=msg.timeout_seconds if msg.HasField("timeout_seconds") else None,
+        timed_out=msg.timed_out,
     )

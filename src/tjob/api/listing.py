@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidSpec
+from ..filters import matcher, parse_all
 from . import convert
 from .tjob.v1 import tjob_pb2 as pb
 
@@ -50,6 +51,7 @@ def shorten(msg: pb.JobStatus | pb.JobStats) -> None:
 def page(jobs: Sequence[Job], req: pb.ListRequest) -> pb.ListResponse:
     """One page of ``jobs`` (any order) answering ``req``."""
     want = convert.state_from_pb(req.state)
+    keep = matcher(parse_all(req.filters))
     size = min(req.limit or MAX_PAGE, MAX_PAGE)
     after = _parse_token(req.page_token) if req.page_token else None
     ordered = sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
@@ -61,7 +63,7 @@ def page(jobs: Sequence[Job], req: pb.ListRequest) -> pb.ListResponse:
             continue
         # No live usage in listings: reading it for every running job is what made List slow.
         st = job.status(usage=False)
-        if want is not None and st.state is not want:
+        if (want is not None and st.state is not want) or not keep(st):
             continue
         if len(out) == size:
             more = True

@@ -41,6 +41,10 @@ LIMITS = frozenset(
         "client-stats",
         "client-rate",
         "max-jobs",
+        "max-running",
+        "max-queued",
+        "client-jobs",
+        "client-disk",
     }
 )
 _FLAG = re.compile(r"tjobs --([a-z-]+)")

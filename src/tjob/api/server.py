@@ -54,14 +54,17 @@ from ..errors import (
     AmbiguousJobId,
     EngineClosed,
     InvalidSpec,
+    JobFinished,
     JobNotFound,
     JobRunning,
+    NameInUse,
     NoSpace,
     TjobError,
 )
+from ..naming import check_labels, check_name, check_timeout, parse_signal
 from ..spec import JobSpec, Limits
 from ..status import JobState, JobStatus
-from . import convert, listing, quotas, stats
+from . import convert, eventstream, listing, quotas, stats
 from .audit import AuditLog, argv_field, clip, method_of
 from .authz import UNAUTHORIZED, Caller, Guard, Unauthenticated
 from .conn import GuardedServer
@@ -96,6 +99,7 @@ MAX_GRACE = 24 * 3600.0
 DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL, MAX_INTERVAL = SAMPLE_FLOOR, 3600.0
 SHUTTING_DOWN = "tjobs is shutting down"
+QUEUE_REPLY_WAIT = 1.0  # seconds a queued Run waits to answer "running" if it starts at once
 
 _Req = TypeVar("_Req", bound=Message)
 
@@ -118,8 +122,10 @@ class ShuttingDown(TjobError):
 
 @dataclass(frozen=True)
 class Policy:
-    """What the server allows: its caps (also the defaults), admins, job account (None: each
-    client's own uid, see the engine's ``uid_range``), job cap, stored-job quotas."""
+    """What the server allows: its caps, the defaults of jobs that ask for none (None: the
+    caps), admins, job account (None: each client's own uid, see the engine's ``uid_range``),
+    job cap, stored-job quotas, timeouts (a server with ``max_timeout`` gives it to jobs that
+    ask for no timeout when it has no ``default_timeout``), the queue."""
 
     caps: Limits
     admins: frozenset[str] = frozenset()
@@ -127,6 +133,22 @@ class Policy:
     max_jobs: int = 64
     limits: ServerLimits = field(default_factory=ServerLimits)
     store: quotas.StoreQuota = field(default_factory=quotas.StoreQuota)
+    defaults: Limits | None = None
+    max_timeout: float | None = None
+    default_timeout: float | None = None
+    queue: bool = False  # Run queues by default when over a running-job limit
+    max_running: int | None = None  # jobs running on the server, all clients
+    max_queued: int = 1000  # queued jobs per client
+
+
+# The tjobs flag that sets each cap, for refusals that say how to get more.
+CAP_FLAGS = {
+    "cpu_percent": "tjobs --max-cpu",
+    "memory_mb": "tjobs --max-mem",
+    "pids": "tjobs --max-pids",
+    "rbps": "tjobs --max-rbps",
+    "wbps": "tjobs --max-wbps",
+}
 
 
 @dataclass
@@ -169,11 +191,10 @@ class JobService(JobServiceBase):
             # Before the running-job cap: nothing may wait between that check and the count.
             mine = [j for j in self._engine.jobs() if j.owner == caller.name]
             await quotas.check_async(self.policy.store, mine, self._starting[caller.name])
-            if self._running(caller) + self._starting[caller.name] >= self.policy.max_jobs:
-                raise QuotaExceeded(
-                    f"you have {self.policy.max_jobs} running jobs, the most this server "
-                    "allows one client (tjobs --max-jobs); stop or wait for one first"
-                )
+            if req.queue or self.policy.queue:
+                await self._queue(caller, spec, stream)
+                return
+            self._admit_run(caller)
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
             began = time.monotonic()
             try:
@@ -226,6 +247,7 @@ class JobService(JobServiceBase):
             req = await _request(stream, pb.LogsRequest, self._receiving(caller))
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
             job = self.guard.job(caller, req.id)
+            await job.started_async()  # a queued job's output begins with its start
             loop = asyncio.get_running_loop()
             with (
                 job.follower(streams, req.skip, loop) as follower,
@@ -254,12 +276,14 @@ class JobService(JobServiceBase):
             named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
             sampler = self._sampler
             while True:
-                jobs = named or [j for j in self.guard.jobs(caller) if j.running][:MAX_STATS_JOBS]
+                live = (j for j in self.guard.jobs(caller) if j.running and not j.queued)
+                jobs = named or list(live)[:MAX_STATS_JOBS]
                 before = {j.id: sampler.sample(j) for j in jobs}
                 await asyncio.sleep(interval)
                 out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
-                ended = all(s.state != pb.JOB_STATE_RUNNING for s in out)
+                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+                ended = all(s.state not in alive for s in out)
                 if not req.stream or (named and ended):
                     return
 
@@ -273,6 +297,20 @@ class JobService(JobServiceBase):
             await asyncio.to_thread(self._engine.remove, job.id)
             log.info("remove %s %s", caller, job.short_id)
             await stream.send_message(convert.status_to_pb(st))
+
+    async def Signal(self, stream: Stream[pb.SignalRequest, pb.JobStatus]) -> None:
+        with self._rpc("signal", stream) as caller:
+            req = await _request(stream, pb.SignalRequest, self._receiving(caller))
+            sig = parse_signal(req.signal) if req.signal else parse_signal("KILL")
+            job = self.guard.job(caller, req.id)
+            await job.signal_async(sig, req.all)
+            log.info("signal %s %s %s%s", caller, job.short_id, sig.name, " (all)" * req.all)
+            await stream.send_message(convert.status_to_pb(job.status(usage=False)))
+
+    async def Events(self, stream: Stream[pb.EventsRequest, pb.Event]) -> None:
+        with self._rpc("events", stream, streaming=True) as caller:
+            req = await _request(stream, pb.EventsRequest, self._receiving(caller))
+            await eventstream.serve(self._engine.events, caller, req, stream)
 
     # --- the one place requests become answers --------------------------------------------------
 
@@ -356,9 +394,11 @@ class JobService(JobServiceBase):
         if limits.device is not None:
             raise InvalidSpec("the throttled device is chosen by the server (tjobs --mnt)")
         limits.validate()
-        over = limits.exceeding(self.policy.caps)
+        over = limits.exceeding(self.policy.caps, CAP_FLAGS)
         if over:
             raise InvalidSpec("; ".join(over))
+        if req.name:
+            check_name(req.name)
         spec = JobSpec(
             argv=tuple(req.argv),
             env=dict(req.env),
@@ -368,13 +408,61 @@ class JobService(JobServiceBase):
             limits=limits,
             volumes=tuple(convert.volume_from_pb(v) for v in req.volumes),
             request_id=req.request_id,
+            name=req.name,
+            labels=dict(check_labels(req.labels)),
+            timeout=self._timeout(req),
         )
         return spec.validate()
 
+    def _timeout(self, req: pb.RunRequest) -> float | None:
+        p = self.policy
+        if not req.HasField("timeout_seconds"):
+            return p.default_timeout or p.max_timeout
+        timeout = check_timeout(req.timeout_seconds)
+        if p.max_timeout is not None and timeout is not None and timeout > p.max_timeout:
+            raise InvalidSpec(
+                f"timeout {timeout:g}s is above the server's cap of {p.max_timeout:g}s "
+                "(tjobs --max-timeout)"
+            )
+        return timeout
+
     def _running(self, caller: Caller) -> int:
         """How many of the caller's own jobs are running (admins are capped for their own)."""
-        mine = (j for j in self._engine.jobs() if j.owner == caller.name)
-        return sum(1 for j in mine if j.running)
+        return self._engine.running_count(caller.name)
+
+    def _admit_run(self, caller: Caller) -> None:
+        """Refuse a Run over a running-job limit, saying which (unless it queues)."""
+        p = self.policy
+        mine = self._running(caller) + self._starting[caller.name]
+        if mine >= p.max_jobs:
+            raise QuotaExceeded(
+                f"you have {mine} running jobs, the most this server allows one client "
+                f"(tjobs --max-jobs {p.max_jobs}); stop or wait for one first, or run with --queue"
+            )
+        running = self._engine.running_count() + sum(self._starting.values())
+        if p.max_running is not None and running >= p.max_running:
+            raise QuotaExceeded(
+                f"{running} jobs are running on this server, the most it allows "
+                f"(tjobs --max-running {p.max_running}); run with --queue to wait for a slot"
+            )
+
+    async def _queue(
+        self, caller: Caller, spec: JobSpec, stream: Stream[pb.RunRequest, pb.JobStatus]
+    ) -> None:
+        queued = self._engine.queued_count(caller.name)
+        if queued >= self.policy.max_queued:
+            raise QuotaExceeded(
+                f"you have {queued} queued jobs, the most this server allows one client "
+                "(tjobs --max-queued)"
+            )
+        room = self._engine.has_room(caller.name)
+        job = await self._engine.enqueue_async(spec)
+        if room:  # the dispatcher starts it at once: answer with where it got to
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.started_async(), QUEUE_REPLY_WAIT)
+        st = job.status(usage=False)
+        log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
+        await stream.send_message(convert.status_to_pb(st))
 
     def jobs_now(self) -> tuple[int, dict[str, int]]:
         """Running jobs, in all and per owner (the metrics' scrape-time snapshot)."""
@@ -540,7 +628,9 @@ def _answer(exc: Exception) -> tuple[Code, str]:
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)
-    if isinstance(exc, JobRunning):
+    if isinstance(exc, NameInUse):
+        return Code.ALREADY_EXISTS, str(exc)
+    if isinstance(exc, JobRunning | JobFinished):
         return Code.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ShuttingDown | EngineClosed):
         return Code.UNAVAILABLE, SHUTTING_DOWN
@@ -561,8 +651,8 @@ def _peer(stream: Stream[Any, Any]) -> str:
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
         return f"failed: {shown(st.error or '')}"
-    if st.state is JobState.RUNNING:
-        return "running"
+    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED):
+        return st.state.value
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"
 

@@ -1,8 +1,9 @@
 """``tjobs``: the API server (``sudo tjobs``), and ``tjobs certs`` to create its certificates.
 
 Flags keep the Go prototype's single-dash spellings (``-mnt 254:0``) beside the GNU ones
-(``--mnt 254:0``). The limit flags are the server's caps and also the defaults of jobs that ask
-for none. Start-up refusals are one line on stderr and a non-zero exit, never a traceback.
+(``--mnt 254:0``). The limit flags are the defaults of jobs that ask for none; the ``--max-*``
+flags are the caps a job may ask up to (default: what the host has). Start-up refusals are
+one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tjob.api.tls import ServerFiles
     from tjob.cli import service
     from tjob.engine import Engine
+    from tjob.spec import Limits
     from tjob.volumes import Declared
 
 PROG = "tjobs"
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_limit_flags(p)
     _jail_flags(p)
+    _lifecycle_flags(p)
     from tjob.cli import tenancy
 
     tenancy.add_flags(p, _flag)
@@ -168,6 +171,65 @@ def _jail_flags(p: argparse.ArgumentParser) -> None:
         "Writable with a directory of its own per client (PATH/<client>, owned by the job's "
         "uid), :ro read-only, :shared writable and shared by all clients",
     )
+
+
+def _lifecycle_flags(p: argparse.ArgumentParser) -> None:
+    """Caps apart from the defaults, and timeouts (issue 15)."""
+    from tjob.cli import flags
+    from tjob.units import MIB
+
+    for name, kind, what in (
+        ("max-cpu", flags.count(1 << 20), "percent of one CPU (default: all CPUs)"),
+        ("max-mem", flags.size(MIB), "memory in MB or 64G (default: the host's memory)"),
+        ("max-pids", flags.count(1 << 22), "processes (default: the kernel's pid_max)"),
+        ("max-rbps", flags.size(), "disk reads per second (default: no cap)"),
+        ("max-wbps", flags.size(), "disk writes per second (default: no cap)"),
+    ):
+        _flag(
+            p,
+            name,
+            dest=name.replace("-", "_"),
+            type=kind,
+            default=None,
+            help=f"the most a job may ask for: {what}",
+        )
+    _flag(
+        p,
+        "max-running",
+        dest="max_running",
+        type=flags.count(1 << 20),
+        default=None,
+        metavar="N",
+        help="most jobs running at once, all clients together (default: no limit)",
+    )
+    _flag(
+        p,
+        "max-queued",
+        dest="max_queued",
+        type=flags.count(1 << 20),
+        default=1000,
+        metavar="N",
+        help="most queued jobs per client (default 1000)",
+    )
+    _flag(
+        p,
+        "queue",
+        action="store_true",
+        help="over a running-job limit, queue a job rather than refuse it (as tjob run --queue)",
+    )
+    for name, what in (
+        ("max-timeout", "the longest timeout a job may ask for; jobs asking none get it"),
+        ("default-timeout", "the timeout of jobs that ask for none (default: none)"),
+    ):
+        _flag(
+            p,
+            name,
+            dest=name.replace("-", "_"),
+            type=flags.duration(),
+            default=None,
+            metavar="DURATION",
+            help=f"{what}, e.g. 30m, 12h",
+        )
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -329,13 +391,19 @@ def _policy(args: argparse.Namespace) -> Policy:
     from tjob.errors import InvalidSpec
     from tjob.spec import Limits
 
-    caps = Limits(
+    defaults = Limits(
         cpu_percent=args.cpu, memory_mb=args.mem, pids=args.pids, rbps=args.rbps, wbps=args.wbps
     )
+    caps = _caps(args)
     try:
+        defaults.validate()
         caps.validate()
     except InvalidSpec as err:
         _fail(f"bad limit flag: {err}")
+    for over in defaults.exceeding(caps):
+        _fail(f"a default is above its cap: {over.replace('server', 'flag')}")
+    if args.max_timeout and args.default_timeout and args.default_timeout > args.max_timeout:
+        _fail("--default-timeout is above --max-timeout")
     if args.max_jobs < 1:
         _fail(f"--max-jobs must be at least 1, not {args.max_jobs}")
     if not args.client_rate > 0:
@@ -367,6 +435,31 @@ def _policy(args: argparse.Namespace) -> Policy:
         max_jobs=args.max_jobs,
         limits=limits,
         store=StoreQuota(jobs=ten.client_jobs, disk=ten.client_disk),
+        defaults=defaults,
+        max_timeout=args.max_timeout,
+        default_timeout=args.default_timeout,
+        queue=args.queue,
+        max_running=args.max_running,
+        max_queued=args.max_queued,
+    )
+
+
+def _limits_text(d: Limits) -> str:
+    return f"cpu {d.cpu_percent}% mem {d.memory_mb}MB pids {d.pids} rbps {d.rbps} wbps {d.wbps}"
+
+
+def _caps(args: argparse.Namespace) -> Limits:
+    """``--max-*``, each defaulting to what the host has."""
+    from tjob.host import host_caps
+    from tjob.spec import Limits
+
+    host = host_caps()
+    return Limits(
+        cpu_percent=args.max_cpu or host.cpu_percent,
+        memory_mb=args.max_mem or host.memory_mb,
+        pids=args.max_pids or host.pids,
+        rbps=args.max_rbps or host.rbps,
+        wbps=args.max_wbps or host.wbps,
     )
 
 
@@ -419,7 +512,7 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
         ten = args.tenancy
         engine = Engine(
             args.state_dir,
-            defaults=policy.caps,
+            defaults=policy.defaults or policy.caps,
             device=args.mnt,
             output_cap=args.output_cap,
             cgroup_parent=placement.parent,
@@ -428,6 +521,8 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             clients=ten.clients,
             uid_range=ten.uid_range,
             volumes=_volumes(args.volume),
+            max_running=policy.max_running,
+            owner_max_running=policy.max_jobs,
         )
         try:
             placement.settle()
@@ -558,11 +653,13 @@ async def _run(
     crl_watch = asyncio.create_task(ops.watch_crl(api, log))
     caps = policy.caps
     log.info(
-        "listen on %s (cgroup v%s, device %s; caps cpu %d%% mem %dMB pids %d rbps %d wbps %d; "
+        "listen on %s (cgroup v%s, device %s; defaults %s; caps cpu %d%% mem %dMB pids %d "
+        "rbps %d wbps %d; "
         "max %d running jobs per client; jobs run as %s; admins: %s)",
         args.host,
         engine.cgroup_version,
         engine.device or "none (no disk throttling)",
+        _limits_text(policy.defaults or caps),
         caps.cpu_percent,
         caps.memory_mb,
         caps.pids,
@@ -603,7 +700,7 @@ async def _run(
     for done in (metrics, audit):
         if done is not None:
             done.close()
-    running = sum(1 for j in engine.jobs() if not j.status().state.finished)
+    running = engine.running_count()
     if args.stop_on_exit:
         log.info("stopping %d running jobs (--stop-on-exit)", running)
     else:

@@ -26,7 +26,8 @@ GLOBALS: dict[str, tuple[str, str, str]] = {
     "cert": (".tjob/cli.crt", "TJOB_CERT", "cli cert file"),
     "key": (".tjob/cli.key", "TJOB_KEY", "cli key file"),
 }
-JOB_HELP = "a job id, or a unique prefix of it (at least 8 characters)"
+JOB_HELP = "a job's name or id, or a unique prefix of its id (at least 8 characters)"
+FILTER_HELP = "state=STATE, name=GLOB or label=KEY[=VALUE]; repeatable, all must match"
 UINT32_MAX = 2**32 - 1  # the proto's Limits fields: cpu_percent and pids are uint32
 UINT64_MAX = 2**64 - 1  # memory_mb, rbps, wbps
 
@@ -39,6 +40,8 @@ JOB_COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("JOB...", "wait for jobs to end; exit with the last one's code"),
     "stats": ("[OPTIONS] [JOB...]", "live resource use of running jobs"),
     "rm": ("JOB...", "remove finished jobs and their output"),
+    "kill": ("[-s SIGNAL] JOB...", "send a signal to jobs (default SIGKILL)"),
+    "events": ("[OPTIONS]", "stream your jobs' lifecycle events"),
 }
 SETUP_COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("add|use|ls|rm|show", "server contexts: addresses with their certificates"),
@@ -226,7 +229,114 @@ def run_parser() -> _Parser:
         metavar="NAME:/DIR[:ro|:rw]",
         help="mount the server's volume NAME at DIR (tjobs --volume); repeatable",
     )
+    _lifecycle_run_flags(o)
     p.epilog = "Limits not given are the server's defaults; above its caps is refused."
+    return p
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type=`` from a validator of :mod:`tjob.naming` / :mod:`tjob.filters`:
+    its one-line message becomes the usage error (before any call)."""
+    from tjob.errors import InvalidSpec
+
+    def check(text: str) -> object:
+        try:
+            return parse(text)
+        except InvalidSpec as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return check
+
+
+def _lifecycle_run_flags(o: argparse._ArgumentGroup) -> None:
+    from tjob import naming
+    from tjob.cli import flags
+
+    o.add_argument("--name", type=_checked(naming.check_name), help="a name for the job")
+    o.add_argument(
+        "-l",
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        type=_checked(naming.parse_label),
+        metavar="K=V",
+        help="a label to find the job by; repeatable",
+    )
+    o.add_argument(
+        "--timeout",
+        type=flags.duration(),
+        metavar="DURATION",
+        help="stop the job (as stop does) after this long, e.g. 30s, 10m, 2h",
+    )
+    o.add_argument(
+        "--queue",
+        action="store_true",
+        help="over a running-job limit, wait in the queue (state queued) rather than be refused",
+    )
+
+
+def _filter_flag(o: argparse._ArgumentGroup) -> None:
+    from tjob import filters
+
+    o.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        type=_checked(lambda t: str(filters.parse(t) and t)),  # checked, sent as typed
+        metavar="FILTER",
+        help=FILTER_HELP,
+    )
+
+
+def kill_parser() -> _Parser:
+    from tjob import naming
+
+    p, o = _command_parser(
+        "kill",
+        "[OPTIONS] JOB...",
+        "Send a signal to each job's command (as docker kill: the job is not marked stopped); "
+        "print each id.",
+    )
+    o.add_argument(
+        "-s",
+        "--signal",
+        type=_checked(naming.parse_signal),
+        default="KILL",
+        metavar="SIGNAL",
+        help="a name (TERM, SIGHUP) or number (default KILL)",
+    )
+    o.add_argument("--all", action="store_true", help="to every process of the job")
+    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    return p
+
+
+def events_parser() -> _Parser:
+    from tjob import events
+    from tjob.cli import flags
+
+    p, o = _command_parser(
+        "events",
+        "[OPTIONS]",
+        "Print your jobs' lifecycle events as they happen (admins: everyone's), until Ctrl+C.",
+    )
+    o.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        type=_checked(lambda t: (events.parse_filter(t), t)[1]),  # checked, sent as typed
+        metavar="FILTER",
+        help="kind=KIND, name=GLOB or label=KEY[=VALUE]; repeatable, all must match",
+    )
+    o.add_argument(
+        "--since",
+        type=flags.duration(allow_zero=True),
+        metavar="DURATION",
+        help="first the kept events of this long ago, e.g. 10m, 1h",
+    )
+    o.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
 
 
@@ -244,7 +354,8 @@ def stop_parser() -> _Parser:
         help="seconds (or 90s, 5m) between SIGTERM and SIGKILL "
         f"(default {DEFAULT_GRACE:g}; 0 kills at once)",
     )
-    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    _filter_flag(o)
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP + " (or --filter)")
     return p
 
 
@@ -257,6 +368,13 @@ def ps_parser() -> _Parser:
     out = o.add_mutually_exclusive_group()
     out.add_argument("-q", "--quiet", action="store_true", help="only print ids")
     out.add_argument("--json", action="store_true", help="print the full statuses as JSON")
+    _filter_flag(o)
+    o.add_argument(
+        "-a",
+        "--all",
+        action="store_true",
+        help="every job, finished ones too (the default: see README)",
+    )
     p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP)
     return p
 
@@ -298,10 +416,11 @@ def wait_parser() -> _Parser:
 
 
 def rm_parser() -> _Parser:
-    p, _ = _command_parser(
+    p, o = _command_parser(
         "rm", "JOB...", "Remove finished jobs (their record and output); print each id removed."
     )
-    p.add_argument("jobs", nargs="+", metavar="JOB", help=JOB_HELP)
+    _filter_flag(o)
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP + " (or --filter)")
     return p
 
 
@@ -342,6 +461,8 @@ PARSERS: dict[str, Callable[[], _Parser]] = {
     "wait": wait_parser,
     "stats": stats_parser,
     "rm": rm_parser,
+    "kill": kill_parser,
+    "events": events_parser,
     "context": context_parser,
     "completion": completion_parser,
     "version": version_parser,
@@ -402,4 +523,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             raise CliError("run needs a COMMAND (see 'tjob run -h')", EXIT_USAGE)
     else:
         parser.parse_args(rest, namespace=args)
+        if command in ("stop", "rm") and not args.jobs and not args.filters:
+            raise CliError(
+                f"{command} needs a JOB or a --filter (see 'tjob {command} -h')", EXIT_USAGE
+            )
     return args

@@ -29,6 +29,8 @@ def exit_code(st: JobStatus) -> int:
     if code is not None:
         return code
     error = st.error or ""
+    if st.state.value == "cancelled":
+        return EXIT_ERROR  # it never ran: no code of its own
     if "No such file or directory" in error and error.startswith("exec "):
         return EXIT_NOT_FOUND
     return EXIT_CANNOT_EXEC if st.error else EXIT_ERROR

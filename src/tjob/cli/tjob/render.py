@@ -80,6 +80,10 @@ def status_text(st: JobStatus, now: float) -> str:
         return f"Running {human_duration(now - (st.started_at or st.created_at))}"
     if st.state is JobState.FAILED:
         return f"Failed: {st.error or 'did not start'}"
+    if st.state is JobState.QUEUED:
+        return f"Queued {human_duration(now - st.created_at)}"
+    if st.state is JobState.CANCELLED:
+        return "Cancelled (never ran)"
     if st.state is JobState.LOST:
         return f"Lost: {st.error}" if st.error else "Lost"
     if st.state is JobState.DAMAGED:
@@ -90,6 +94,9 @@ def status_text(st: JobStatus, now: float) -> str:
         text = f"Killed ({st.signal_name})"
     else:
         text = f"Exit ({st.exit_code})"
+    if st.timed_out:
+        ago = f" {human_duration(now - st.ended_at)} ago" if st.ended_at else ""
+        return f"Timed out ({st.shell_exit_code}){ago}"
     return f"{text} stopped" if st.stopped else text
 
 

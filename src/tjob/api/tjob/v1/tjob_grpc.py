@@ -46,6 +46,14 @@ class JobServiceBase(abc.ABC):
     async def Remove(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.JobRef, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Signal(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.SignalRequest, tjob.api.tjob.v1.tjob_pb2.JobStatus]') -> None:
+        pass
+
+    @abc.abstractmethod
+    async def Events(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.EventsRequest, tjob.api.tjob.v1.tjob_pb2.Event]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -95,6 +103,18 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 tjob.api.tjob.v1.tjob_pb2.JobRef,
                 tjob.api.tjob.v1.tjob_pb2.JobStatus,
+            ),
+            '/tjob.v1.JobService/Signal': grpclib.const.Handler(
+                self.Signal,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                tjob.api.tjob.v1.tjob_pb2.SignalRequest,
+                tjob.api.tjob.v1.tjob_pb2.JobStatus,
+            ),
+            '/tjob.v1.JobService/Events': grpclib.const.Handler(
+                self.Events,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.EventsRequest,
+                tjob.api.tjob.v1.tjob_pb2.Event,
             ),
         }
 
@@ -149,4 +169,16 @@ class JobServiceStub:
             '/tjob.v1.JobService/Remove',
             tjob.api.tjob.v1.tjob_pb2.JobRef,
             tjob.api.tjob.v1.tjob_pb2.JobStatus,
+        )
+        self.Signal = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/tjob.v1.JobService/Signal',
+            tjob.api.tjob.v1.tjob_pb2.SignalRequest,
+            tjob.api.tjob.v1.tjob_pb2.JobStatus,
+        )
+        self.Events = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Events',
+            tjob.api.tjob.v1.tjob_pb2.EventsRequest,
+            tjob.api.tjob.v1.tjob_pb2.Event,
         )

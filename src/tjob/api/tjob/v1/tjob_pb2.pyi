@@ -16,6 +16,8 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_LOST: _ClassVar[JobState]
     JOB_STATE_DAMAGED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
 
 class VolumeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +43,8 @@ JOB_STATE_STOPPED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_LOST: JobState
 JOB_STATE_DAMAGED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_CANCELLED: JobState
 VOLUME_MODE_DECLARED: VolumeMode
 VOLUME_MODE_READ_ONLY: VolumeMode
 VOLUME_MODE_READ_WRITE: VolumeMode
@@ -84,7 +88,14 @@ class Usage(_message.Message):
     def __init__(self, cpu_seconds: _Optional[float] = ..., memory_peak_bytes: _Optional[int] = ..., memory_current_bytes: _Optional[int] = ..., pids_current: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("id", "state", "argv", "owner", "pid", "exit_code", "signal", "oom_killed", "stopped", "error", "output_truncated", "created_at", "started_at", "ended_at", "usage", "limits", "argv_truncated")
+    __slots__ = ("id", "state", "argv", "owner", "pid", "exit_code", "signal", "oom_killed", "stopped", "error", "output_truncated", "created_at", "started_at", "ended_at", "usage", "limits", "argv_truncated", "name", "labels", "timeout_seconds", "timed_out")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +113,10 @@ class JobStatus(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ARGV_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -119,11 +134,22 @@ class JobStatus(_message.Message):
     usage: Usage
     limits: Limits
     argv_truncated: bool
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., argv_truncated: _Optional[bool] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    timeout_seconds: float
+    timed_out: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., argv_truncated: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., timed_out: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("argv", "limits", "env", "workdir", "volumes", "request_id")
+    __slots__ = ("argv", "limits", "env", "workdir", "name", "labels", "timeout_seconds", "queue", "volumes", "request_id")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -134,15 +160,23 @@ class RunRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     limits: Limits
     env: _containers.ScalarMap[str, str]
     workdir: str
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    timeout_seconds: float
+    queue: bool
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
     request_id: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., queue: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("name", "target", "mode")
@@ -169,14 +203,26 @@ class StopRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("state", "limit", "page_token")
+    __slots__ = ("state", "limit", "page_token", "filters")
     STATE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
     state: JobState
     limit: int
     page_token: str
-    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    filters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., filters: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SignalRequest(_message.Message):
+    __slots__ = ("id", "signal", "all")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    signal: str
+    all: bool
+    def __init__(self, id: _Optional[str] = ..., signal: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -245,3 +291,44 @@ class StatsResponse(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobStats]
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStats, _Mapping]]] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ("filters", "since")
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.RepeatedScalarFieldContainer[str]
+    since: float
+    def __init__(self, filters: _Optional[_Iterable[str]] = ..., since: _Optional[float] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("seq", "time", "kind", "id", "owner", "name", "labels", "exit_code", "signal", "error", "missed")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: float
+    kind: str
+    id: str
+    owner: str
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    exit_code: int
+    signal: int
+    error: str
+    missed: int
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., owner: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., error: _Optional[str] = ..., missed: _Optional[int] = ...) -> None: ...

@@ -83,6 +83,16 @@ class JobServiceStub:
                 request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.SerializeToString,
                 response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.Signal = channel.unary_unary(
+                '/tjob.v1.JobService/Signal',
+                request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.SignalRequest.SerializeToString,
+                response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/tjob.v1.JobService/Events',
+                request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.SerializeToString,
+                response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -147,6 +157,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Signal(self, request, context):
+        """added (issue 15): returns the job's status after the signal went out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Events(self, request, context):
+        """added (issue 15): server-streaming, until the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +213,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Remove,
                     request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.FromString,
                     response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.SerializeToString,
+            ),
+            'Signal': grpc.unary_unary_rpc_method_handler(
+                    servicer.Signal,
+                    request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.SignalRequest.FromString,
+                    response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.FromString,
+                    response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -416,6 +450,60 @@ class JobService:
             '/tjob.v1.JobService/Remove',
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobRef.SerializeToString,
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Signal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tjob.v1.JobService/Signal',
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.SignalRequest.SerializeToString,
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tjob.v1.JobService/Events',
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.SerializeToString,
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""``tjob ps [-q|--json] [JOB...]``: the status of the given jobs, or of all the caller's."""
+"""``tjob ps [-q|--json] [--filter F]... [JOB...]``: the status of the given jobs, or of all the
+caller's (those matching the filters, which the server applies)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from ..errors import EXIT_ERROR
 from ..render import out, ps_table, short_id
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tjob.status import JobStatus
 
 
@@ -24,7 +27,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
         if not statuses:
             return EXIT_ERROR
     else:
-        statuses = list_jobs(c)
+        statuses = list_jobs(c, args.filters)
     if args.quiet:
         for st in statuses:
             out(short_id(st.id))
@@ -38,13 +41,22 @@ def main(c: Client, args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
-def list_jobs(c: Client) -> list[JobStatus]:
-    """Every job the caller may see, newest first (the server answers in pages)."""
+def list_jobs(c: Client, filters: Sequence[str] = ()) -> list[JobStatus]:
+    """Every job the caller may see that matches ``filters``, newest first (the server
+    filters, and answers in pages)."""
     statuses: list[JobStatus] = []
     token = ""
     while True:
-        listing = c.call("List", c.pb.ListResponse, c.pb.ListRequest(page_token=token))
+        req = c.pb.ListRequest(page_token=token, filters=filters)
+        listing = c.call("List", c.pb.ListResponse, req)
         statuses += [status(m) for m in listing.jobs]
         token = listing.next_page_token
         if not token:
             return statuses
+
+
+def matching(c: Client, filters: Sequence[str], *, running: bool) -> list[str]:
+    """Ids of the jobs matching ``filters`` (none given: none) that are running, or finished."""
+    if not filters:
+        return []
+    return [st.id for st in list_jobs(c, filters) if st.state.finished is not running]

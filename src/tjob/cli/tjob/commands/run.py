@@ -32,8 +32,13 @@ def main(c: Client, args: argparse.Namespace) -> int:
         env=_env(args.env),
         workdir=args.workdir,
         request_id=secrets.token_hex(16),  # one per invocation: its retries start one job
+        name=args.name or "",
+        labels=dict(args.labels),
     )
     req.volumes.extend(_volumes(c, args.volume))
+    req.queue = args.queue
+    if args.timeout is not None:
+        req.timeout_seconds = args.timeout
     st = status(_run(c, req))
     if st.state in (JobState.FAILED, JobState.LOST):
         # It never started (no such command, bad workdir; or its launcher or supervisor died):

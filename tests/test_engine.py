@@ -572,3 +572,25 @@ def test_end_after_the_engine_closed_is_recorded_by_the_supervisor(
         assert (st.state, st.exit_code) == (JobState.EXITED, 7)
         assert st.usage.cpu_seconds is not None  # read from its cgroup before removing it
         assert out(second.get(job.id)) == b"released\n"
+
+
+def _log_fds(job: tjob.Job) -> int:
+    """How many of this process's descriptors are open on the job's output.log."""
+    path = str(job.dir / "output.log")
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd) == path
+    return count
+
+
+def test_followers_of_one_job_share_one_descriptor(engine: Engine) -> None:
+    job = engine.start(JobSpec(["sh", "-c", "echo one; echo two"]))
+    job.wait(30)
+    with contextlib.ExitStack() as stack:
+        followers = [stack.enter_context(job.follower()) for _ in range(50)]
+        assert _log_fds(job) == 1  # fifty readers, one descriptor: reads are positional
+        texts = {b"".join(c.data for c in f.take(1 << 20) or []) for f in followers}
+        assert texts == {b"one\ntwo\n"}  # each reads all of it at its own offset
+    assert _log_fds(job) == 0  # the last one out closes it

@@ -67,6 +67,10 @@ class Job:
         # takes it out of the queue (None: it is starting already).
         self._gate: Gate | None = None
         self._cancel: Callable[[], JobStatus | None] | None = None
+        # One descriptor of output.log for all of the job's followers (they read at their own
+        # offsets): a thousand followers of one job cost one descriptor, not a thousand.
+        self._log_fd = -1
+        self._log_users = 0
 
     @property
     def queued(self) -> bool:
@@ -356,6 +360,24 @@ class Job:
                 if not chunks:
                     await f.wait_async()
 
+    @contextlib.contextmanager
+    def _shared_log(self) -> Iterator[int]:
+        """The job's output.log, opened once for every follower while any reads it;
+        FileNotFoundError if it does not exist (yet)."""
+        with self._lock:
+            if not self._log_users:
+                self._log_fd = os.open(self.dir / LOG_FILE, os.O_RDONLY | os.O_CLOEXEC)
+            self._log_users += 1
+            fd = self._log_fd
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                self._log_users -= 1
+                if not self._log_users:
+                    os.close(self._log_fd)
+                    self._log_fd = -1
+
     def follower(
         self,
         streams: Stream = Stream.BOTH,
@@ -381,7 +403,7 @@ class Follower:
         self._job = job
         self._stack = contextlib.ExitStack()
         try:
-            reader = LogReader(str(job.dir / LOG_FILE), streams, skip)
+            reader = LogReader(self._stack.enter_context(job._shared_log()), streams, skip)
         except FileNotFoundError:
             # None yet (a start still under way) or never (a job lost before it had one):
             # an empty log that ends with the job.

@@ -97,10 +97,17 @@ class LogReader:
     """
 
     def __init__(
-        self, path: str, streams: Stream = Stream.BOTH, skip: int = 0, read_size: int = READ_SIZE
+        self,
+        log: str | int,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        read_size: int = READ_SIZE,
     ) -> None:
-        """``skip``: leave out the first bytes of the selected output (to resume a reader)."""
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        """``log``: the file's path, or a descriptor of it the caller keeps (readers may share
+        one: every read is positional). ``skip``: leave out the first bytes of the selected
+        output (to resume a reader)."""
+        self._owned = isinstance(log, str)
+        self.fd = os.open(log, os.O_RDONLY | os.O_CLOEXEC) if isinstance(log, str) else log
         self.checked = os.pread(self.fd, len(MAGIC), 0) == MAGIC
         self.streams = streams
         self.skip = skip
@@ -221,7 +228,8 @@ class LogReader:
         out.append(Chunk(Stream(stream), data))
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self._owned:
+            os.close(self.fd)
 
     def __enter__(self) -> LogReader:
         return self

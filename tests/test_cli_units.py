@@ -248,6 +248,18 @@ class _FakeRpcError:
             "failed for nohost.invalid:8080: Domain name not found]",
             "cannot reach tjobs at localhost:8080: cannot resolve localhost",
         ),
+        (
+            "UNAVAILABLE",
+            "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:8080: "
+            "Socket closed",
+            "cannot reach tjobs at localhost:8080: it closed the connection (does it trust the "
+            "client certificate cli.crt?)",
+        ),
+        (
+            "UNAVAILABLE",
+            "Socket closed",  # once connected: the server went away, the certificate was fine
+            "tjobs at localhost:8080 closed the connection during the call (stopped or restarted?)",
+        ),
         ("UNAVAILABLE", "tjobs is shutting down", "tjobs is shutting down"),
         ("NOT_FOUND", "unauthorized", "unauthorized"),
         ("INTERNAL", "boom", "server error: boom"),

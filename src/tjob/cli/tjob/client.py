@@ -172,7 +172,11 @@ def _unavailable(details: str, host: str, ca: str, cert: str) -> str:
     if "handshake" in low or "ssl" in low:
         return f"{where}: TLS handshake failed ({details})"
     if "connection reset" in low or "socket closed" in low or "end of tcp stream" in low:
-        return f"{where}: it closed the connection (does it trust the client certificate {cert}?)"
+        if "failed to connect" in low:  # closed during the handshake: likely our certificate
+            why = f"does it trust the client certificate {cert}?"
+            return f"{where}: it closed the connection ({why})"
+        # Closed once connected: the server went away (stopped, restarted, killed), not us.
+        return f"tjobs at {host} closed the connection during the call (stopped or restarted?)"
     if "resolv" in low or "dns" in low:
         return f"{where}: cannot resolve {host.rsplit(':', 1)[0]}"
     if "timeout" in low or "timed out" in low:

@@ -211,8 +211,12 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
 
 
 def main() -> None:
-    """Entry point of the launcher: ``python -c ... FD CONFIG_JSON``."""
-    serve(socket.socket(fileno=int(sys.argv[1])), Recorder(_backend(sys.argv[2])), sys.argv[2])
+    """Entry point of the launcher: ``python -c ... FD``, its configuration (JSON) on stdin."""
+    conf = sys.stdin.read()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # what it starts gets no stdin
+    os.close(null)
+    serve(socket.socket(fileno=int(sys.argv[1])), Recorder(_backend(conf)), conf)
 
 
 def _backend(conf: str) -> CgroupBackend:

@@ -85,9 +85,11 @@ class LauncherClient:
         )
         with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", code, str(theirs.fileno()), self._conf],
+                [sys.executable, "-I", "-c", code, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
+                # The configuration (with the jail's seccomp rules, ~10 KB) on stdin, not in
+                # argv: `ps` and `systemctl status` show a short command line.
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,
@@ -95,6 +97,9 @@ class LauncherClient:
                 # Jobs get explicit environments; keep the caller's out of every job's init.
                 env={"PATH": DEFAULT_PATH} | ({} if self._durable else {SYNC_ENV: "0"}),
             )
+        assert self._proc.stdin is not None
+        with self._proc.stdin as conf:
+            conf.write(self._conf.encode())  # well under a pipe's buffer: never blocks
         theirs.close()
         self._ctl = ours
 

@@ -45,7 +45,8 @@ until_true() {
     return 1
 }
 state_of() { tjob ps --json "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
-job_dir() { find "$jobs_cg" -mindepth 1 -maxdepth 1 -type d -name "$1*"; }
+# A job's cgroup: <jobs>/<client>/<job> (a cgroup per client).
+job_dir() { find "$jobs_cg" -mindepth 2 -maxdepth 2 -type d -name "$1*"; }
 procs() { tr '\n' ' ' <"$1/cgroup.procs"; }
 main_pid() { systemctl show -p MainPID --value tjobs; }
 set_key() { # KEY VALUE: one line of the config file, replaced or added

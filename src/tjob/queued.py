@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .errors import EngineClosed, TjobError
 from .flows import drive
 from .jobdir import RUN_FILE, SPEC_FILE, create_file
+from .prepare import check
 from .queue import Gate, spec_from_dict, spec_to_dict
 from .recorder import record_end
 from .spec import JobSpec
@@ -35,7 +36,7 @@ CANCELLED = "cancelled while queued: it never ran"
 
 def enqueue(engine: Engine, spec: JobSpec) -> Job:
     """Validate and record ``spec`` as queued; the dispatcher starts it when there is room."""
-    limits = engine._check(spec)
+    limits = check(engine, spec)
     job_id = secrets.token_hex(16)
     created_at = time.time()
     job = _queued_job(engine, job_id, created_at, spec, limits)
@@ -54,7 +55,7 @@ def enqueue(engine: Engine, spec: JobSpec) -> Job:
 def _queued_job(
     engine: Engine, job_id: str, created_at: float, spec: JobSpec, limits: object
 ) -> Job:
-    from .engine import _resolved
+    from .prepare import resolve_limits
     from .spec import Limits
 
     assert isinstance(limits, Limits)
@@ -64,7 +65,7 @@ def _queued_job(
         tuple(spec.argv),
         spec.owner,
         created_at,
-        _resolved(limits, limits.device or engine.device),
+        resolve_limits(limits, limits.device or engine.device),
         spec.name,
         dict(spec.labels),
         timeout,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import logging
     import ssl
 
-    from tjob.api.server import Policy
+    from tjob.api.policy import Policy
     from tjob.api.tls import ServerFiles
     from tjob.cli import service
     from tjob.engine import Engine
@@ -103,7 +103,7 @@ def parse_host(text: str) -> tuple[str | None, int]:
 
 def _policy(args: argparse.Namespace) -> Policy:
     from tjob.api.limits import ServerLimits
-    from tjob.api.server import Policy
+    from tjob.api.policy import Policy
     from tjob.errors import InvalidSpec
     from tjob.spec import Limits
 

@@ -233,22 +233,9 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help=f"max memory in MB (or 512M, 1G), swap included (default {d.memory_mb})",
     )
-    _flag(
-        p,
-        "rbps",
-        type=flags.size(),
-        default=d.rbps,
-        metavar="BYTES",
-        help=f"max reads in bytes/sec (or 20M; default {d.rbps})",
-    )
-    _flag(
-        p,
-        "wbps",
-        type=flags.size(),
-        default=d.wbps,
-        metavar="BYTES",
-        help=f"max writes in bytes/sec (or 20M; default {d.wbps})",
-    )
+    for name, what, rate in (("rbps", "reads", d.rbps), ("wbps", "writes", d.wbps)):
+        text = f"max {what} in bytes/sec (or 20M; default {rate})"
+        _flag(p, name, type=flags.size(), default=rate, metavar="BYTES", help=text)
     _flag(p, "pids", type=int, default=d.pids, help=f"max processes per job (default {d.pids})")
 
 

@@ -1,5 +1,6 @@
 """The gRPC servicer (``tjob.v1.JobService``): translates RPCs into engine calls, and nothing
-more. Every job access goes through the guard; a refusal's answer is :mod:`.answers`'."""
+more. Every job access goes through the guard; how a failure is answered is
+:mod:`.answers`'s."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail, queued
@@ -30,6 +29,7 @@ from . import volumes as tjob_volumes
 from .cgroups import ClientLimits
 from .deadlines import Deadlines
 from .devices import check_block_device, device_of
+from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
 from .errors import (
     InvalidSpec,
@@ -50,7 +50,6 @@ from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
 from .prepare import Prepared, prepare
-from .procs import children
 from .protocol import (
     ProtocolError,
     StartReply,
@@ -67,24 +66,6 @@ from .watch import Hub
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
 
 _NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """What an engine holds now, for leak checks and debugging (a supported view).
-
-    launcher_pid / zygote_pid: its helper processes (None if not running).
-    supervisors: live job supervisors (children of the zygote, the spare among them).
-    watches: directories watched for readers; exit_watches: supervisors watched for their end.
-    cgroups: job cgroups that exist under the engine's parent cgroup.
-    """
-
-    launcher_pid: int | None
-    zygote_pid: int | None
-    supervisors: frozenset[int]
-    watches: int
-    exit_watches: int
-    cgroups: frozenset[str]
 
 
 class Engine:
@@ -403,18 +384,7 @@ class Engine:
         """What the engine holds now (helper processes, watches, job cgroups), after settling
         any job whose supervisor has exited."""
         self._ends.settle_exited(self._index.all())
-        launcher = self._launcher.pid
-        zygotes = children(launcher) if launcher is not None else []
-        zygote = zygotes[0] if zygotes else None
-        watches, exit_watches = self._hub.counts()
-        return Diagnostics(
-            launcher_pid=launcher,
-            zygote_pid=zygote,
-            supervisors=frozenset(children(zygote)) if zygote is not None else frozenset(),
-            watches=watches,
-            exit_watches=exit_watches,
-            cgroups=frozenset(self._cg.job_ids()),
-        )
+        return diagnose(self._launcher.pid, self._hub, self._cg)
 
     # ---------------------------------------------------------------- close
 

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import jail
 from . import volumes as tjob_volumes
@@ -38,8 +38,31 @@ from .status import JobFacts, ResolvedLimits
 from .tenants import synthetic_name
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .cgroups import CgroupBackend
     from .job import Job
+    from .names import Names
+    from .store import Store
+    from .tenants import Tenants
+    from .volumes import Declared
+
+
+class EngineState(Protocol):
+    """What a start's preparation reads of the engine (:class:`tjob.engine.Engine` is one)."""
+
+    _closed: bool
+    caps: Limits | None
+    defaults: Limits
+    device: str | None
+    volumes: dict[str, Declared]
+    _hidden: list[str]
+    _tenants: Tenants | None
+    default_timeout: float | None
+    output_cap: int
+    durable: bool
+    jobs_dir: Path
+    _names: Names
+    _store: Store
+    _cg: CgroupBackend
 
 
 class Prepared:
@@ -52,7 +75,7 @@ class Prepared:
         self.request = encode_start_request(request)  # for the launcher
 
 
-def check(engine: Engine, spec: JobSpec) -> Limits:
+def check(engine: EngineState, spec: JobSpec) -> Limits:
     """The spec's limits merged with the defaults; InvalidSpec if anything is wrong."""
     if engine._closed:
         raise EngineClosed("the engine is closed")
@@ -63,7 +86,7 @@ def check(engine: Engine, spec: JobSpec) -> Limits:
     return spec.limits.merged(engine.defaults).validate()
 
 
-def prepare(engine: Engine, spec: JobSpec, queued: Job | None = None) -> Prepared:
+def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Prepared:
     limits = check(engine, spec)
     dev = check_block_device(limits.device) if limits.device else None
     device = f"{dev[0]}:{dev[1]}" if dev else engine.device
@@ -130,7 +153,7 @@ def prepare(engine: Engine, spec: JobSpec, queued: Job | None = None) -> Prepare
     return Prepared(facts, spec, jdir, request)
 
 
-def _user_of(engine: Engine, spec: JobSpec) -> tuple[int | None, int | None, str, str]:
+def _user_of(engine: EngineState, spec: JobSpec) -> tuple[int | None, int | None, str, str]:
     """(uid, gid, home, name) the job runs as: its owner's own uid, or ``spec.user``."""
     if spec.user is None and engine._tenants is not None:
         uid = engine._tenants.uid(spec.owner)
@@ -138,7 +161,7 @@ def _user_of(engine: Engine, spec: JobSpec) -> tuple[int | None, int | None, str
     return resolve_user(spec.user)
 
 
-def _make_dir(engine: Engine, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
+def _make_dir(engine: EngineState, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
     """The job's directory: exec.bin, spec.json and the reserve for its end, durable
     before the job is handed over (its name too: the jobs directory is synced)."""
     jdir.mkdir(mode=0o700)

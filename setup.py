@@ -3,8 +3,8 @@ the package next to the Python modules. Everything else about the project is in 
 
 setuptools has no kind of target for a plain executable, so the shim is declared as an
 extension and this build_ext links it as a program instead of a Python module. Before it
-compiles, it writes the shim's protocol.h from src/tjob/protocol.py (loaded by path: under
-pip's build isolation the package is not importable)."""
+compiles, it writes the shim's protocol.h from src/tjob/protocol.py with src/tjob/protocol_h.py
+(both loaded by path: under pip's build isolation the package is not importable)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import glob
 import importlib.util
 import os
 import sys
+import types
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -19,15 +20,21 @@ from setuptools.command.build_ext import build_ext
 SHIM = "tjob.tjob-shim"
 SHIM_DIR = "src/tjob/shim"
 PROTOCOL = "src/tjob/protocol.py"
+PROTOCOL_H = "src/tjob/protocol_h.py"
 
 
-def _protocol_header() -> str:
-    spec = importlib.util.spec_from_file_location("_tjob_protocol", PROTOCOL)
+def _load(name: str, path: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    return str(module.c_header())
+    return module
+
+
+def _protocol_header() -> str:
+    protocol = _load("_tjob_protocol", PROTOCOL)
+    return str(_load("_tjob_protocol_h", PROTOCOL_H).c_header(protocol))
 
 
 class BuildShim(build_ext):
@@ -66,7 +73,7 @@ setup(
             SHIM,
             # A glob: each concern is a file of its own, and new ones join without an edit here.
             sources=sorted(glob.glob(f"{SHIM_DIR}/*.c")),
-            depends=sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL],
+            depends=sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL, PROTOCOL_H],
             libraries=["seccomp"],  # the jobs' seccomp filter (jail_filter.c)
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
         )

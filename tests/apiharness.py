@@ -22,8 +22,9 @@ from support.timeouts import HANG
 from tjob import Engine
 from tjob.api import pki, tls
 from tjob.api.limits import ServerLimits
+from tjob.api.policy import Policy
 from tjob.api.quotas import StoreQuota
-from tjob.api.server import ApiServer, Policy
+from tjob.api.server import ApiServer
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.api.tjob.v1.tjob_pb2_grpc import JobServiceStub
 from tjob.cgroups import ClientLimits

@@ -17,7 +17,8 @@ from support.net import free_port  # noqa: F401 (see Running)
 from support.tjobs import TJOBS, Tjobs, startup_refusal
 
 from tjob.api.tjob.v1 import tjob_pb2 as pb
-from tjob.cli.tjobs import build_parser, parse_host
+from tjob.cli.tjobs import parse_host
+from tjob.cli.tjobsargs import build_parser
 
 # The names test files imported from here before tests/support (some may still be written so).
 Running = Tjobs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import tjob.engine
+import tjob.prepare
 from tjob import Engine, JobSpec, JobState, Limits
 from tjob.cgroups import ClientLimits
 from tjob.cgroups.clients import client_dir
@@ -141,7 +141,7 @@ def test_jobs_made_before_client_cgroups_are_still_followed_and_stopped(
     tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An engine of before this change put each job in <parent>/<job>.
-    monkeypatch.setattr(tjob.engine, "job_cgroup", lambda owner, job_id: job_id)
+    monkeypatch.setattr(tjob.prepare, "job_cgroup", lambda owner, job_id: job_id)
     with Engine(tmp_path / "s", cgroup_parent=cgroup_parent) as old:
         job = old.start(JobSpec(["sh", "-c", "echo up; exec sleep 1000"], owner="alice"))
         assert first_line(job) == "up"

@@ -12,7 +12,7 @@ from apiharness import HANG
 from support.tjobs import TJOBS
 
 from tjob.cli import config, service
-from tjob.cli.tjobs import build_parser
+from tjob.cli.tjobsargs import build_parser
 
 
 def parser() -> argparse.ArgumentParser:

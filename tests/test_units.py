@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tjob.cli.tjobs import build_parser
+from tjob.cli.tjobsargs import build_parser
 from tjob.spec import DEFAULT_LIMITS, DEFAULT_OUTPUT_CAP
 from tjob.units import MIB, parse_duration, parse_size, size_text
 

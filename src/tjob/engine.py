@@ -16,33 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import errno
 import fcntl
-import json
 import os
-import pwd
-import secrets
 import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import adopt, cgroups, jail, queued
 from . import volumes as tjob_volumes
 from .cgroups import ClientLimits
-from .cgroups.clients import job_cgroup
 from .deadlines import Deadlines
 from .devices import check_block_device, device_of
+from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
 from .errors import (
-    EngineClosed,
     InvalidSpec,
     JobNotFound,
     JobRunning,
-    NoSpace,
     StateDirInUse,
     TjobError,
 )
@@ -51,65 +43,29 @@ from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Follower, Job
 from .jobdir import (
-    EXEC_FILE,
-    SPEC_FILE,
     STOP_FILE,
-    create_file,
-    exec_blob,
-    reserve,
-    reserve_size,
-    sync_dir,
 )
-from .launcher_client import DEFAULT_PATH, LauncherClient, Reply
+from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
-from .procs import children
-from .protocol import Limits as ProtocolLimits
+from .prepare import Prepared, prepare
 from .protocol import (
     ProtocolError,
     StartReply,
-    StartRequest,
     decode_start_reply,
-    encode_start_request,
 )
 from .queue import Dispatcher
 from .recorder import Recorder
-from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, MIB, JobSpec, Limits
-from .status import JobFacts, ResolvedLimits
+from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
+from .status import JobFacts
 from .store import Store
-from .tenants import Tenants, synthetic_name
+from .tenants import Tenants
 from .watch import Hub
 
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
 
 _NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """What an engine holds now, for leak checks and debugging (a supported view).
-
-    launcher_pid / zygote_pid: its helper processes (None if not running).
-    supervisors: live job supervisors (children of the zygote, the spare among them).
-    watches: directories watched for readers; exit_watches: supervisors watched for their end.
-    cgroups: job cgroups that exist under the engine's parent cgroup.
-    """
-
-    launcher_pid: int | None
-    zygote_pid: int | None
-    supervisors: frozenset[int]
-    watches: int
-    exit_watches: int
-    cgroups: frozenset[str]
-
-
-class _Prepared:
-    __slots__ = ("dir", "facts", "request", "spec")
-
-    def __init__(self, facts: JobFacts, spec: JobSpec, jdir: Path, request: StartRequest) -> None:
-        self.facts, self.spec, self.dir = facts, spec, jdir
-        self.request = encode_start_request(request)  # for the launcher
 
 
 class Engine:
@@ -239,106 +195,11 @@ class Engine:
 
     # ---------------------------------------------------------------- start
 
-    def _check(self, spec: JobSpec) -> Limits:
-        """The spec's limits merged with the defaults; InvalidSpec if anything is wrong."""
-        if self._closed:
-            raise EngineClosed("the engine is closed")
-        spec.validate()
-        over = spec.limits.exceeding(self.caps) if self.caps is not None else []
-        if over:
-            raise InvalidSpec("; ".join(over))
-        return spec.limits.merged(self.defaults).validate()
-
-    def _prepare(self, spec: JobSpec, queued: Job | None = None) -> _Prepared:
-        limits = self._check(spec)
-        dev = check_block_device(limits.device) if limits.device else None
-        device = f"{dev[0]}:{dev[1]}" if dev else self.device
-        uid, gid, home, name = self._user_of(spec)
-        asked = tjob_volumes.resolve(spec.volumes, self.volumes, spec.owner, self._hidden)
-        ids = (uid, gid) if uid is not None and gid is not None else None
-        mounts = tjob_volumes.exec_lines(asked, ids)  # the client's directories made here
-        job_id = secrets.token_hex(16) if queued is None else queued.id
-        created_at = time.time() if queued is None else queued.created_at
-        env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
-        if name:
-            env["USER"] = env["LOGNAME"] = name
-        env.update(spec.env)
-        resolved = _resolved(limits, device)
-        # What the final status repeats of the request; the rest is in exec.bin for the init.
-        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
-        facts = JobFacts(
-            job_id, tuple(spec.argv), spec.owner, created_at, resolved,
-            spec.name, dict(spec.labels), timeout,
-        )  # fmt: skip
-        self._names.take(spec.owner, spec.name, job_id)
-        try:
-            self._store.add(facts, spec.cwd, spec.user, spec.request_id)
-        except BaseException:
-            if queued is None:
-                self._names.release(spec.owner, spec.name, job_id)
-            raise
-        jdir = self.jobs_dir / job_id
-        cgroup = job_cgroup(spec.owner, job_id)
-        procs = [os.path.relpath(p, self._cg.root) for p in self._cg.procs_files(cgroup)]
-        # RLIMIT_NPROC counts a uid's processes host-wide: only a uid of one client's may
-        # have it, set to the client's pids ceiling (a shared account would share it).
-        nproc = self._cg.clients.pids if self._tenants and spec.user is None else None
-        scratch = (limits.memory_mb or 0) * MIB  # each scratch tmpfs: up to the memory limit
-        rlimits = jail.rlimits(self.output_cap, nproc)
-        blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits, mounts)
-        try:
-            self._make_dir(jdir, blob, facts)
-        except OSError as e:
-            # Not acknowledged: nothing of it may stay (no phantom job after a restart).
-            shutil.rmtree(jdir, ignore_errors=True)
-            self._store.remove(job_id)
-            where = f"{self.jobs_dir}: {e.strerror}"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace(f"no room for the job's files in {where}") from None
-            raise TjobError(f"cannot write the job's files in {where}") from None
-        major, _, minor = (device or "").partition(":")
-        # The launcher makes the job's cgroup, the supervisor its log: the request stays
-        # small (argv may be 256 KiB: it is in the files).
-        request = StartRequest(
-            dir=str(jdir),
-            cap=self.output_cap,
-            id=job_id,
-            limits=ProtocolLimits.resolved(
-                limits.cpu_percent,
-                limits.memory_mb,
-                limits.pids,
-                limits.rbps,
-                limits.wbps,
-                device=(int(major), int(minor)) if device else None,
-            ),
-            cgroup=cgroup,
-        )
-        return _Prepared(facts, spec, jdir, request)
-
-    def _user_of(self, spec: JobSpec) -> tuple[int | None, int | None, str, str]:
-        """(uid, gid, home, name) the job runs as: its owner's own uid, or ``spec.user``."""
-        if spec.user is None and self._tenants is not None:
-            uid = self._tenants.uid(spec.owner)
-            return uid, uid, "/", synthetic_name(uid)
-        return _resolve_user(spec.user)
-
-    def _make_dir(self, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
-        """The job's directory: exec.bin, spec.json and the reserve for its end, durable
-        before the job is handed over (its name too: the jobs directory is synced)."""
-        jdir.mkdir(mode=0o700)
-        spec = json.dumps(facts.to_dict()).encode()
-        create_file(jdir / EXEC_FILE, exec_bin)
-        create_file(jdir / SPEC_FILE, spec, self.durable)
-        reserve(jdir, reserve_size(len(spec)))
-        if self.durable:
-            sync_dir(jdir)
-            sync_dir(self.jobs_dir)
-
     def _prepare_and_send(
         self, spec: JobSpec, queued: Job | None = None
-    ) -> tuple[_Prepared, socket.socket]:
+    ) -> tuple[Prepared, socket.socket]:
         """Every blocking step of a start before the supervisor's answer, as one batch."""
-        prepared = self._prepare(spec, queued)
+        prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
         if queued is not None:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
@@ -523,18 +384,7 @@ class Engine:
         """What the engine holds now (helper processes, watches, job cgroups), after settling
         any job whose supervisor has exited."""
         self._ends.settle_exited(self._index.all())
-        launcher = self._launcher.pid
-        zygotes = children(launcher) if launcher is not None else []
-        zygote = zygotes[0] if zygotes else None
-        watches, exit_watches = self._hub.counts()
-        return Diagnostics(
-            launcher_pid=launcher,
-            zygote_pid=zygote,
-            supervisors=frozenset(children(zygote)) if zygote is not None else frozenset(),
-            watches=watches,
-            exit_watches=exit_watches,
-            cgroups=frozenset(self._cg.job_ids()),
-        )
+        return diagnose(self._launcher.pid, self._hub, self._cg)
 
     # ---------------------------------------------------------------- close
 
@@ -587,28 +437,3 @@ class Engine:
 
 def _settled(job: Job) -> Callable[[], bool]:
     return lambda: job._settled
-
-
-def _resolved(limits: Limits, device: str | None) -> ResolvedLimits:
-    """``limits`` merged with the engine's defaults (which set every field but the device)."""
-    values = dataclasses.asdict(limits)
-    del values["device"]
-    unset = [k for k, v in values.items() if v is None]
-    if unset:
-        raise InvalidSpec(f"no default for {', '.join(unset)}")
-    return ResolvedLimits(**values, device=device)
-
-
-def _resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:
-    """(uid, gid, home, name) of the account to run as; (None, None, ...) keeps ours."""
-    if user is None:
-        try:
-            pw = pwd.getpwuid(os.getuid())
-            return None, None, pw.pw_dir or "/", pw.pw_name
-        except KeyError:
-            return None, None, "/", ""
-    try:
-        pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
-    except KeyError:
-        raise InvalidSpec(f"no such user: {user}") from None
-    return pw.pw_uid, pw.pw_gid, pw.pw_dir if os.path.isdir(pw.pw_dir) else "/", pw.pw_name

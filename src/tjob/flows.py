@@ -39,12 +39,7 @@ def drive(flow: Flow[T]) -> T:
     try:
         step = next(flow)
         while True:
-            try:
-                result = step.run()
-            except Exception as e:
-                step = flow.throw(e)
-            else:
-                step = flow.send(result)
+            step = _resume(flow, _outcome(step.run))
     except StopIteration as done:
         value: T = done.value
         return value
@@ -55,12 +50,30 @@ async def drive_async(flow: Flow[T]) -> T:
     try:
         step = next(flow)
         while True:
-            try:
-                result = await step.run_async()
-            except Exception as e:
-                step = flow.throw(e)
-            else:
-                step = flow.send(result)
+            step = _resume(flow, await _outcome_async(step))
     except StopIteration as done:
         value: T = done.value
         return value
+
+
+_Outcome = tuple[Any, Exception | None]  # a step's result, or what it raised
+
+
+def _outcome(run: Callable[[], Any]) -> _Outcome:
+    try:
+        return run(), None
+    except Exception as e:
+        return None, e
+
+
+async def _outcome_async(step: Step) -> _Outcome:
+    try:
+        return await step.run_async(), None
+    except Exception as e:
+        return None, e
+
+
+def _resume(flow: Flow[T], outcome: _Outcome) -> Step:
+    """The flow's next step, given what its last step returned or raised."""
+    result, error = outcome
+    return flow.send(result) if error is None else flow.throw(error)

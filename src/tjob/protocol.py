@@ -2,8 +2,8 @@
 magic and size that crosses a process boundary, with encode/decode for each message.
 
 Pure (no I/O) and free of imports from the rest of the package: ``setup.py`` loads this file by
-path to generate the shim's ``protocol.h`` (``python3 -m tjob.protocol --c-header``), so the C
-side takes its constants from here, and ``tjob-shim selftest`` lets the tests check the built
+path to generate the shim's ``protocol.h`` from it (:mod:`tjob.protocol_h`), so the C side
+takes its constants from here, and ``tjob-shim selftest`` lets the tests check the built
 shim against this module, message by message.
 
 The messages, in the order a job meets them (``→`` is who sends to whom):
@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -448,58 +447,3 @@ def _json(data: bytes) -> dict[str, Any]:
     if d.get("v", VERSION) != VERSION:
         raise ProtocolError(f"protocol version {d.get('v')!r}, expected {VERSION}")
     return d
-
-
-# ------------------------------------------------------------------ the C header
-
-
-def c_constants() -> dict[str, int | bytes]:
-    """Every constant the shim uses, by its C name (without the ``TJOB_`` prefix)."""
-    out: dict[str, int | bytes] = {"PROTOCOL_VERSION": VERSION}
-    for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
-        out[f"{name}_FILE"] = globals()[f"{name}_FILE"].encode()
-    out.update(SYNC_ENV=SYNC_ENV.encode())
-    out.update(RESERVE_SIZE=RESERVE_SIZE, LOG_MAGIC=LOG_MAGIC, LOG_HEADER_SIZE=LOG_HEADER_SIZE)
-    for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):
-        out[f"STREAM_{s}"] = globals()[f"STREAM_{s}"]
-    out.update(SUPERVISOR_ARGV0=SUPERVISOR_ARGV[0], SUPERVISOR_ARGV1=SUPERVISOR_ARGV[1])
-    out.update(ZYGOTE_ARGV1=ZYGOTE_ARGV[1], INIT_ARGV1=INIT_ARGV[1])
-    out.update(SPARE_REQUEST=SPARE_REQUEST, INIT_JOB=INIT_JOB)
-    for r in ("STARTED", "FAILED", "EXITED"):
-        out[f"REPORT_{r}"] = globals()[f"REPORT_{r}"].encode()
-    out.update(ACK_RECORDED=ACK_RECORDED, ACK_DECLINED=ACK_DECLINED)
-    out.update(EXEC_MAGIC=EXEC_MAGIC.encode(), KEEP_ID=KEEP_ID.encode())
-    out.update(NO_TARGET=NO_TARGET.encode(), TARGET_MAX=TARGET_MAX, MAX_LIST=MAX_LIST)
-    return out
-
-
-def _c_literal(v: int | bytes) -> str:
-    if isinstance(v, int):
-        return str(v)
-    plain = range(32, 127)
-    return (
-        '"' + "".join(chr(b) if b in plain and b not in b'"\\' else f"\\{b:03o}" for b in v) + '"'
-    )
-
-
-def c_header() -> str:
-    """``protocol.h``: the constants as macros, and a table of them for ``selftest``."""
-    consts = c_constants()
-    lines = [
-        "/* Generated from src/tjob/protocol.py by `python3 -m tjob.protocol --c-header`:",
-        " * do not edit; change protocol.py. */",
-        "#ifndef TJOB_PROTOCOL_H",
-        "#define TJOB_PROTOCOL_H",
-    ]
-    lines += [f"#define TJOB_{k} {_c_literal(v)}" for k, v in consts.items()]
-    lines.append("/* X-macro over every constant: I(name) for numbers, S(name) for strings. */")
-    lines.append("#define TJOB_PROTOCOL_TABLE(I, S) \\")
-    lines += [f"    {'I' if isinstance(v, int) else 'S'}({k}) \\" for k, v in consts.items()]
-    lines += ["", "#endif", ""]
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--c-header"]:
-        sys.exit("usage: python3 -m tjob.protocol --c-header")
-    sys.stdout.write(c_header())

@@ -16,26 +16,43 @@ import secrets
 import shutil
 import time
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import EngineClosed, TjobError
 from .flows import drive
 from .jobdir import RUN_FILE, SPEC_FILE, create_file
+from .prepare import EngineState, check
 from .queue import Gate, spec_from_dict, spec_to_dict
 from .recorder import record_end
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .events import EventLog
+    from .flows import Flow
+    from .index import JobIndex
     from .job import Job
+    from .queue import Dispatcher
+
+
+class QueuingEngine(EngineState, Protocol):
+    """What the queued jobs use of the engine (:class:`tjob.engine.Engine` is one)."""
+
+    events: EventLog
+    _index: JobIndex[Job]
+    _queue: Dispatcher
+
+    def _make_job(self, facts: JobFacts, spec: JobSpec) -> Job: ...
+
+    def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]: ...
+
 
 CANCELLED = "cancelled while queued: it never ran"
 
 
-def enqueue(engine: Engine, spec: JobSpec) -> Job:
+def enqueue(engine: QueuingEngine, spec: JobSpec) -> Job:
     """Validate and record ``spec`` as queued; the dispatcher starts it when there is room."""
-    limits = engine._check(spec)
+    limits = check(engine, spec)
     job_id = secrets.token_hex(16)
     created_at = time.time()
     job = _queued_job(engine, job_id, created_at, spec, limits)
@@ -52,9 +69,9 @@ def enqueue(engine: Engine, spec: JobSpec) -> Job:
 
 
 def _queued_job(
-    engine: Engine, job_id: str, created_at: float, spec: JobSpec, limits: object
+    engine: QueuingEngine, job_id: str, created_at: float, spec: JobSpec, limits: object
 ) -> Job:
-    from .engine import _resolved
+    from .prepare import resolve_limits
     from .spec import Limits
 
     assert isinstance(limits, Limits)
@@ -64,7 +81,7 @@ def _queued_job(
         tuple(spec.argv),
         spec.owner,
         created_at,
-        _resolved(limits, limits.device or engine.device),
+        resolve_limits(limits, limits.device or engine.device),
         spec.name,
         dict(spec.labels),
         timeout,
@@ -75,7 +92,7 @@ def _queued_job(
     return job
 
 
-def start(engine: Engine, job: Job) -> None:
+def start(engine: QueuingEngine, job: Job) -> None:
     """Start a queued job (the dispatcher's thread); a refusal is its failed end."""
     assert job._gate is not None
     try:
@@ -89,7 +106,7 @@ def start(engine: Engine, job: Job) -> None:
     job._gate.release()
 
 
-def cancel(engine: Engine, job: Job) -> JobStatus | None:
+def cancel(engine: QueuingEngine, job: Job) -> JobStatus | None:
     """Take ``job`` out of the queue and record it cancelled; None if it is starting."""
     if not engine._queue.remove(job.id, job.owner):
         return None
@@ -99,7 +116,7 @@ def cancel(engine: Engine, job: Job) -> JobStatus | None:
     return status
 
 
-def _record_unstarted(engine: Engine, job: Job, state: JobState, error: str) -> JobStatus:
+def _record_unstarted(engine: QueuingEngine, job: Job, state: JobState, error: str) -> JobStatus:
     """A job that never ran: its row, directory and final status, as every finished job's."""
     status = JobStatus.of(
         job.facts, state, stopped=state is JobState.CANCELLED, error=error, ended_at=time.time()
@@ -118,7 +135,7 @@ def _record_unstarted(engine: Engine, job: Job, state: JobState, error: str) -> 
     return status
 
 
-def _started(engine: Engine, job_id: str) -> bool:
+def _started(engine: QueuingEngine, job_id: str) -> bool:
     """Whether a queued job's start got under way. One the last engine was starting when it
     died, that never ran (recorded lost, no run.json), is forgotten, to be queued again."""
     try:
@@ -135,7 +152,7 @@ def _started(engine: Engine, job_id: str) -> bool:
     return False
 
 
-def load(engine: Engine) -> None:
+def load(engine: QueuingEngine) -> None:
     """Queue again, in order, what an earlier engine left queued."""
     for job_id, created_at, d in engine._store.queued():
         if _started(engine, job_id):

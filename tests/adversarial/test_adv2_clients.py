@@ -43,7 +43,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tjob.api import pki, tls
-from tjob.api.server import MAX_INTERVAL, MAX_REQUEST, MIN_INTERVAL
+from tjob.api.answers import MAX_REQUEST
+from tjob.api.service import MAX_INTERVAL, MIN_INTERVAL
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 
 pytestmark = ROOT

@@ -6,13 +6,16 @@ Pure functions, no I/O: the server calls them, the client CLI may too.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSpec
 from ..spec import MIB, Limits
 from ..status import JobState, JobStatus, ResolvedLimits, Stream, Usage
 from ..volumes import Volume
 from .tjob.v1 import tjob_pb2 as pb
+
+if TYPE_CHECKING:
+    from ..events import Event
 
 _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -202,4 +205,18 @@ def status_from_pb(msg: pb.JobStatus) -> JobStatus:
         labels=dict(msg.labels),
         timeout=msg.timeout_seconds if msg.HasField("timeout_seconds") else None,
         timed_out=msg.timed_out,
+    )
+
+
+def event_to_pb(e: Event) -> pb.Event:
+    return pb.Event(
+        seq=e.seq,
+        time=e.time,
+        kind=e.kind,
+        id=e.id,
+        owner=e.owner,
+        name=e.name,
+        labels=dict(e.labels),
+        error=e.error or "",
+        **_present(exit_code=e.exit_code, signal=e.signal),
     )

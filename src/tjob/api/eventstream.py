@@ -9,31 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSpec
 from ..events import Event, EventLog, matcher
+from .convert import event_to_pb
 from .tjob.v1 import tjob_pb2 as pb
 
 if TYPE_CHECKING:
     from grpclib.server import Stream
 
     from .authz import Caller
-
-
-def event_to_pb(e: Event) -> pb.Event:
-    extra: dict[str, Any] = {}
-    if e.exit_code is not None:
-        extra["exit_code"] = e.exit_code
-    if e.signal is not None:
-        extra["signal"] = e.signal
-    return pb.Event(
-        seq=e.seq,
-        time=e.time,
-        kind=e.kind,
-        id=e.id,
-        owner=e.owner,
-        name=e.name,
-        labels=dict(e.labels),
-        error=e.error or "",
-        **extra,
-    )
 
 
 async def serve(

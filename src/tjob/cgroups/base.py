@@ -26,12 +26,20 @@ class CgroupBackend(abc.ABC):
     version: int
 
     def __init__(
-        self, root: Path, parent: str = "tjob", clients: ClientLimits | None = None
+        self,
+        root: Path = Path("/sys/fs/cgroup"),
+        parent: str = "tjob",
+        clients: ClientLimits | None = None,
     ) -> None:
         self.root = Path(root)
         self.parent = parent
         self.clients = clients or ClientLimits()
         self._ready: set[str] = set()  # client cgroups made and limited by this process
+        self._init_state()
+
+    @abc.abstractmethod
+    def _init_state(self) -> None:
+        """The backend's own state, set before :meth:`setup`."""
 
     def name_of(self, owner: str, job_id: str) -> str:
         """The cgroup name of ``owner``'s job: ``<job>`` if a job made before client cgroups

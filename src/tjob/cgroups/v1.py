@@ -18,7 +18,6 @@ from .base import (
     wait_exited,
     write,
 )
-from .clients import ClientLimits
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids", "freezer")
 CFS_PERIOD_US = 100_000
@@ -34,13 +33,7 @@ DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5
 class CgroupV1(CgroupBackend):
     version = 1
 
-    def __init__(
-        self,
-        root: Path = Path("/sys/fs/cgroup"),
-        parent: str = "tjob",
-        clients: ClientLimits | None = None,
-    ) -> None:
-        super().__init__(root, parent, clients)
+    def _init_state(self) -> None:
         self._hier: dict[str, Path] = {}
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
         self._memsw = False

@@ -19,7 +19,6 @@ from ..errors import CgroupError
 from ..spec import MIB
 from ..status import ResolvedLimits, Usage
 from .base import CgroupBackend, read_int, read_keyed, wait_exited, write
-from .clients import ClientLimits
 
 REQUIRED = ("cpu", "memory", "pids")
 CPU_PERIOD_US = 100_000
@@ -30,13 +29,7 @@ class CgroupV2(CgroupBackend):
     # How long kill() waits for a freeze to complete on kernels without cgroup.kill (< 5.14).
     freeze_timeout = 1.0
 
-    def __init__(
-        self,
-        root: Path = Path("/sys/fs/cgroup"),
-        parent: str = "tjob",
-        clients: ClientLimits | None = None,
-    ) -> None:
-        super().__init__(root, parent, clients)
+    def _init_state(self) -> None:
         # Set by setup(): without the io controller, disk limits cannot apply.
         self.io_available = False
 

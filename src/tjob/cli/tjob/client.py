@@ -8,6 +8,7 @@ line is parsed (``tjob -h`` and usage errors never pay for them, ~70 ms).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from tjob.status import JobStatus
 
 CALL_TIMEOUT = 60.0  # seconds: a guard against a hung server on calls that answer at once
-MAX_REPLY = 4 << 20  # the largest reply tjobs sends (tjob.api.server.MAX_REPLY)
+MAX_REPLY = 4 << 20  # the largest reply tjobs sends (tjob.api.answers.MAX_REPLY)
 SERVICE = "/tjob.v1.JobService/"
 # Refusals that concern one job of several (the others may still succeed).
 PER_JOB_CODES = frozenset(
@@ -96,6 +97,19 @@ class Client:
     def error(self, err: grpc.RpcError) -> CliError:
         """The one line a user should see for a failed call."""
         return CliError(describe_rpc_error(err, self.host, self.ca, self.cert))
+
+    @contextlib.contextmanager
+    def streaming(self, call: Any) -> Iterator[None]:
+        """Around reading a server stream: a failed call becomes the :class:`CliError` a user
+        should see; anything else (Ctrl+C, a closed pipe) cancels the call, telling the server
+        to stop sending."""
+        try:
+            yield
+        except self.grpc.RpcError as err:
+            raise self.error(err) from None
+        except BaseException:
+            cancel(call)
+            raise
 
     def each(
         self, method: str, requests: Sequence[tuple[str, Any]], timeout: float | None = CALL_TIMEOUT

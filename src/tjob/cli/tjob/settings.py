@@ -12,8 +12,8 @@ import argparse
 import os
 
 from . import contexts
-from .args import GLOBALS
 from .errors import CliError
+from .parser import GLOBALS
 
 CONTEXT_ENV = "TJOB_CONTEXT"
 FILES = {"ca": "CA", "cert": "client certificate", "key": "client key"}

@@ -1,39 +1,29 @@
-"""The parsers of the commands that set the client up: ``context`` and ``completion``.
+"""The parsers of the commands that set the client up: ``context``, ``completion`` and
+``version``.
 
-Apart from :mod:`.args` to keep that module about the job commands; built only when given.
+Apart from :mod:`.jobargs`, the job commands'; built only when given.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .args import PROG, _command_parser, _Formatter, _Parser
+from .parser import PROG, Parser, command_parser, options_group, parser_style
 
 CONTEXT_HELP = "a context's name (letters, digits, '.', '_', '-')"
 
 
 def _action(
-    sub: argparse._SubParsersAction[_Parser], name: str, usage: str, text: str
-) -> tuple[_Parser, argparse._ArgumentGroup]:
+    sub: argparse._SubParsersAction[Parser], name: str, usage: str, text: str
+) -> tuple[Parser, argparse._ArgumentGroup]:
     """One ``tjob context ACTION`` parser and its "Options" group."""
-    p = sub.add_parser(
-        name,
-        prog=f"{PROG} context {name}",
-        usage=f"{PROG} context {name} {usage}",
-        description=text,
-        help=text[0].lower() + text[1:].rstrip("."),
-        formatter_class=_Formatter,
-        add_help=False,
-        allow_abbrev=False,
-    )
-    p._positionals.title = "Arguments"
-    opts = p.add_argument_group("Options")
-    opts.add_argument("-h", "--help", action="help", help="show this help")
-    return p, opts
+    summary = text[0].lower() + text[1:].rstrip(".")
+    p = sub.add_parser(name, help=summary, **parser_style(f"{PROG} context {name}", usage, text))
+    return p, options_group(p)
 
 
-def context_parser() -> _Parser:
-    p, _ = _command_parser(
+def context_parser() -> Parser:
+    p, _ = command_parser(
         "context",
         "COMMAND [NAME]",
         "Named servers with their certificate files, as `docker context`. The context in use "
@@ -73,8 +63,8 @@ def context_parser() -> _Parser:
     return p
 
 
-def completion_parser() -> _Parser:
-    p, _ = _command_parser(
+def completion_parser() -> Parser:
+    p, _ = command_parser(
         "completion",
         "bash|zsh|fish",
         "Print a completion script for the shell: `source <(tjob completion bash)` in "
@@ -84,4 +74,9 @@ def completion_parser() -> _Parser:
     p.add_argument(
         "shell", choices=("bash", "zsh", "fish"), metavar="SHELL", help="bash, zsh or fish"
     )
+    return p
+
+
+def version_parser() -> Parser:
+    p, _ = command_parser("version", "[OPTIONS]", "Print the client's version and the server's.")
     return p

@@ -21,7 +21,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..args import COMMANDS, PARSERS, main_parser
+from ..args import COMMANDS, PARSERS
+from ..parser import main_parser
 from ..render import escape, out
 
 FILES, DIRS, COMMAND_NAMES = ":files", ":dirs", ":commands"

@@ -10,8 +10,8 @@ import argparse
 import os
 
 from .. import contexts
-from ..args import GLOBALS
 from ..errors import EXIT_USAGE, CliError
+from ..parser import GLOBALS
 from ..render import escape, out, table, warn
 from ..settings import chosen, resolve
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from ..client import Client, cancel
+from ..client import Client
 from ..render import escape, out, warn
 
 
@@ -16,7 +16,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
     if args.since is not None:
         req.since = time.time() - args.since
     call = c.stream("Events", pb.Event)(req)
-    try:
+    with c.streaming(call):
         for e in call:
             if e.kind == "missed":
                 warn(f"missed {e.missed} events (this reader fell behind)")
@@ -24,11 +24,6 @@ def main(c: Client, args: argparse.Namespace) -> int:
                 out(_json(e))
             else:
                 out(line(e))
-    except c.grpc.RpcError as err:
-        raise c.error(err) from None
-    except BaseException:
-        cancel(call)
-        raise
     return 0
 
 

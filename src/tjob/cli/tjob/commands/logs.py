@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..client import Client, cancel
+from ..client import Client
 from ..render import copy_output
 
 
@@ -19,11 +19,6 @@ def main(c: Client, args: argparse.Namespace) -> int:
     call = c.stream("Logs", pb.LogChunk)(
         pb.LogsRequest(id=args.job, follow=args.follow, streams=streams)
     )
-    try:
+    with c.streaming(call):
         copy_output(call)
-    except c.grpc.RpcError as err:
-        raise c.error(err) from None
-    except BaseException:
-        cancel(call)  # Ctrl+C or a closed pipe: tell the server to stop sending
-        raise
     return 0

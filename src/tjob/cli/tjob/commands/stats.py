@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..client import Client, cancel
+from ..client import Client
 from ..render import out, stats_table
 
 CLEAR = "\x1b[H\x1b[J"  # cursor home, erase below: redraw in place
@@ -17,12 +17,7 @@ def main(c: Client, args: argparse.Namespace) -> int:
     call = c.stream("Stats", pb.StatsResponse)(req)
     # A terminal gets docker's redraw in place; a pipe gets one table per sample.
     clear = CLEAR if sys.stdout.isatty() and not args.no_stream else ""
-    try:
+    with c.streaming(call):
         for sample in call:
             out(clear + stats_table(sample.jobs))
-    except c.grpc.RpcError as err:
-        raise c.error(err) from None
-    except BaseException:
-        cancel(call)
-        raise
     return 0

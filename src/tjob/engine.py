@@ -408,6 +408,7 @@ class Engine:
         self._hub.close()  # after this, no end step runs
         for job in self._index.all():
             self._ends.forget(job)
+        self.events.close()
         self._store.close()
         os.close(self._lockfd)
         os.close(self._dirfd)

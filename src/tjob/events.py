@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fnmatch
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -115,7 +116,10 @@ class Subscription:
 
 
 class EventLog:
-    """Thread-safe: events are emitted from the engine's threads."""
+    """Thread-safe: events are emitted from the engine's threads, and from the event loop of
+    an async start. So emitting never waits on the disk: the store is written by a thread of
+    the log's own (an event lost to a crash right after it is no reason to slow what it
+    reports)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -125,6 +129,18 @@ class EventLog:
             self._recent.append(Event(**data))
         self._seq = self._recent[-1].seq if self._recent else 0
         self._subs: set[Subscription] = set()
+        self._unwritten: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="tjob-events", daemon=True)
+        self._writer.start()
+
+    def _write(self) -> None:
+        while (event := self._unwritten.get()) is not None:
+            self._store.add_event(event.seq, event.to_dict(), KEEP)
+
+    def close(self) -> None:
+        """Write what is still unwritten, then stop the writer (before the store closes)."""
+        self._unwritten.put(None)
+        self._writer.join()
 
     def emit(self, kind: str, st: JobStatus, time: float) -> None:
         with self._lock:
@@ -143,7 +159,7 @@ class EventLog:
             )
             self._recent.append(event)
             subs = list(self._subs)
-            self._store.add_event(event.seq, event.to_dict(), KEEP)
+            self._unwritten.put(event)
         for sub in subs:
             sub.loop.call_soon_threadsafe(sub._put, event)
 

@@ -36,6 +36,11 @@ mount -t overlay overlay -o lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/work "$n
 # The test unit, and a target that wants only it (not the host's enabled services).
 units=$new/etc/systemd/system
 mkdir -p "$units"
+# The project may live under /tmp (CI clones anywhere): systemd must neither mount a tmpfs over
+# /tmp (tmp.mount) nor empty it at boot (tmpfiles' "D /tmp"), which would hide the project.
+ln -sf /dev/null "$units/tmp.mount"
+mkdir -p "$new/etc/tmpfiles.d"
+echo "d /tmp 1777 root root -" >"$new/etc/tmpfiles.d/tmp.conf"
 cat >"$units/tjob-systemd-test.target" <<UNIT
 [Unit]
 Description=tjob: tjobs as a systemd service, tested

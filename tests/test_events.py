@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ from test_cli import Server, server
 
 from tjob import Engine, JobSpec
 from tjob.api.tjob.v1 import tjob_pb2 as pb
-from tjob.events import BUFFER, EventLog
+from tjob.events import BUFFER, Event, EventLog
 
 __all__ = ["server"]
 
@@ -25,6 +26,26 @@ pytestmark = pytest.mark.root
 
 def kinds(log: EventLog, job_id: str) -> list[str]:
     return [e.kind for e in log.recent() if e.id == job_id]
+
+
+def of(events: list[Event], job_id: str) -> list[str]:
+    return [e.kind for e in events if e.id == job_id]
+
+
+def until_events(log: EventLog, done: Callable[[list[Event]], bool]) -> None:
+    """Until ``done`` holds of the events kept and emitted since: woken by each new one, never
+    by a timer (HANG only guards a hang)."""
+
+    async def watch() -> None:
+        sub, seen = log.subscribe(0.0)  # what is kept, and from then on all of them
+        try:
+            async with asyncio.timeout(HANG):
+                while not done(seen):
+                    seen.append(await sub.get())
+        finally:
+            log.unsubscribe(sub)
+
+    asyncio.run(watch())
 
 
 def test_engine_events_and_a_restart(tmp_path: Path, cgroup_parent: str) -> None:
@@ -40,11 +61,10 @@ def test_engine_events_and_a_restart(tmp_path: Path, cgroup_parent: str) -> None
         t.wait(HANG)
         eng.remove(a.id)
         # The end step runs on the watcher's thread: until it has, the last event is not there.
-        deadline = time.monotonic() + HANG
-        while time.monotonic() < deadline and (
-            "timed_out" not in kinds(eng.events, t.id) or kinds(eng.events, b.id)[-1] == "started"
-        ):
-            time.sleep(0.01)
+        until_events(
+            eng.events,
+            lambda seen: "timed_out" in of(seen, t.id) and of(seen, b.id)[-1:] != ["started"],
+        )
         assert kinds(eng.events, a.id) == ["started", "exited", "removed"]
         ended = [e for e in eng.events.recent() if e.id == a.id and e.kind == "exited"]
         assert ended[0].exit_code == 3 and ended[0].name == "a"

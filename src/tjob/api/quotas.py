@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,26 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
+# A finished job's files no longer grow: their size is read once, not at every Run of its owner
+# (a client with thousands of stored jobs would otherwise cost as many stats per Run).
+_finished: weakref.WeakKeyDictionary[Job, int] = weakref.WeakKeyDictionary()
+_finished_lock = threading.Lock()
+
+
+def job_bytes(job: Job) -> int:
+    """What the job's files take; remembered once the job has ended."""
+    with _finished_lock:
+        known = _finished.get(job)
+    if known is not None:
+        return known
+    running = job.running  # before reading: an end after the read is not remembered too early
+    size = dir_bytes(job.dir)
+    if not running:
+        with _finished_lock:
+            _finished[job] = size
+    return size
+
+
 def check(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
     """Raise :class:`LimitExceeded` if one more job would break a quota (blocking: stats)."""
     if quota.jobs is not None and len(mine) + starting >= quota.jobs:
@@ -53,7 +75,7 @@ def check(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
             f"client (tjobs --client-jobs {quota.jobs}); remove finished ones with `tjob rm`"
         )
     if quota.disk is not None:
-        used = sum(dir_bytes(j.dir) for j in mine)
+        used = sum(job_bytes(j) for j in mine)
         if used >= quota.disk:
             raise LimitExceeded(
                 f"your jobs take {used / (1 << 20):.1f} MiB on the server's disk, the most it "

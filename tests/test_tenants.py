@@ -127,3 +127,13 @@ def test_nproc_is_the_client_pids_ceiling_only_with_per_client_uids(
     assert nproc(clients=clients, uid_range=free_range()) == "77 77"
     inherited = nproc(clients=clients)  # the engine's own user: not the client's ceiling
     assert inherited != "77 77"
+
+
+@pytest.mark.root
+def test_an_engine_refused_for_its_uid_range_leaves_the_state_dir_free(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    nobody = pwd.getpwnam("nobody").pw_uid
+    with pytest.raises(InvalidSpec, match="overlaps existing accounts"):
+        Engine(tmp_path / "s", cgroup_parent=cgroup_parent, uid_range=(nobody - 5, nobody + 5))
+    Engine(tmp_path / "s", cgroup_parent=cgroup_parent).close()  # no lock left behind

@@ -171,6 +171,7 @@ class Engine:
             except TjobError:
                 self._store.close()
                 os.close(self._lockfd)  # a refused start leaves the state dir free
+                os.close(self._dirfd)
                 raise
         self._hub = Hub()
         store = self._store

@@ -238,6 +238,8 @@ class Engine:
             self._ends.settle(job, self._who_died(error))
         elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
             job._kill()  # stopped while it was starting
+        else:
+            self._started(job)  # its timeout runs from now, and readers of events learn of it
 
     def _started_by(self, job_id: str) -> Job:
         """The job an earlier start with the same request id made."""
@@ -272,11 +274,15 @@ class Engine:
             # The launcher recorded the failure before answering, or nobody did: the end step.
             yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
         self._index.add(job)
-        self._watch_deadline(job)
         self._queue.running(job.id, job.owner, _settled(job))
-        if error is None:
-            self.events.emit("started", job.status(usage=False), job.started_at or time.time())
+        if error is None and job.started_at is not None:  # not a start still unanswered
+            self._started(job)
         return job
+
+    def _started(self, job: Job) -> None:
+        """The job's command runs: its deadline is watched, and the event said."""
+        self._watch_deadline(job)
+        self.events.emit("started", job.status(usage=False), job.started_at or time.time())
 
     def _ended(self, job: Job) -> None:
         """The end step of a job ran: free its slot, say how it ended."""

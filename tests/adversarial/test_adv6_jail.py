@@ -525,7 +525,10 @@ def test_nothing_else_of_the_host_is_writable_with_a_volume(
     st = stub.Run(req, timeout=HANG)
     got = output(stub, st.id).decode()
     assert "Read-only file system" in got and "refused" in got
-    assert got.splitlines()[-1] == "d"  # the parent is the job's own /tmp, not the volume
+    # stdout alone (stderr is another pipe: its line may be read after ls's)
+    req_out = pb.LogsRequest(id=st.id, follow=True, streams=pb.STREAM_SELECT_STDOUT)
+    stdout = b"".join(c.data for c in stub.Logs(req_out, timeout=HANG)).decode()
+    assert stdout.splitlines()[-1] == "d"  # the parent is the job's own /tmp, not the volume
     assert not (scratch / "escape").exists()
     assert [os.listdir(vol / d) for d in os.listdir(vol)] == [["ok"]]
 

@@ -219,6 +219,9 @@ class JobService(JobServiceBase):
             req = await read_request(stream, pb.EventsRequest, self._receiving(caller))
             await eventstream.serve(self._engine.events, caller, req, stream)
 
+    async def Attach(self, stream: Stream[pb.AttachRequest, pb.AttachReply]) -> None:
+        raise GRPCError(Code.UNIMPLEMENTED, "attach is being built (issue 16)")
+
     # --- the one place requests become answers --------------------------------------------------
 
     @contextlib.contextmanager

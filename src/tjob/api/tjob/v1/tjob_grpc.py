@@ -54,6 +54,10 @@ class JobServiceBase(abc.ABC):
     async def Events(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.EventsRequest, tjob.api.tjob.v1.tjob_pb2.Event]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Attach(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.AttachRequest, tjob.api.tjob.v1.tjob_pb2.AttachReply]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -115,6 +119,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 tjob.api.tjob.v1.tjob_pb2.EventsRequest,
                 tjob.api.tjob.v1.tjob_pb2.Event,
+            ),
+            '/tjob.v1.JobService/Attach': grpclib.const.Handler(
+                self.Attach,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.AttachRequest,
+                tjob.api.tjob.v1.tjob_pb2.AttachReply,
             ),
         }
 
@@ -181,4 +191,10 @@ class JobServiceStub:
             '/tjob.v1.JobService/Events',
             tjob.api.tjob.v1.tjob_pb2.EventsRequest,
             tjob.api.tjob.v1.tjob_pb2.Event,
+        )
+        self.Attach = grpclib.client.StreamStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Attach',
+            tjob.api.tjob.v1.tjob_pb2.AttachRequest,
+            tjob.api.tjob.v1.tjob_pb2.AttachReply,
         )

@@ -53,3 +53,8 @@ class JobFinished(TjobError):
 
 class NameInUse(TjobError):
     """Another of the owner's jobs (not removed) has this name."""
+
+
+class StdinUnavailable(TjobError):
+    """A job's stdin cannot be taken: the job has no open stdin (run without ``stdin``/``tty``,
+    or closed), it has ended, or another writer holds it."""

@@ -40,6 +40,7 @@ from ..errors import (
     JobRunning,
     NameInUse,
     NoSpace,
+    StdinUnavailable,
     TjobError,
 )
 from .authz import UNAUTHORIZED, Unauthenticated
@@ -134,7 +135,7 @@ def answer(exc: Exception) -> tuple[Code, str]:
         return Code.UNIMPLEMENTED, str(exc)
     if isinstance(exc, NameInUse):
         return Code.ALREADY_EXISTS, str(exc)
-    if isinstance(exc, JobRunning | JobFinished):
+    if isinstance(exc, JobRunning | JobFinished | StdinUnavailable):
         return Code.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ShuttingDown | EngineClosed):
         return Code.UNAVAILABLE, SHUTTING_DOWN

@@ -145,6 +145,14 @@ class Lease:
             pass  # the supervisor is gone (the process ended)
         self._sock.close()
 
+    def drop(self) -> None:
+        """Give the stdin back without a word, as a writer that vanished would: a pipe is
+        closed (its reader sees EOF), a terminal is left as it is."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            self._sock.close()
+
     def _fd(self) -> int:
         if self.fd < 0:
             raise ValueError("the stdin lease is closed")

@@ -91,14 +91,29 @@ async def read_request(
     the client has no budget left for is refused unread too (what is not read is not
     acknowledged, so HTTP/2 flow control holds the rest at the client).
     """
+    msg = await read_next(stream, kind, receiving)
+    if msg is None:
+        raise InvalidSpec("the request message is missing")
+    return msg
+
+
+async def read_next(
+    stream: Stream[_Req, Any],
+    kind: type[_Req],
+    receiving: Callable[[int], contextlib.AbstractContextManager[None]],
+) -> _Req | None:
+    """The next request message of a client-streaming call, as :func:`read_request` reads
+    one; None once the client has ended its side of the stream."""
     raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
     try:
         prefix = await raw.recv_data(5)
     except AssertionError:
         # grpclib asserts when the stream ends before the length asked for.
         raise InvalidSpec("the request message is cut short") from None
+    if not prefix:
+        return None
     if len(prefix) < 5:
-        raise InvalidSpec("the request message is missing")
+        raise InvalidSpec("the request message is cut short")
     compressed, size = _PREFIX.unpack(prefix)
     if compressed:
         raise Unsupported("compressed requests are not supported")

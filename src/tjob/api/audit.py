@@ -119,7 +119,9 @@ def argv_field(argv: Iterable[str]) -> list[str]:
 
 
 # The API's methods by their audit and metrics names.
-METHODS = frozenset({"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill"})
+METHODS = frozenset(
+    {"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill", "attach"}
+)
 SERVICE = "/tjob.v1.JobService/"
 
 

@@ -374,9 +374,19 @@ class AttachRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[AttachStart, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., detach: _Optional[bool] = ...) -> None: ...
 
 class AttachReply(_message.Message):
-    __slots__ = ("output", "exit")
+    __slots__ = ("output", "exit", "attached")
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
     output: LogChunk
     exit: JobStatus
-    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[JobStatus, _Mapping]] = ...) -> None: ...
+    attached: Attached
+    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[JobStatus, _Mapping]] = ..., attached: _Optional[_Union[Attached, _Mapping]] = ...) -> None: ...
+
+class Attached(_message.Message):
+    __slots__ = ("tty", "stdin")
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    tty: bool
+    stdin: bool
+    def __init__(self, tty: _Optional[bool] = ..., stdin: _Optional[bool] = ...) -> None: ...

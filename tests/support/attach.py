@@ -3,6 +3,7 @@ replies read on a thread onto another queue, so a test waits on each event with 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -23,17 +24,30 @@ class Session:
         self.output = b""
         start = pb.AttachStart(id=job, stdin=stdin, logs=logs)
         self._requests.put(pb.AttachRequest(start=start))
+        self._iterated = threading.Event()  # grpcio's thread reading our requests is done
         self.call = stub.Attach(self._iterate(), timeout=None)
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         first = self._next()
         if isinstance(first, grpc.RpcError):
+            self._ended()
             raise first
         assert first is not None and first.WhichOneof("msg") == "attached", first
         self.attached = first.attached
 
     def _iterate(self) -> Iterator[pb.AttachRequest]:
-        while (req := self._requests.get()) is not None:
-            yield req
+        try:
+            while (req := self._requests.get()) is not None:
+                yield req
+        finally:
+            self._iterated.set()
+
+    def _ended(self) -> None:
+        """The call is over: let the threads it used end (leak checks count threads)."""
+        with contextlib.suppress(queue.Full):
+            self._requests.put_nowait(None)
+        self._reader.join(HANG)
+        self._iterated.wait(HANG)
 
     def _read(self) -> None:
         try:
@@ -68,13 +82,17 @@ class Session:
         while True:
             reply = self._next()
             if reply is None:
+                self._ended()
                 return None
             if isinstance(reply, grpc.RpcError):
+                self._ended()
                 raise reply
             if reply.WhichOneof("msg") == "exit":
+                self._ended()
                 return reply.exit
             self.output += reply.output.data
 
     def cancel(self) -> None:
         """Vanish: the call is cancelled, as when a client dies."""
         self.call.cancel()
+        self._ended()

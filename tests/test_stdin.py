@@ -79,6 +79,11 @@ def test_a_plain_job_has_no_stdin(engine: Engine) -> None:
 def test_a_tty_job_gets_a_controlling_terminal(engine: Engine) -> None:
     script = "tty; stty size; echo $TERM; ps -o sid=,pgid=,tpgid= -p $$; read x; echo got $x"
     job = engine.start(JobSpec(["sh", "-c", script], stdin=True, tty=True, tty_size=(33, 101)))
+    seen = b""
+    for chunk in job.output(follow=True):  # typed now, the terminal would echo it first
+        seen += chunk.data
+        if seen.count(b"\r\n") >= 4:
+            break
     with job.stdin() as lease:
         assert lease.tty
         lease.write(b"typed\n")

@@ -114,7 +114,7 @@ def test_absurd_window_sizes_are_refused(case: Case, size: tuple[int, int]) -> N
 def test_an_oversized_data_message_is_refused(case: Case) -> None:
     job = run(case, ["cat"], stdin=True)
     s = Session(case.stub(), job.id)
-    s.send(data=b"x" * (80 << 10))
+    s.send(data=b"x" * (2 << 20))  # over the 1 MiB a message may carry
     err = refused(s.exit)
     assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     finish(case.stub(), job.id)

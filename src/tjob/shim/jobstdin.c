@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "logwriter.h"
 #include "protocol.h"
 #include "util.h"
 
@@ -100,6 +101,9 @@ int jobstdin_open(struct jobstdin *io, const char *dir, int *in, char *tag, stru
     }
     int p[2];
     if (pipe2(p, O_CLOEXEC)) return fail(f, "supervisor", "pipe2", "stdin");
+    /* As the output pipes: a writer moves more a step (above pipe-max-size the default works). */
+    if (fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE) < 0) {
+    }
     *in = p[0];
     io->in_w = p[1];
     *tag = TJOB_INIT_JOB_STDIN[0];

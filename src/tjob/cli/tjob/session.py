@@ -21,7 +21,7 @@ from .client import Client, cancel, status
 from .errors import exit_code
 from .render import warn, write_bytes
 
-READ_SIZE = 60 << 10  # stdin per message: under the server's 64 KiB request cap
+READ_SIZE = 1 << 20  # stdin per message at most: the server takes up to 1 MiB (MAX_ATTACH_DATA)
 QUEUED = 4  # messages read ahead of the connection
 
 

@@ -14,7 +14,7 @@ from tjob import Engine, JobSpec, Stream
 from tjob.errors import StdinUnavailable
 from tjob.protocol import ATTACH_SOCKET
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.cgroup2]
 
 MB = 1 << 20
 

@@ -15,10 +15,11 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from h2.errors import ErrorCodes
 
+from ..errors import InvalidSpec
 from . import convert
 from .tjob.v1 import tjob_pb2 as pb
 
@@ -36,6 +37,24 @@ MIN_READ = 16 << 10
 # Output all Logs calls together may hold between reading and handing it to the connection
 # (protobuf and HTTP/2 framing copy each piece twice more on the way).
 LOGS_BUDGET = 16 << 20
+
+
+class View(TypedDict):
+    tail: int | None
+    since_ns: int | None
+    until_ns: int | None
+
+
+def view_from_pb(req: pb.LogsRequest) -> View:
+    """The Follower's view (tail, since_ns, until_ns) a LogsRequest asks for; InvalidSpec if
+    it is empty by construction (until before since). A since in the future is allowed: the
+    view holds what the job writes from then on (as ``docker logs --since``)."""
+    since = req.since_unix_nanos if req.HasField("since_unix_nanos") else None
+    until = req.until_unix_nanos if req.HasField("until_unix_nanos") else None
+    if since is not None and until is not None and until < since:
+        raise InvalidSpec("until is before since: the view would be empty")
+    tail = req.tail if req.HasField("tail") else None
+    return View(tail=tail, since_ns=since, until_ns=until)
 
 
 class Stalled(Exception):
@@ -68,6 +87,7 @@ async def send_output(
     follower: Follower,
     *,
     follow: bool,
+    timestamps: bool = False,
     client: str,
     shares: OutputShares,
     stall_timeout: float,
@@ -86,6 +106,8 @@ async def send_output(
                     msg = pb.LogChunk(truncated=True)
                 else:
                     msg = pb.LogChunk(stream=convert.stream_to_pb(chunk.stream), data=chunk.data)
+                    if timestamps:
+                        msg.time_unix_nanos = chunk.time_ns
                 await _send(stream, msg, stall_timeout)
                 if sent is not None:
                     sent(len(chunk.data))

@@ -182,16 +182,16 @@ class LogReader:
         self._running = 0
         self._verify = False  # whether all of it is read (else it cannot be checked)
         self._peek = WINDOW  # how much to read at a header: just the header after a long frame
+        self._pending_mark = False  # a mark to give first (start_at)
 
     def start_at(self, offset: int, damaged_before: bool = False) -> None:
         """Begin at the frame at ``offset`` (a boundary :mod:`tjob.logtail` found); with
         ``damaged_before``, the first chunk read is a truncation mark (the log is damaged
         somewhere before ``offset``)."""
         self.offset = max(offset, first_frame(self.version))
+        self._peek = self._hsize  # it may be a long frame: do not read a window of it
         self._pending_mark = damaged_before
         self.truncated = self.truncated or damaged_before
-
-    _pending_mark = False
 
     def _pread(self, n: int, at: int) -> bytes:
         data = os.pread(self.fd, n, at)

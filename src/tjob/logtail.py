@@ -38,7 +38,10 @@ from .protocol import LOG_MAGIC_SIZE
 from .status import Stream
 
 KEEP = 1 << 16  # frames kept by a forward walk (older formats): bounds its memory
-BLOCK = 64 << 10  # a payload is searched for newlines this much at a time, from its end
+# A payload is searched for newlines from its end, this much at first, then twice as much a
+# time up to BLOCK: --tail 100 of short lines reads a few kilobytes, not a frame.
+FIRST_BLOCK = 4 << 10
+BLOCK = 64 << 10
 _STREAMS = (Stream.STDOUT, Stream.STDERR, TRUNCATED, END)
 
 
@@ -67,13 +70,15 @@ class Counter:
         self.last_byte = True  # the next byte seen is the output's last (its newline ends
         # the last line; it does not start one)
         self.read = 0
+        self.block = FIRST_BLOCK
 
     def find(self, fd: int, f: Frame) -> int | None:
         """The offset in ``f``'s payload where the last ``lines`` lines begin, if they begin in
         it; else count its newlines and return None."""
         hi = f.length
         while hi > 0:
-            lo = max(0, hi - BLOCK)
+            lo = max(0, hi - self.block)
+            self.block = min(self.block * 2, BLOCK)
             data = os.pread(fd, hi - lo, f.body + lo)
             self.read += len(data)
             end = len(data)

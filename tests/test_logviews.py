@@ -3,12 +3,16 @@ known frame times, old formats, damaged and hostile logs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 from support.oldlogs import as_version, offset_of
+from support.timeouts import HANG
 
+from tjob import Engine, JobSpec
+from tjob.jobdir import LOG_FILE
 from tjob.logstore import (
     COMMITTED,
     END,
@@ -192,3 +196,37 @@ def test_views_of_logs_of_earlier_formats(path: Path, version: int) -> None:
     assert text(view(path, ERR, tail=1)[0]) == b"two\n"
     chunks, _ = view(path, since_ns=2_500, until_ns=2_600)
     assert text(chunks) == b"one\ntwo\nthree\nfour" and {c.time_ns for c in chunks} == {0}
+
+
+# --- through the engine: a real job's log ---------------------------------------------------
+
+
+@pytest.mark.root
+def test_a_jobs_views_through_the_library(engine: Engine) -> None:
+    job = engine.start(JobSpec(["sh", "-c", "seq 1 1000; echo done >&2"]))
+    assert job.wait(HANG).exit_code == 0
+    whole = list(job.output())
+    assert all(c.time_ns for c in whole) and text(whole).count(b"\n") == 1001
+    assert text(list(job.output(streams=OUT, tail=2))) == b"999\n1000\n"
+    cut = whole[-1].time_ns
+    assert text(list(job.output(since_ns=cut))) == text([c for c in whole if c.time_ns >= cut])
+
+    async def tail_async() -> bytes:
+        return b"".join([c.data async for c in job.output_async(streams=ERR, tail=1)])
+
+    assert asyncio.run(tail_async()) == b"done\n"
+
+
+@pytest.mark.root
+def test_a_finished_jobs_log_without_its_end_frame_ends_with_a_mark(engine: Engine) -> None:
+    """The output log is not fsynced: a power cut can lose its end. The status says the job is
+    over; the log that stops short says so with a truncation mark instead of ending quietly."""
+    job = engine.start(JobSpec(["echo", "hello"]))
+    assert job.wait(HANG).exit_code == 0
+    log = job.dir / LOG_FILE
+    data = log.read_bytes()
+    end = offset_of(data, 1)  # the frame after "hello": the end frame
+    assert HEADER.unpack_from(data, end)[0] == END
+    os.truncate(log, end)
+    chunks = list(engine.get(job.id).output())
+    assert [c.data for c in chunks] == [b"hello\n", b""] and chunks[-1].truncated

@@ -12,6 +12,8 @@ from support.oldlogs import as_version, offset_of
 from support.timeouts import HANG
 
 from tjob import Engine, JobSpec
+from tjob.api.output import _TRUNCATED, encode_chunk
+from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.jobdir import LOG_FILE
 from tjob.logstore import (
     COMMITTED,
@@ -230,3 +232,28 @@ def test_a_finished_jobs_log_without_its_end_frame_ends_with_a_mark(engine: Engi
     os.truncate(log, end)
     chunks = list(engine.get(job.id).output())
     assert [c.data for c in chunks] == [b"hello\n", b""] and chunks[-1].truncated
+
+
+@pytest.mark.parametrize("data", [b"", b"x", os.urandom(300), os.urandom(1 << 20)], ids=len)
+@pytest.mark.parametrize("time_ns", [0, 1, 1_796_146_552_270_735_604])
+def test_the_servers_hand_encoded_chunks_parse_as_log_chunks(data: bytes, time_ns: int) -> None:
+    """The server encodes LogChunk itself (one copy of the output instead of three): what it
+    sends is what the generated class parses, prefix included."""
+    for stream in (pb.STREAM_STDOUT, pb.STREAM_STDERR):
+        for timestamps in (False, True):
+            message = encode_chunk(stream, data, time_ns, timestamps)
+            assert message[0] == 0 and int.from_bytes(message[1:5], "big") == len(message) - 5
+            got = pb.LogChunk.FromString(message[5:])
+            want = time_ns if timestamps else 0
+            assert (got.stream, got.data, got.time_unix_nanos, got.truncated) == (
+                stream,
+                data,
+                want,
+                False,
+            )
+
+
+def test_the_servers_truncation_mark_parses() -> None:
+    message = _TRUNCATED
+    assert int.from_bytes(message[1:5], "big") == len(message) - 5
+    assert pb.LogChunk.FromString(message[5:]) == pb.LogChunk(truncated=True)

@@ -96,7 +96,7 @@ def test_a_trailing_newline_ends_the_last_line(path: Path) -> None:
 
 def test_tail_of_a_big_log_reads_a_few_kilobytes(path: Path) -> None:
     """64 MiB of lines in frames of 512 KiB, as the supervisor writes them: --tail 100 reads
-    the last frames' trailers and headers and the end of one payload, not the file."""
+    the last frames' trailers and headers and the one frame it begins in, not the file."""
     block = b"".join(b"line %07d of some output\n" % i for i in range(20_000))[: 512 << 10]
     block = block[: block.rindex(b"\n") + 1]
     w = write(path, [], end=False)
@@ -106,7 +106,8 @@ def test_tail_of_a_big_log_reads_a_few_kilobytes(path: Path) -> None:
     assert path.stat().st_size > 64 << 20
     chunks, read = view(path, tail=100)
     assert text(chunks).count(b"\n") == 100 and text(chunks).endswith(block[-100:])
-    assert read < 16 << 10, read
+    # The walk: a few kB; the frame the view begins in is read whole, to check its checksum.
+    assert read < (512 << 10) + (16 << 10), read
     chunks, read = view(path, since_ns=1_126)  # the last two frames
     assert text(chunks) == block * 2 and read < 3 << 20
 
@@ -257,3 +258,15 @@ def test_the_servers_truncation_mark_parses() -> None:
     message = _TRUNCATED
     assert int.from_bytes(message[1:5], "big") == len(message) - 5
     assert pb.LogChunk.FromString(message[5:]) == pb.LogChunk(truncated=True)
+
+
+def test_a_view_beginning_inside_a_damaged_frame_is_marked(path: Path) -> None:
+    """The part of a long frame left out before a view's beginning is still checked with the
+    part given out: a damaged frame the view begins in ends with the mark."""
+    lines = b"".join(b"line %06d\n" % i for i in range(20_000))  # 240 kB: a long frame
+    write(path, [(1, lines, 1)])
+    data = bytearray(path.read_bytes())
+    data[offset_of(data, 0) + HEADER.size + 10] ^= 0x01  # in its first line, outside the view
+    path.write_bytes(bytes(data))
+    chunks, _ = view(path, tail=3)
+    assert text(chunks) == b"line 019997\nline 019998\nline 019999\n" and chunks[-1].truncated

@@ -231,10 +231,20 @@ class LogReader:
         """The next piece of a frame read at its offset; returns the output bytes it took."""
         n = min(self._left, budget)
         wanted = self._stream & self.streams and self._in_window(self._time)
-        if wanted and self.skip:
-            n = min(n, self.skip)
+        if wanted and self.skip >= self._left:
+            n = min(n, self.skip)  # none of this frame is output: step over it unread
             self.skip -= n
             self._verify = False
+        elif wanted and self.skip:
+            # Output begins inside this frame: what is left out is read too, so the part
+            # given out is checked with the rest (a frame is at most 512 KiB).
+            data = self._pread(min(n, self.skip), self.offset)
+            if not data:
+                self._damage(out)
+                return n
+            n = len(data)
+            self.skip -= n
+            self._running = zlib.crc32(data, self._running)
         elif wanted:
             data = self._pread(n, self.offset)
             if not data:

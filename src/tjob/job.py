@@ -366,7 +366,7 @@ class Job:
         loop = asyncio.get_running_loop()
         view = self.follower(streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
         with view as f:
-            await asyncio.to_thread(f.position)
+            await f.position_async()
             while True:
                 chunks = f.take(read_size)
                 if chunks is None or (not chunks and not follow):
@@ -464,6 +464,17 @@ class Follower:
         r.bytes_read += read
         r.start_at(start.offset, start.damaged)
         r.skip += start.skip
+
+    async def position_async(self) -> None:
+        """:meth:`position` in a thread; a cancelled caller still waits for the thread, which
+        reads this follower's log (it must not be closed under it)."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.position))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task
+            raise
 
     def __enter__(self) -> Follower:
         return self

@@ -161,7 +161,7 @@ class JobService(JobServiceBase):
                 job.follower(streams, req.skip, loop, **view_from_pb(req)) as follower,
                 self.observe.following() as sent,
             ):
-                await asyncio.to_thread(follower.position)  # reads the log from its end
+                await follower.position_async()  # reads the log from its end, in a thread
                 await send_output(
                     stream,
                     follower,

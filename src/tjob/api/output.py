@@ -168,7 +168,10 @@ async def _send_encoded(stream: Stream[Any, pb.LogChunk], message: bytes) -> Non
 
 async def _send(stream: Stream[Any, pb.LogChunk], message: bytes, stall_timeout: float) -> None:
     try:
-        await asyncio.wait_for(_send_encoded(stream, message), stall_timeout)
+        # asyncio.timeout, not wait_for: wait_for's task per message was 3% of the server's
+        # time in a profile of B2'.
+        async with asyncio.timeout(stall_timeout):
+            await _send_encoded(stream, message)
     except TimeoutError:
         # The peer took nothing for that long: reset the stream (RST_STREAM is not flow
         # controlled) and send no trailers, which would wait on the same peer.

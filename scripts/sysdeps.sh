@@ -10,6 +10,8 @@ need=()
 echo '#include <sys/mount.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # ... linked with libseccomp (the jobs' seccomp filter).
 echo '#include <seccomp.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(libseccomp-dev)
+# ... and with zlib (crc32 of the output log's frames).
+echo '#include <zlib.h>' | gcc -E -x c - >/dev/null 2>&1 || need+=(zlib1g-dev)
 # The venv: Debian splits ensurepip out of python3.
 "$PY" -c 'import venv, ensurepip' 2>/dev/null ||
     need+=("python$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv")

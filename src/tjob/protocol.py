@@ -60,11 +60,24 @@ RESERVE_SIZE = 16 << 10  # room for the final status should the disk fill up
 ATTACH_SOCKET = "attach.sock"
 
 # ------------------------------------------------------------------ the framed log
-# v2: <stream:u8> <crc:3> <length:u32le>, crc the low 24 bits of the payload's CRC-32 (zlib),
-# little-endian. v1 (earlier releases, still read): the same with 3 bytes of padding.
-LOG_MAGIC = b"TJOBLOG2"
+# v3: the magic, then the committed end (u64le: the offset just past the last frame whose header
+# is written; the writer moves it after each header, so a reader can scan backwards from a
+# boundary the job's own bytes can never fake), then frames of
+#   header  <stream:u8> <0:3> <length:u32le> <time:u64le>   (time: CLOCK_REALTIME ns of the read)
+#   payload <length bytes>
+#   trailer <crc:u32le> <length:u32le>   (crc: zlib's CRC-32 of header then payload)
+# written payload+trailer first and the header last (an all-zero header is a frame being
+# written), so the trailer's length lets a reader step back one frame at a time (--tail).
+# v2 (still read): <stream:u8> <crc:3> <length:u32le> <bytes>, crc the low 24 bits of the
+# payload's CRC-32; v1 (still read): the same with 3 bytes of padding. Both begin at offset 8.
+LOG_MAGIC = b"TJOBLOG3"
+LOG_MAGIC_V2 = b"TJOBLOG2"
 LOG_MAGIC_V1 = b"TJOBLOG1"
-LOG_HEADER_SIZE = 8  # as long as the magic
+LOG_MAGIC_SIZE = 8
+LOG_FILE_HEADER_SIZE = 16  # magic and committed end: the first frame's offset
+LOG_HEADER_SIZE = 16
+LOG_TRAILER_SIZE = 8
+LOG_OLD_HEADER_SIZE = 8  # v1 and v2 frame headers
 STREAM_STDOUT = 1
 STREAM_STDERR = 2
 STREAM_TRUNCATED = 3

@@ -19,9 +19,9 @@ def c_constants(p: ModuleType) -> dict[str, int | bytes]:
     for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
         out[f"{name}_FILE"] = getattr(p, f"{name}_FILE").encode()
     out.update(SYNC_ENV=p.SYNC_ENV.encode())
-    out.update(
-        RESERVE_SIZE=p.RESERVE_SIZE, LOG_MAGIC=p.LOG_MAGIC, LOG_HEADER_SIZE=p.LOG_HEADER_SIZE
-    )
+    out.update(RESERVE_SIZE=p.RESERVE_SIZE, LOG_MAGIC=p.LOG_MAGIC)
+    for name in ("MAGIC_SIZE", "FILE_HEADER_SIZE", "HEADER_SIZE", "TRAILER_SIZE"):
+        out[f"LOG_{name}"] = getattr(p, f"LOG_{name}")
     for s in ("STDOUT", "STDERR", "TRUNCATED", "END"):
         out[f"STREAM_{s}"] = getattr(p, f"STREAM_{s}")
     out.update(SUPERVISOR_ARGV0=p.SUPERVISOR_ARGV[0], SUPERVISOR_ARGV1=p.SUPERVISOR_ARGV[1])

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from faultkit import check_intact, check_nothing_unlisted, make_state, stop_all, unfinish
+from support.oldlogs import as_version, offset_of
 
 from tjob import Engine, JobState
 from tjob.jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE
+from tjob.logstore import HEADER
 
 pytestmark = pytest.mark.root
 
@@ -104,25 +106,32 @@ def test_a_running_job_with_no_record_and_no_spec_is_killed_and_quarantined(
         eng.close()
 
 
-@pytest.mark.parametrize("at", [8 + 8 + 4 + 8, 8 + 8 + 1], ids=["stream byte", "payload bit"])
+@pytest.mark.parametrize("what", ["stream byte", "payload bit"])
 def test_a_damaged_log_is_marked_not_served_as_whole(
-    tmp_path: Path, cgroup_parent: str, at: int
+    tmp_path: Path, cgroup_parent: str, what: str
 ) -> None:
     state = tmp_path / "state"
     jobs = make_state(state, cgroup_parent, ["sh", "-c", "echo one; echo two >&2"])
     log = state / "jobs" / jobs.victim / LOG_FILE
     data = bytearray(log.read_bytes())
-    if at == 8 + 8 + 1:
-        data[at] ^= 0x01  # "one" -> "nne": its checksum no longer matches
+    if what == "payload bit":
+        data[offset_of(data, 0) + HEADER.size] ^= 0x01  # "one" -> "nne": its checksum fails
         expect = [b""]
     else:
-        data[at] = 0xEE  # the second frame's stream byte: no writer makes it
+        data[offset_of(data, 1)] = 0xEE  # the second frame's stream byte: no writer makes it
         expect = [b"one\n", b""]
     log.write_bytes(bytes(data))
     eng = Engine(state, cgroup_parent=cgroup_parent)
     try:
         chunks = list(eng.get(jobs.victim).output(follow=True))
         assert [c.data for c in chunks] == expect and chunks[-1].truncated
+        # The view of the last line: a damaged frame it meets is marked; one wholly before it
+        # (the "one" of "payload bit") is not read.
+        tail = list(eng.get(jobs.victim).output(follow=True, tail=1))
+        if what == "payload bit":
+            assert [(c.data, c.truncated) for c in tail] == [(b"two\n", False)]
+        else:
+            assert [(c.data, c.truncated) for c in tail] == [(b"", True)]
         check_intact(eng, jobs)
     finally:
         stop_all(eng)
@@ -198,13 +207,8 @@ def test_a_state_dir_of_the_previous_release_still_reads(
     state = tmp_path / "state"
     jobs = make_state(state, cgroup_parent, ["sh", "-c", "echo one; echo two >&2; exit 5"])
     log = state / "jobs" / jobs.victim / LOG_FILE
-    data = bytearray(log.read_bytes())
-    data[:8] = b"TJOBLOG1"
-    at = 8
-    while at + 8 <= len(data):  # every header's checksum back to padding
-        data[at + 1 : at + 4] = b"\0\0\0"
-        at += 8 + int.from_bytes(data[at + 4 : at + 8], "little")
-    log.write_bytes(bytes(data))
+    data = as_version(log.read_bytes(), 1)
+    log.write_bytes(data)
     db = sqlite3.connect(state / "jobs.db")
     db.execute("DROP TABLE requests")
     db.execute("DROP TABLE end_clock")

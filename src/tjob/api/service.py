@@ -40,7 +40,7 @@ from .limits import ClientQuota
 from .logtext import shown, shown_argv
 from .metrics import Metrics, running_by_owner
 from .observe import Observer, Outcome, note
-from .output import OutputShares, Stalled, send_output
+from .output import OutputShares, Stalled, send_output, view_from_pb
 from .policy import CAP_FLAGS, Policy
 from .session import Session
 from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
@@ -156,17 +156,20 @@ class JobService(JobServiceBase):
         with self._rpc("logs", stream, streaming=True, logs=True) as caller:
             req = await read_request(stream, pb.LogsRequest, self._receiving(caller))
             streams = convert.select_from_pb(req.streams)  # bad requests first, then lookups
+            view_from_pb(req)
             job = self.guard.job(caller, req.id)
             await job.started_async()  # a queued job's output begins with its start
             loop = asyncio.get_running_loop()
             with (
-                job.follower(streams, req.skip, loop) as follower,
+                job.follower(streams, req.skip, loop, **view_from_pb(req)) as follower,
                 self.observe.following() as sent,
             ):
+                await follower.position_async()  # reads the log from its end, in a thread
                 await send_output(
                     stream,
                     follower,
                     follow=req.follow,
+                    timestamps=req.timestamps,
                     client=caller.name,
                     shares=self._shares,
                     stall_timeout=self.policy.limits.stall_timeout,

@@ -32,6 +32,9 @@ from . import convert
 from .output import OutputShares, send_output
 from .tjob.v1 import tjob_pb2 as pb
 
+# AttachReply.output's tag (field 1, length-delimited): output chunks are sent encoded whole.
+ATTACH_OUTPUT = b"\x0a"
+
 if TYPE_CHECKING:
     from grpclib.server import Stream as GrpcStream
 
@@ -123,7 +126,7 @@ class Session:
                 shares=self.shares,
                 stall_timeout=self.stall_timeout,
                 sent=sent,
-                wrap=lambda chunk: pb.AttachReply(output=chunk),
+                within=ATTACH_OUTPUT,
             )
         st = await target.wait_async()
         await stream.send_message(pb.AttachReply(exit=convert.status_to_pb(st)))

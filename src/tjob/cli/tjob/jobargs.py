@@ -279,8 +279,35 @@ def logs_parser() -> Parser:
     which = o.add_mutually_exclusive_group()
     which.add_argument("--stdout", action="store_true", help="only the job's stdout")
     which.add_argument("--stderr", action="store_true", help="only the job's stderr")
+    _log_view_arguments(o)
     p.add_argument("job", metavar="JOB", help=JOB_HELP)
     return p
+
+
+def _log_view_arguments(o: argparse._ArgumentGroup) -> None:
+    """Issue 16's views: --tail, --since, --until, --timestamps."""
+    from .logtime import TIME_HELP, tail_flag, time_flag
+
+    o.add_argument(
+        "-n",
+        "--tail",
+        type=tail_flag,
+        default=None,
+        metavar="N",
+        help="begin at the last N lines of the selected streams (all: from the first byte)",
+    )
+    o.add_argument(
+        "--since", type=time_flag, metavar="TIME", help=f"output read at or after TIME: {TIME_HELP}"
+    )
+    o.add_argument(
+        "--until", type=time_flag, metavar="TIME", help="output read at or before TIME; ends there"
+    )
+    o.add_argument(
+        "-t",
+        "--timestamps",
+        action="store_true",
+        help="put before each line when it was read (RFC 3339, UTC, nanoseconds)",
+    )
 
 
 def wait_parser() -> Parser:

@@ -239,26 +239,36 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("id", "follow", "streams", "skip")
+    __slots__ = ("id", "follow", "streams", "skip", "tail", "since_unix_nanos", "until_unix_nanos", "timestamps")
     ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     SKIP_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     follow: bool
     streams: StreamSelect
     skip: int
-    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Union[StreamSelect, str]] = ..., skip: _Optional[int] = ...) -> None: ...
+    tail: int
+    since_unix_nanos: int
+    until_unix_nanos: int
+    timestamps: bool
+    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Union[StreamSelect, str]] = ..., skip: _Optional[int] = ..., tail: _Optional[int] = ..., since_unix_nanos: _Optional[int] = ..., until_unix_nanos: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
 
 class LogChunk(_message.Message):
-    __slots__ = ("stream", "data", "truncated")
+    __slots__ = ("stream", "data", "truncated", "time_unix_nanos")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
     stream: Stream
     data: bytes
     truncated: bool
-    def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., data: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    time_unix_nanos: int
+    def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., data: _Optional[bytes] = ..., truncated: _Optional[bool] = ..., time_unix_nanos: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("ids", "stream", "interval_seconds")

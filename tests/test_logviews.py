@@ -12,7 +12,8 @@ from support.oldlogs import as_version, offset_of
 from support.timeouts import HANG
 
 from tjob import Engine, JobSpec
-from tjob.api.output import _TRUNCATED, encode_chunk
+from tjob.api.output import _TRUNCATED, _nest, encode_chunk
+from tjob.api.session import ATTACH_OUTPUT
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.jobdir import LOG_FILE
 from tjob.logstore import (
@@ -255,9 +256,19 @@ def test_the_servers_hand_encoded_chunks_parse_as_log_chunks(data: bytes, time_n
 
 
 def test_the_servers_truncation_mark_parses() -> None:
-    message = _TRUNCATED
+    message = _nest(b"", _TRUNCATED)
     assert int.from_bytes(message[1:5], "big") == len(message) - 5
     assert pb.LogChunk.FromString(message[5:]) == pb.LogChunk(truncated=True)
+
+
+def test_chunks_inside_an_attach_reply_parse() -> None:
+    for data in (b"", b"x", bytes(range(256)) * 600):
+        message = encode_chunk(pb.STREAM_STDERR, data, 7, True, ATTACH_OUTPUT)
+        assert int.from_bytes(message[1:5], "big") == len(message) - 5
+        got = pb.AttachReply.FromString(message[5:])
+        assert got.output == pb.LogChunk(stream=pb.STREAM_STDERR, data=data, time_unix_nanos=7)
+    mark = pb.AttachReply.FromString(_nest(ATTACH_OUTPUT, _TRUNCATED)[5:])
+    assert mark.output == pb.LogChunk(truncated=True)
 
 
 def test_a_view_beginning_inside_a_damaged_frame_is_marked(path: Path) -> None:

@@ -212,8 +212,10 @@ class Engine:
         """Attach the job from the supervisor's answer; the error if it did not start."""
         if reply.pending is not None:
             # No answer in time (a stalled launcher?): the job may still start, so it is not
-            # reported lost. It stays "running" with no pid until the answer comes, then
-            # becomes what really happened (a stop asked meanwhile is applied then).
+            # reported lost. It is "starting" until the answer comes, then becomes what
+            # really happened (a stop asked meanwhile is applied then).
+            job.unconfirmed = True
+            self.events.emit("starting", job.status(usage=False), time.time())
             pending = reply.pending
             self._hub.on_exit(pending.fileno(), lambda: self._late(job, pending))
             return None
@@ -275,7 +277,7 @@ class Engine:
             yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job))
-        if error is None and job.started_at is not None:  # not a start still unanswered
+        if error is None and reply.pending is None:  # not a start still unanswered
             self._started(job)
         return job
 

@@ -67,6 +67,9 @@ class Job:
         # takes it out of the queue (None: it is starting already).
         self._gate: Gate | None = None
         self._cancel: Callable[[], JobStatus | None] | None = None
+        # Its start was sent but not answered within the start timeout: it may still start
+        # (state ``starting``) until the answer, or its end, says what happened.
+        self.unconfirmed = False
         # One descriptor of output.log for all of the job's followers (they read at their own
         # offsets): a thousand followers of one job cost one descriptor, not a thousand.
         self._log_fd = -1
@@ -107,6 +110,7 @@ class Job:
 
     def _attach(self, pid: int | None, started_at: float, sup_pidfd: int, init_pidfd: int) -> None:
         self.pid, self.started_at = pid, started_at
+        self.unconfirmed = False
         self._sup_pidfd, self._init_pidfd = sup_pidfd, init_pidfd
 
     def _settle(self, final: JobStatus) -> None:
@@ -157,6 +161,8 @@ class Job:
             return final
         if self.queued:
             return JobStatus.of(self.facts, JobState.QUEUED)
+        if self.unconfirmed:
+            return JobStatus.of(self.facts, JobState.STARTING)
         return JobStatus.of(
             self.facts,
             JobState.RUNNING,
@@ -282,6 +288,8 @@ class Job:
             raise JobFinished(f"job {self.short_id} has ended")
         if self.queued:
             raise JobFinished(f"job {self.short_id} is queued: it has not started")
+        if self.unconfirmed:
+            raise JobFinished(f"job {self.short_id} is starting: its start is not confirmed yet")
         try:
             sent = self._cg.signal(self.cgroup, sig) if all else self._signal_command(sig)
         except CgroupError as e:

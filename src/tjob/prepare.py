@@ -105,7 +105,7 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     timeout = spec.timeout if spec.timeout is not None else engine.default_timeout
     facts = JobFacts(
         job_id, tuple(spec.argv), spec.owner, created_at, resolved,
-        spec.name, dict(spec.labels), timeout,
+        spec.name, dict(spec.labels), timeout, spec.request_id,
     )  # fmt: skip
     engine._names.take(spec.owner, spec.name, job_id)
     try:

@@ -18,6 +18,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
+from .adopt import NEVER_STARTED
 from .errors import EngineClosed, TjobError
 from .flows import drive
 from .jobdir import RUN_FILE, SPEC_FILE, create_file
@@ -137,13 +138,17 @@ def _record_unstarted(engine: QueuingEngine, job: Job, state: JobState, error: s
 
 def _started(engine: QueuingEngine, job_id: str) -> bool:
     """Whether a queued job's start got under way. One the last engine was starting when it
-    died, that never ran (recorded lost, no run.json), is forgotten, to be queued again."""
+    died, that never ran (recorded lost, or failed as never taken, no run.json), is forgotten,
+    to be queued again."""
     try:
         job = engine._index.get(job_id)
     except LookupError:
         return False
     st = job.status(usage=False)
-    if st.state is not JobState.LOST or st.started_at is not None or (job.dir / RUN_FILE).exists():
+    unstarted = st.state is JobState.LOST or (
+        st.state is JobState.FAILED and st.error == NEVER_STARTED
+    )
+    if not unstarted or st.started_at is not None or (job.dir / RUN_FILE).exists():
         return True
     engine._index.discard(job_id)
     engine._names.release(job.owner, job.name, job_id)

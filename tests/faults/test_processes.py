@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,8 +15,10 @@ import pytest
 from faultkit import check_nothing_unlisted, stop_all
 
 from tjob import Engine, JobSpec, JobState, launcher_client
+from tjob.adopt import NEVER_STARTED
 from tjob.errors import StateDirInUse
 from tjob.jobdir import END_FILE
+from tjob.procs import readable, supervisors
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +35,10 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
         os.kill(launcher, signal.SIGSTOP)
         try:
             job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
-            assert job.status().state is JobState.RUNNING and job.pid is None  # starting
+            st = job.status()
+            assert (st.state, st.pid, st.state.finished) == (JobState.STARTING, None, False)
+            kinds = [e.kind for e in eng.events.recent() if e.id == job.id]
+            assert kinds == ["starting"]  # not "started": it has not been
             held = eng.start(JobSpec(["sleep", "1000"]))
             stopper = threading.Thread(target=held.stop, args=(0,))
             stopper.start()  # stopped while it is still starting
@@ -41,10 +48,53 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
         assert (st.state, st.exit_code) == (JobState.EXITED, 4)  # the truth, once it came
         stopper.join(60)
         assert held.wait(30).state is JobState.STOPPED
-        check_nothing_unlisted(eng, cgroup_parent)
+        check_nothing_unlisted(eng, cgroup_parent)  # every end step has run after this
+        kinds = [e.kind for e in eng.events.recent() if e.id == job.id]
+        assert kinds == ["starting", "started", "exited"]
     finally:
         stop_all(eng)
         eng.close()
+
+
+_DIES_STARTING = """
+import os, signal, sys
+from tjob import Engine, JobSpec, JobState, launcher_client
+launcher_client.START_TIMEOUT = 0.5
+eng = Engine(sys.argv[1], cgroup_parent=sys.argv[2])
+eng.start(JobSpec(["true"])).wait(30)
+os.kill(eng._launcher.pid, signal.SIGSTOP)
+job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
+assert job.status().state is JobState.STARTING
+print(job.id, eng._launcher.pid, flush=True)
+os._exit(9)  # as a kill -9 would: the stalled launcher stays, holding the start
+"""
+
+
+def test_a_start_in_flight_when_the_engine_died_is_resolved_and_never_runs_after(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    state = tmp_path / "state"
+    out = subprocess.run(
+        [sys.executable, "-c", _DIES_STARTING, str(state), cgroup_parent],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 9, out.stderr
+    job_id, launcher = out.stdout.split()
+    old = os.pidfd_open(int(launcher))  # the stalled launcher of the dead engine
+    try:
+        eng = Engine(state, cgroup_parent=cgroup_parent)
+        try:
+            assert readable(old)  # ended by the new engine: it can hand nothing over now
+            st = eng.get(job_id).status()
+            assert (st.state, st.error) == (JobState.FAILED, NEVER_STARTED)
+            assert st.started_at is None and list(eng.get(job_id).output(follow=False)) == []
+            assert job_id not in supervisors()
+            check_nothing_unlisted(eng, cgroup_parent)
+        finally:
+            stop_all(eng)
+            eng.close()
+    finally:
+        os.close(old)
 
 
 def test_a_launcher_killed_mid_start_is_named_and_the_job_readable(

@@ -189,7 +189,7 @@ class JobService(JobServiceBase):
                 await asyncio.sleep(interval)
                 out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
-                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED, pb.JOB_STATE_STARTING)
                 ended = all(s.state not in alive for s in out)
                 if not req.stream or (named and ended):
                     return
@@ -393,7 +393,7 @@ class JobService(JobServiceBase):
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
         return f"failed: {shown(st.error or '')}"
-    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED):
+    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.STARTING, JobState.CANCELLED):
         return st.state.value
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tjob import Engine, JobSpec, JobState
+from tjob.errors import InvalidSpec
 from tjob.job import Job
 
 pytestmark = pytest.mark.root
@@ -127,3 +128,65 @@ def test_removing_a_job_right_after_its_end_frees_its_slot(eng1: Engine) -> None
         job.wait(HANG)
         eng1.remove(job.id)  # perhaps before the engine's end step: the slot is freed anyway
     assert eng1.running_count() == 0
+
+
+def test_a_capped_start_holds_its_slot_from_the_check(eng1: Engine) -> None:
+    """A direct start counted against max_running from its check on: a queued job cannot take
+    the slot while it starts, and a second capped start is refused (issue 15)."""
+    import asyncio
+
+    from tjob.queue import NoRoom
+
+    # A capped start that fails after its check gives its slot back.
+    with pytest.raises(InvalidSpec):
+        eng1.start(JobSpec(["true"], user="no-such-user-here"), capped=True)
+    assert eng1.running_count() == 0 and eng1.has_room("")
+
+    async def race() -> tuple[Job, Job]:
+        task = asyncio.ensure_future(eng1.start_async(JobSpec(["sleep", "600"]), capped=True))
+        await asyncio.sleep(0)  # the flow's first step: the reservation, before any thread hop
+        assert eng1.running_count() == 1 and not eng1.has_room("")
+        with pytest.raises(NoRoom) as no:
+            eng1.start(JobSpec(["true"]), capped=True)
+        assert (no.value.scope, no.value.running, no.value.limit) == ("host", 1, 1)
+        waiting = eng1.enqueue(JobSpec(["true"]))  # the dispatcher sees no room
+        return await asyncio.wait_for(task, HANG), waiting
+
+    direct, waiting = asyncio.run(race())
+    assert direct.status().state is JobState.RUNNING
+    assert waiting.status().state is JobState.QUEUED and eng1.running_count() == 1
+    direct.stop(0)
+    assert waiting.wait(HANG).exit_code == 0  # the slot freed: the queued job ran
+
+
+def test_capped_starts_racing_for_the_last_slots(tmp_path: Path, cgroup_parent: str) -> None:
+    eng = Engine(
+        tmp_path / "state", cgroup_parent=cgroup_parent, max_running=3, owner_max_running=2
+    )
+    try:
+        blocker(eng, "carol")
+        got: list[Job] = []
+        refused: list[str] = []
+        go = threading.Barrier(6)
+
+        def run(owner: str) -> None:
+            from tjob.queue import NoRoom
+
+            go.wait(HANG)
+            try:
+                got.append(eng.start(JobSpec(["sleep", "600"], owner=owner), capped=True))
+            except NoRoom as e:
+                refused.append(e.scope)
+
+        threads = [threading.Thread(target=run, args=(o,)) for o in ["alice"] * 3 + ["bob"] * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG)
+        # Two slots were left on the host: two of six racing starts got them, the rest refused.
+        assert len(got) == 2 and len(refused) == 4 and eng.running_count() == 3
+        live = [j for j in eng.jobs() if j.status().state is JobState.RUNNING]
+        assert len(live) == 3
+    finally:
+        stop_all(eng)
+        eng.close()

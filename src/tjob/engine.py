@@ -257,26 +257,35 @@ class Engine:
         who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
         return f"the {who} died before the job started"
 
-    def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]:
+    def _start_flow(
+        self, spec: JobSpec, queued: Job | None = None, capped: bool = False
+    ) -> Flow[Job]:
         if spec.request_id and queued is None:
             known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
             if known is not None:
                 return self._started_by(known)
-        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
-        reply = yield Step(
-            lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
-        )
-        if queued is None:
-            job = self._make_job(prepared.facts, prepared.spec)
-        else:
-            job = queued
-            job.facts, job.limits = prepared.facts, prepared.facts.limits
-        error = self._finish(job, reply)
-        if error is not None:
-            # The launcher recorded the failure before answering, or nobody did: the end step.
-            yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+        # A capped start holds its slot from here (no wait between the check and the count).
+        reserved = self._queue.reserve(spec.owner) if capped else None
+        try:
+            prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
+            reply = yield Step(
+                lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
+            )
+            if queued is None:
+                job = self._make_job(prepared.facts, prepared.spec)
+            else:
+                job = queued
+                job.facts, job.limits = prepared.facts, prepared.facts.limits
+            error = self._finish(job, reply)
+            if error is not None:
+                # The launcher recorded the failure before answering, or nobody did: the end step.
+                yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+        except BaseException:
+            if reserved is not None:
+                self._queue.ended(reserved)  # the slot is free again
+            raise
         self._index.add(job)
-        self._queue.running(job.id, job.owner, _settled(job))
+        self._queue.running(job.id, job.owner, _settled(job), reserved)
         if error is None and reply.pending is None:  # not a start still unanswered
             self._started(job)
         return job
@@ -324,17 +333,20 @@ class Engine:
         if timeout is not None and job.started_at is not None and job.running:
             self._deadlines.add(job, job.started_at + timeout)
 
-    def start(self, spec: JobSpec) -> Job:
+    def start(self, spec: JobSpec, *, capped: bool = False) -> Job:
         """Start ``spec`` and return once the command has been exec'd (or failed to be).
 
         A command that cannot start gives a job in state ``failed`` with the reason in
         ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
+        ``capped``: only if fewer than ``max_running`` jobs run, and fewer than
+        ``owner_max_running`` of its owner's (else :class:`tjob.queue.NoRoom`), counting it
+        as running from the check on, as queued starts are.
         """
-        return drive(self._start_flow(spec))
+        return drive(self._start_flow(spec, capped=capped))
 
-    async def start_async(self, spec: JobSpec) -> Job:
+    async def start_async(self, spec: JobSpec, *, capped: bool = False) -> Job:
         """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
-        return await drive_async(self._start_flow(spec))
+        return await drive_async(self._start_flow(spec, capped=capped))
 
     # ---------------------------------------------------------------- lookup
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .errors import TjobError
 from .spec import JobSpec, Limits
 
 
@@ -88,11 +90,21 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
     )
 
 
+class NoRoom(TjobError):
+    """A capped direct start over a running-job cap: ``scope`` is ``"owner"`` or ``"host"``."""
+
+    def __init__(self, scope: str, running: int, limit: int) -> None:
+        super().__init__(f"{running} jobs are running ({scope}), the most allowed ({limit})")
+        self.scope, self.running, self.limit = scope, running, limit
+
+
 class Dispatcher:
     """The running counts (host, per owner) and the waiting jobs; starts them as room frees.
 
     ``start(job_id)`` is the engine's: it starts the queued job (blocking) and reports it with
-    :meth:`running`; every job's end is reported with :meth:`ended`.
+    :meth:`running`; every job's end is reported with :meth:`ended`. A direct start that must
+    fit under the caps takes a slot with :meth:`reserve` first, so that neither another direct
+    start nor a queued one can take the same slot while it starts.
     """
 
     def __init__(
@@ -108,14 +120,35 @@ class Dispatcher:
         self._turn: collections.deque[str] = collections.deque()  # owners, round robin
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._tokens = itertools.count()
 
     # --- counts -------------------------------------------------------------------------------
 
-    def running(self, job_id: str, owner: str, settled: Callable[[], bool]) -> None:
-        """``job_id`` runs, unless ``settled()`` says its end was seen. Asked under the lock
-        that :meth:`ended` takes, and a job is settled before ``ended`` is called, so a job
-        that ends at any point around this call is counted out."""
+    def reserve(self, owner: str) -> str:
+        """Count a direct start of ``owner``'s as running from now, before its job has an id;
+        the token to hand to :meth:`running` once it has (or to :meth:`ended` if it did not
+        start). :class:`NoRoom` if the owner's or the host's count is at its cap."""
         with self._cond:
+            mine = self._owner_running[owner]
+            if self.per_owner is not None and mine >= self.per_owner:
+                raise NoRoom("owner", mine, self.per_owner)
+            if self.max_running is not None and len(self._running) >= self.max_running:
+                raise NoRoom("host", len(self._running), self.max_running)
+            token = f"reserved:{next(self._tokens)}"
+            self._running[token] = owner
+            self._owner_running[owner] += 1
+            return token
+
+    def running(
+        self, job_id: str, owner: str, settled: Callable[[], bool], reserved: str | None = None
+    ) -> None:
+        """``job_id`` runs, unless ``settled()`` says its end was seen; it takes the slot
+        ``reserved`` held for it, if any. Asked under the lock that :meth:`ended` takes, and a
+        job is settled before ``ended`` is called, so a job that ends at any point around this
+        call is counted out."""
+        with self._cond:
+            if reserved is not None:
+                self._pop(reserved)
             if settled():
                 self._pop(job_id)
             elif job_id not in self._running:

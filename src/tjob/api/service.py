@@ -21,6 +21,7 @@ from grpclib.server import Stream
 
 from ..errors import InvalidSpec
 from ..naming import check_labels, check_name, check_timeout, parse_signal
+from ..queue import NoRoom
 from ..spec import JobSpec
 from ..status import JobState, JobStatus
 from . import convert, eventstream, listing, quotas, stats
@@ -101,11 +102,16 @@ class JobService(JobServiceBase):
             if req.queue or self.policy.queue:
                 await self._queue(caller, spec, stream)
                 return
-            self._admit_run(caller)
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
             began = time.monotonic()
             try:
-                job = await self._engine.start_async(spec)
+                # Capped: the engine counts it as running from the check on, so that neither
+                # a concurrent Run nor a queued start can take the same slot. Shielded: a
+                # client gone mid-start does not leave its job started but unindexed.
+                start = self._engine.start_async(spec, capped=True)
+                job = await asyncio.shield(start)
+            except NoRoom as e:
+                raise self._no_room(e) from None
             finally:
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
@@ -333,25 +339,20 @@ class JobService(JobServiceBase):
             )
         return timeout
 
-    def _running(self, caller: Caller) -> int:
-        """How many of the caller's own jobs are running (admins are capped for their own)."""
-        return self._engine.running_count(caller.name)
-
-    def _admit_run(self, caller: Caller) -> None:
-        """Refuse a Run over a running-job limit, saying which (unless it queues)."""
-        p = self.policy
-        mine = self._running(caller) + self._starting[caller.name]
-        if mine >= p.max_jobs:
-            raise QuotaExceeded(
-                f"you have {mine} running jobs, the most this server allows one client "
-                f"(tjobs --max-jobs {p.max_jobs}); stop or wait for one first, or run with --queue"
+    @staticmethod
+    def _no_room(e: NoRoom) -> QuotaExceeded:
+        """The refusal of a Run over a running-job limit, saying which (unless it queues).
+        The engine's caps are the policy's (tjobs makes it with max_running, and max_jobs
+        as its owner_max_running); admins are capped for their own jobs."""
+        if e.scope == "owner":
+            return QuotaExceeded(
+                f"you have {e.running} running jobs, the most this server allows one client "
+                f"(tjobs --max-jobs {e.limit}); stop or wait for one first, or run with --queue"
             )
-        running = self._engine.running_count() + sum(self._starting.values())
-        if p.max_running is not None and running >= p.max_running:
-            raise QuotaExceeded(
-                f"{running} jobs are running on this server, the most it allows "
-                f"(tjobs --max-running {p.max_running}); run with --queue to wait for a slot"
-            )
+        return QuotaExceeded(
+            f"{e.running} jobs are running on this server, the most it allows "
+            f"(tjobs --max-running {e.limit}); run with --queue to wait for a slot"
+        )
 
     async def _queue(
         self, caller: Caller, spec: JobSpec, stream: Stream[pb.RunRequest, pb.JobStatus]

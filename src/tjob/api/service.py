@@ -38,7 +38,7 @@ from .audit import AuditLog, argv_field, clip
 from .authz import Caller, Guard
 from .limits import ClientQuota
 from .logtext import shown, shown_argv
-from .metrics import Metrics, running_by_owner
+from .metrics import Metrics
 from .observe import Observer, Outcome, note
 from .output import OutputShares, Stalled, send_output
 from .policy import CAP_FLAGS, Policy
@@ -48,6 +48,7 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from ..job import Job
 
 log = logging.getLogger("tjobs")
 
@@ -372,9 +373,9 @@ class JobService(JobServiceBase):
         log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
         await stream.send_message(convert.status_to_pb(st))
 
-    def jobs_now(self) -> tuple[int, dict[str, int]]:
-        """Running jobs, in all and per owner (the metrics' scrape-time snapshot)."""
-        return running_by_owner(self._engine.jobs())
+    def jobs_now(self) -> list[Job]:
+        """Every job (the metrics' scrape-time snapshot, taken on the loop)."""
+        return self._engine.jobs()
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The handler tasks of the calls being served now."""

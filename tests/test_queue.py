@@ -190,3 +190,27 @@ def test_capped_starts_racing_for_the_last_slots(tmp_path: Path, cgroup_parent: 
     finally:
         stop_all(eng)
         eng.close()
+
+
+def test_a_queued_run_repeated_with_its_request_id_is_one_job(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """A retried queued Run (and a direct one with the same id) returns the queued job, before
+    and after a restart, and once it ran (issue 19's idempotent Run, for the queue too)."""
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        hold = blocker(eng)
+        first = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1")) is first
+        assert eng.start(JobSpec(["echo", "once"], owner="alice", request_id="q1")) is first
+        other = eng.enqueue(JobSpec(["true"], owner="bob", request_id="q1"))  # ids are per owner
+        assert other.id != first.id and eng.queued_count() == 2
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        again = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert again.id == first.id and again.status().state is JobState.QUEUED
+        eng.get(hold.id).stop(0)
+        assert again.wait(HANG).exit_code == 0
+        ran = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert ran.id == first.id and ran.status().state is JobState.EXITED
+        assert eng.get(other.id).wait(HANG).exit_code == 0
+        assert sum(j.owner == "alice" for j in eng.jobs()) == 1

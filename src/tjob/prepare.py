@@ -109,7 +109,8 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     )  # fmt: skip
     engine._names.take(spec.owner, spec.name, job_id)
     try:
-        engine._store.add(facts, spec.cwd, spec.user, spec.request_id)
+        # A queued job's request id was recorded with its queue row.
+        engine._store.add(facts, spec.cwd, spec.user, "" if queued else spec.request_id)
     except BaseException:
         if queued is None:
             engine._names.release(spec.owner, spec.name, job_id)

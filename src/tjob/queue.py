@@ -73,6 +73,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "name": spec.name,
         "labels": dict(spec.labels),
         "timeout": spec.timeout,
+        "request_id": spec.request_id,
     }
 
 
@@ -87,6 +88,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         name=d.get("name") or "",
         labels=dict(d.get("labels") or {}),
         timeout=d.get("timeout"),
+        request_id=str(d.get("request_id") or ""),
     )
 
 

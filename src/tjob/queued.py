@@ -47,13 +47,21 @@ class QueuingEngine(EngineState, Protocol):
 
     def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]: ...
 
+    def _started_by(self, job_id: str) -> Job: ...
+
 
 CANCELLED = "cancelled while queued: it never ran"
 
 
 def enqueue(engine: QueuingEngine, spec: JobSpec) -> Job:
-    """Validate and record ``spec`` as queued; the dispatcher starts it when there is room."""
+    """Validate and record ``spec`` as queued; the dispatcher starts it when there is room.
+    A spec with the request id of an earlier start or enqueue of its owner's returns that job
+    (its request id is recorded with the queue row, in the same commit)."""
     limits = check(engine, spec)
+    if spec.request_id:
+        known = engine._store.by_request(spec.owner, spec.request_id)
+        if known is not None:
+            return engine._started_by(known)
     job_id = secrets.token_hex(16)
     created_at = time.time()
     job = _queued_job(engine, job_id, created_at, spec, limits)
@@ -86,6 +94,7 @@ def _queued_job(
         spec.name,
         dict(spec.labels),
         timeout,
+        spec.request_id,
     )
     job = engine._make_job(facts, spec)
     job._gate = Gate()

@@ -230,3 +230,33 @@ def test_a_wall_clock_step_never_prunes_a_recent_job(
         assert eng.prune(0) == [job.id]
     finally:
         eng.close()
+
+
+def test_a_run_past_the_start_timeout_answers_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the API: Run answers STARTING (not RUNNING with no pid, not LOST), List can filter
+    on it, Events say "starting" then "started", and Wait gives the truth once it came."""
+    from apiharness import HANG, Harness
+
+    from tjob.api.tjob.v1 import tjob_pb2 as pb
+
+    monkeypatch.setattr(launcher_client, "START_TIMEOUT", 0.5)
+    with Harness(tmp_path) as h:
+        assert h.engine is not None
+        stub = h.stub()
+        assert stub.Wait(pb.JobRef(id=h.run(["true"]).id), timeout=HANG).exit_code == 0
+        launcher = h.engine._launcher.pid
+        assert launcher is not None
+        os.kill(launcher, signal.SIGSTOP)
+        try:
+            st = stub.Run(pb.RunRequest(argv=["sh", "-c", "exit 4"]), timeout=HANG)
+            assert st.state == pb.JOB_STATE_STARTING and not st.HasField("pid")
+            listed = stub.List(pb.ListRequest(filters=["state=starting"]), timeout=HANG)
+            assert [j.id for j in listed.jobs] == [st.id]
+        finally:
+            os.kill(launcher, signal.SIGCONT)
+        end = stub.Wait(pb.JobRef(id=st.id), timeout=HANG)
+        assert (end.state, end.exit_code) == (pb.JOB_STATE_EXITED, 4)
+        kinds = [e.kind for e in h.engine.events.recent() if e.id == st.id]
+        assert kinds[:2] == ["starting", "started"]

@@ -169,3 +169,22 @@ def test_runs_racing_for_the_last_slot_never_exceed_max_running(tmp_path: Path) 
         alice.Stop(pb.StopRequest(id=hold.id, grace_seconds=0), timeout=HANG)
         for stub, w in waiting:  # the freed slots went to the queued jobs
             assert stub.Wait(pb.JobRef(id=w.id), timeout=HANG).exit_code == 0
+
+
+def test_a_request_id_is_no_key_to_another_clients_job(tmp_path: Path) -> None:
+    """A client that sends another's request id (seen in a log, guessed) gets a job of its
+    own, never the other's, queued or direct; an oversized id is refused (issue 19)."""
+    with Harness(tmp_path, max_running=1) as h:
+        alice, bob = h.stub(ALICE), h.stub(BOB)
+        hold = alice.Run(pb.RunRequest(argv=["sleep", "600"], request_id="r1"), timeout=HANG)
+        waits = alice.Run(pb.RunRequest(argv=["true"], queue=True, request_id="r2"), timeout=HANG)
+        again = alice.Run(pb.RunRequest(argv=["true"], queue=True, request_id="r2"), timeout=HANG)
+        assert again.id == waits.id and again.state == pb.JOB_STATE_QUEUED
+        for rid in ("r1", "r2"):
+            theirs = bob.Run(pb.RunRequest(argv=["true"], queue=True, request_id=rid), timeout=HANG)
+            assert theirs.id not in (hold.id, waits.id) and theirs.owner != hold.owner
+            bob.Stop(pb.StopRequest(id=theirs.id), timeout=HANG)
+        err = refused(alice.Run, pb.RunRequest(argv=["true"], request_id="x" * 129))
+        assert err.code() is INVALID and "request_id" in err.details()
+        alice.Stop(pb.StopRequest(id=waits.id), timeout=HANG)
+        alice.Stop(pb.StopRequest(id=hold.id, grace_seconds=0), timeout=HANG)

@@ -55,7 +55,7 @@ from .protocol import (
     StartReply,
     decode_start_reply,
 )
-from .queue import Dispatcher
+from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobFacts
@@ -214,7 +214,7 @@ class Engine:
             # No answer in time (a stalled launcher?): the job may still start, so it is not
             # reported lost. It is "starting" until the answer comes, then becomes what
             # really happened (a stop asked meanwhile is applied then).
-            job.unconfirmed = True
+            job._confirmation = Gate()
             self.events.emit("starting", job.status(usage=False), time.time())
             pending = reply.pending
             self._hub.on_exit(pending.fileno(), lambda: self._late(job, pending))
@@ -235,13 +235,17 @@ class Engine:
 
     def _late(self, job: Job, sock: socket.socket) -> None:
         """The answer to a start that timed out has come (on the watcher's thread)."""
-        error = self._finish(job, LauncherClient.late_reply(sock))
-        if error is not None:
-            self._ends.settle(job, self._who_died(error))
-        elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
-            job._kill()  # stopped while it was starting
-        else:
-            self._started(job)  # its timeout runs from now, and readers of events learn of it
+        try:
+            error = self._finish(job, LauncherClient.late_reply(sock))
+            if error is not None:
+                self._ends.settle(job, self._who_died(error))
+            elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
+                job._kill()  # stopped while it was starting
+            else:
+                self._started(job)  # its timeout runs from now, and events say it
+        finally:
+            if job._confirmation is not None:
+                job._confirmation.release()  # no longer "starting"; its followers begin
 
     def _started_by(self, job_id: str) -> Job:
         """The job an earlier start with the same request id made."""

@@ -67,13 +67,20 @@ class Job:
         # takes it out of the queue (None: it is starting already).
         self._gate: Gate | None = None
         self._cancel: Callable[[], JobStatus | None] | None = None
-        # Its start was sent but not answered within the start timeout: it may still start
-        # (state ``starting``) until the answer, or its end, says what happened.
-        self.unconfirmed = False
+        # A start unanswered within the start timeout (it may still start): this gate opens
+        # once the answer, or its end, says what happened; until then the job is
+        # ``starting`` and its output has not begun.
+        self._confirmation: Gate | None = None
         # One descriptor of output.log for all of the job's followers (they read at their own
         # offsets): a thousand followers of one job cost one descriptor, not a thousand.
         self._log_fd = -1
         self._log_users = 0
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Its start was sent and is not answered yet (state ``starting``)."""
+        c = self._confirmation
+        return c is not None and not c.open
 
     @property
     def queued(self) -> bool:
@@ -87,9 +94,12 @@ class Job:
         return Step(gate.wait, gate.wait_async)
 
     async def started_async(self) -> None:
-        """Until a queued job has started (or been cancelled); at once for any other."""
+        """Until a queued or starting job has started (or ended without); at once for any
+        other."""
         if self._gate is not None:
             await self._gate.wait_async()
+        if self._confirmation is not None:
+            await self._confirmation.wait_async()
 
     @property
     def short_id(self) -> str:
@@ -110,7 +120,6 @@ class Job:
 
     def _attach(self, pid: int | None, started_at: float, sup_pidfd: int, init_pidfd: int) -> None:
         self.pid, self.started_at = pid, started_at
-        self.unconfirmed = False
         self._sup_pidfd, self._init_pidfd = sup_pidfd, init_pidfd
 
     def _settle(self, final: JobStatus) -> None:
@@ -338,8 +347,9 @@ class Job:
         out the first bytes of the selected streams (to resume after a disconnect);
         ``read_size`` bounds what one step reads (and so the memory a reader holds).
         """
-        if self._gate is not None:
-            self._gate.wait()  # a queued job: its output starts with its start
+        for gate in (self._gate, self._confirmation):
+            if gate is not None:
+                gate.wait()  # a queued or starting job: its output starts with its start
         with self.follower(streams, skip) as f:
             while True:
                 chunks = f.take(read_size)

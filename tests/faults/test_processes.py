@@ -34,11 +34,17 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
         assert launcher is not None
         os.kill(launcher, signal.SIGSTOP)
         try:
-            job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
+            job = eng.start(JobSpec(["sh", "-c", "echo late; exit 4"]))
             st = job.status()
             assert (st.state, st.pid, st.state.finished) == (JobState.STARTING, None, False)
             kinds = [e.kind for e in eng.events.recent() if e.id == job.id]
             assert kinds == ["starting"]  # not "started": it has not been
+            # A follower of a starting job waits for its start, then streams what it writes.
+            got: list[bytes] = []
+            follower = threading.Thread(
+                target=lambda: got.extend(c.data for c in job.output(follow=True))
+            )
+            follower.start()
             held = eng.start(JobSpec(["sleep", "1000"]))
             stopper = threading.Thread(target=held.stop, args=(0,))
             stopper.start()  # stopped while it is still starting
@@ -46,6 +52,8 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
             os.kill(launcher, signal.SIGCONT)
         st = job.wait(30)
         assert (st.state, st.exit_code) == (JobState.EXITED, 4)  # the truth, once it came
+        follower.join(30)
+        assert got == [b"late\n"]
         stopper.join(60)
         assert held.wait(30).state is JobState.STOPPED
         check_nothing_unlisted(eng, cgroup_parent)  # every end step has run after this

@@ -183,7 +183,7 @@ class Engine:
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
             self._watch_deadline(job)  # one that passed while no engine ran: stopped now
-            self._queue.running(job.id, job.owner, _settled(job))
+            self._queue.running(job.id, job.owner, _settled(job), recorded=_recorded(job))
         self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
         queued.load(self)  # the dispatcher may start them at once: after the launcher
 
@@ -289,7 +289,7 @@ class Engine:
                 self._queue.ended(reserved)  # the slot is free again
             raise
         self._index.add(job)
-        self._queue.running(job.id, job.owner, _settled(job), reserved)
+        self._queue.running(job.id, job.owner, _settled(job), reserved, _recorded(job))
         if error is None and reply.pending is None:  # not a start still unanswered
             self._started(job)
         return job
@@ -463,3 +463,7 @@ class Engine:
 
 def _settled(job: Job) -> Callable[[], bool]:
     return lambda: job._settled
+
+
+def _recorded(job: Job) -> Callable[[], bool]:
+    return lambda: not job.running  # its end is recorded (status.json): its processes are gone

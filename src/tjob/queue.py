@@ -118,6 +118,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._running: dict[str, str] = {}  # job id -> owner (starting ones too)
         self._owner_running: collections.Counter[str] = collections.Counter()
+        self._recorded: dict[str, Callable[[], bool]] = {}  # job id -> its end is recorded
         self._waiting: dict[str, collections.deque[str]] = {}  # owner -> ids, FIFO
         self._turn: collections.deque[str] = collections.deque()  # owners, round robin
         self._thread: threading.Thread | None = None
@@ -131,6 +132,7 @@ class Dispatcher:
         the token to hand to :meth:`running` once it has (or to :meth:`ended` if it did not
         start). :class:`NoRoom` if the owner's or the host's count is at its cap."""
         with self._cond:
+            self._room(owner)  # frees the slots of ends recorded, if at a cap
             mine = self._owner_running[owner]
             if self.per_owner is not None and mine >= self.per_owner:
                 raise NoRoom("owner", mine, self.per_owner)
@@ -142,12 +144,18 @@ class Dispatcher:
             return token
 
     def running(
-        self, job_id: str, owner: str, settled: Callable[[], bool], reserved: str | None = None
+        self,
+        job_id: str,
+        owner: str,
+        settled: Callable[[], bool],
+        reserved: str | None = None,
+        recorded: Callable[[], bool] | None = None,
     ) -> None:
         """``job_id`` runs, unless ``settled()`` says its end was seen; it takes the slot
         ``reserved`` held for it, if any. Asked under the lock that :meth:`ended` takes, and a
         job is settled before ``ended`` is called, so a job that ends at any point around this
-        call is counted out."""
+        call is counted out. ``recorded()``: whether its end is recorded already (its slot
+        is free before its end step runs: see :meth:`_free_recorded`)."""
         with self._cond:
             if reserved is not None:
                 self._pop(reserved)
@@ -156,12 +164,23 @@ class Dispatcher:
             elif job_id not in self._running:
                 self._running[job_id] = owner
                 self._owner_running[owner] += 1
+                if recorded is not None:
+                    self._recorded[job_id] = recorded
+
+    def _free_recorded(self) -> None:
+        """At a cap: free the slots of jobs whose end is recorded (their processes are gone)
+        but whose end step has not run yet (their supervisor still exiting), so that a stop
+        answered, then a start, finds the room the stop made. Read only at a cap."""
+        for job_id, recorded in list(self._recorded.items()):
+            if recorded():
+                self._pop(job_id)
 
     def ended(self, job_id: str) -> None:
         with self._cond:
             self._pop(job_id)
 
     def _pop(self, job_id: str) -> None:
+        self._recorded.pop(job_id, None)
         owner = self._running.pop(job_id, None)
         if owner is not None:
             self._owner_running[owner] -= 1
@@ -185,6 +204,12 @@ class Dispatcher:
             return not self._waiting and self._room(owner)
 
     def _room(self, owner: str) -> bool:
+        if self._fits(owner):
+            return True
+        self._free_recorded()
+        return self._fits(owner)
+
+    def _fits(self, owner: str) -> bool:
         if self.max_running is not None and len(self._running) >= self.max_running:
             return False
         return self.per_owner is None or self._owner_running[owner] < self.per_owner
@@ -218,7 +243,9 @@ class Dispatcher:
     def _next(self) -> str | None:
         """The next job to start, counted as running already; None if none may."""
         if self.max_running is not None and len(self._running) >= self.max_running:
-            return None
+            self._free_recorded()
+            if len(self._running) >= self.max_running:
+                return None
         for _ in range(len(self._turn)):
             owner = self._turn[0]
             self._turn.rotate(-1)  # the next start looks at the next owner first

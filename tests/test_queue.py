@@ -214,3 +214,37 @@ def test_a_queued_run_repeated_with_its_request_id_is_one_job(
         assert ran.id == first.id and ran.status().state is JobState.EXITED
         assert eng.get(other.id).wait(HANG).exit_code == 0
         assert sum(j.owner == "alice" for j in eng.jobs()) == 1
+
+
+def test_a_queued_start_cut_short_is_queued_again_with_its_request_id(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """An engine died between recording a queued job's start (its row and directory) and
+    handing it over: the next one records no failure for it, queues it again (it never ran),
+    and a retry with its request id still finds it (issues 15, 19)."""
+    import json
+    import sqlite3
+
+    from tjob.jobdir import SPEC_FILE
+
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        hold = blocker(eng)
+        queued = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+    # What a start cut short leaves: its jobs row and its directory (spec.json), no log.
+    (state / "jobs" / queued.id).mkdir(mode=0o700)
+    (state / "jobs" / queued.id / SPEC_FILE).write_text(json.dumps(queued.facts.to_dict()))
+    db = sqlite3.connect(state / "jobs.db")
+    spec = {"argv": ["echo", "once"], "cwd": "/", "user": None, "limits": {}}
+    db.execute(
+        "INSERT INTO jobs VALUES (?, ?, ?, ?, NULL, NULL)",
+        (queued.id, "alice", queued.created_at, json.dumps(spec)),
+    )
+    db.commit()
+    db.close()
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        again = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert again.id == queued.id and again.status().state is JobState.QUEUED
+        eng.get(hold.id).stop(0)
+        assert again.wait(HANG).exit_code == 0
+        assert b"".join(c.data for c in again.output(follow=False)) == b"once\n"

@@ -181,5 +181,7 @@ def load(engine: QueuingEngine) -> None:
             continue
         with contextlib.suppress(TjobError):
             engine._names.take(spec.owner, spec.name, job_id)
+        if spec.request_id:  # a start cut short forgot it with its row (_started)
+            engine._store.remember_request(spec.owner, spec.request_id, job_id)
         engine._index.add(job)
         engine._queue.add(job_id, spec.owner)

@@ -258,6 +258,13 @@ class Store:
                     raise TjobError("a start with this request id is under way; retry") from None
                 raise TjobError(f"cannot record the queued job: {e}") from None
 
+    def remember_request(self, owner: str, request_id: str, job_id: str) -> None:
+        """Record ``owner``'s request id of ``job_id`` unless recorded (best effort)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute(
+                "INSERT OR IGNORE INTO requests VALUES (?, ?, ?)", (owner, request_id, job_id)
+            )
+
     def dequeue(self, job_id: str) -> None:
         with self._lock:
             try:

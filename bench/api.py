@@ -88,7 +88,7 @@ class Server:
     """A real tjobs on a free loopback port, with caps (and, unless ``raised`` is False,
     per-client limits) raised for the benchmarks."""
 
-    def __init__(self, tmp: Path, *, raised: bool = True) -> None:
+    def __init__(self, tmp: Path, *, raised: bool = True, extra: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         certs = tmp / "certs"
         pki.init_dir(certs)
@@ -108,6 +108,7 @@ class Server:
             JOB_USER,
             *("--max-jobs", "1000", "--output-cap", str(OUTPUT_CAP), "--stop-on-exit"),
             *(RAISED_LIMITS if raised else ()),
+            *extra,
         ]
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

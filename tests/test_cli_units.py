@@ -132,6 +132,9 @@ def test_formatting() -> None:
         "Failed: exec x: No such file"
     )
     assert status_text(st(state=JobState.LOST), 0) == "Lost"
+    assert status_text(st(state=JobState.STARTING, created_at=100.0), 131.0) == (
+        "Starting 31s (not confirmed yet)"
+    )
 
 
 def test_escape_shows_controls_and_keeps_text() -> None:

@@ -85,3 +85,33 @@ def test_metrics_address_defaults_to_localhost() -> None:
     for bad in ("", "x", "host:", "host:70000"):
         with pytest.raises(ValueError, match="--metrics"):
             metrics_addr(bad)
+
+
+@needs_root
+def test_metrics_count_queued_jobs_and_the_output_stored(h: OpsHarness, gate: Path) -> None:
+    """tjob_jobs_queued counts the queue; tjob_output_stored_bytes (and per client) is the
+    length of the stored output logs, and falls when a job is removed (issue 17)."""
+    assert h.engine is not None
+    alice, bob = h.stub(ALICE), h.stub(BOB)
+    hold = h.run(["sh", "-c", f"cat {gate}; head -c 100000 /dev/zero"])
+    later = alice.Run(pb.RunRequest(argv=["echo", "queued"], queue=True), timeout=HANG)
+    assert later.state == pb.JOB_STATE_QUEUED
+    assert (h.sample("tjob_jobs_queued"), h.sample("tjob_jobs_running")) == (1, 1)
+    open_gate(gate)
+    for job in (hold, later):
+        assert alice.Wait(pb.JobRef(id=job.id), timeout=HANG).exit_code == 0
+    theirs = bob.Run(pb.RunRequest(argv=["echo", "bob"]), timeout=HANG)
+    assert bob.Wait(pb.JobRef(id=theirs.id), timeout=HANG).exit_code == 0
+
+    def stored(job_id: str) -> int:
+        return (h.engine.jobs_dir / job_id / "output.log").stat().st_size  # type: ignore[union-attr]
+
+    mine = stored(hold.id) + stored(later.id)
+    assert mine > 100_000
+    assert h.sample("tjob_client_output_stored_bytes", client="alice") == mine
+    assert h.sample("tjob_client_output_stored_bytes", client="bob") == stored(theirs.id)
+    assert h.sample("tjob_output_stored_bytes") == mine + stored(theirs.id)
+    assert h.sample("tjob_jobs_queued") == 0
+    alice.Remove(pb.JobRef(id=hold.id), timeout=HANG)
+    assert h.sample("tjob_client_output_stored_bytes", client="alice") == stored(later.id)
+    assert h.sample("tjob_output_stored_bytes") == stored(later.id) + stored(theirs.id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tjob import Engine, JobSpec, JobState
+from tjob.errors import InvalidSpec
 from tjob.job import Job
 
 pytestmark = pytest.mark.root
@@ -127,3 +128,123 @@ def test_removing_a_job_right_after_its_end_frees_its_slot(eng1: Engine) -> None
         job.wait(HANG)
         eng1.remove(job.id)  # perhaps before the engine's end step: the slot is freed anyway
     assert eng1.running_count() == 0
+
+
+def test_a_capped_start_holds_its_slot_from_the_check(eng1: Engine) -> None:
+    """A direct start counted against max_running from its check on: a queued job cannot take
+    the slot while it starts, and a second capped start is refused (issue 15)."""
+    import asyncio
+
+    from tjob.queue import NoRoom
+
+    # A capped start that fails after its check gives its slot back.
+    with pytest.raises(InvalidSpec):
+        eng1.start(JobSpec(["true"], user="no-such-user-here"), capped=True)
+    assert eng1.running_count() == 0 and eng1.has_room("")
+
+    async def race() -> tuple[Job, Job]:
+        task = asyncio.ensure_future(eng1.start_async(JobSpec(["sleep", "600"]), capped=True))
+        await asyncio.sleep(0)  # the flow's first step: the reservation, before any thread hop
+        assert eng1.running_count() == 1 and not eng1.has_room("")
+        with pytest.raises(NoRoom) as no:
+            eng1.start(JobSpec(["true"]), capped=True)
+        assert (no.value.scope, no.value.running, no.value.limit) == ("host", 1, 1)
+        waiting = eng1.enqueue(JobSpec(["true"]))  # the dispatcher sees no room
+        return await asyncio.wait_for(task, HANG), waiting
+
+    direct, waiting = asyncio.run(race())
+    assert direct.status().state is JobState.RUNNING
+    assert waiting.status().state is JobState.QUEUED and eng1.running_count() == 1
+    direct.stop(0)
+    assert waiting.wait(HANG).exit_code == 0  # the slot freed: the queued job ran
+
+
+def test_capped_starts_racing_for_the_last_slots(tmp_path: Path, cgroup_parent: str) -> None:
+    eng = Engine(
+        tmp_path / "state", cgroup_parent=cgroup_parent, max_running=3, owner_max_running=2
+    )
+    try:
+        blocker(eng, "carol")
+        got: list[Job] = []
+        refused: list[str] = []
+        go = threading.Barrier(6)
+
+        def run(owner: str) -> None:
+            from tjob.queue import NoRoom
+
+            go.wait(HANG)
+            try:
+                got.append(eng.start(JobSpec(["sleep", "600"], owner=owner), capped=True))
+            except NoRoom as e:
+                refused.append(e.scope)
+
+        threads = [threading.Thread(target=run, args=(o,)) for o in ["alice"] * 3 + ["bob"] * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG)
+        # Two slots were left on the host: two of six racing starts got them, the rest refused.
+        assert len(got) == 2 and len(refused) == 4 and eng.running_count() == 3
+        live = [j for j in eng.jobs() if j.status().state is JobState.RUNNING]
+        assert len(live) == 3
+    finally:
+        stop_all(eng)
+        eng.close()
+
+
+def test_a_queued_run_repeated_with_its_request_id_is_one_job(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """A retried queued Run (and a direct one with the same id) returns the queued job, before
+    and after a restart, and once it ran (issue 19's idempotent Run, for the queue too)."""
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        hold = blocker(eng)
+        first = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1")) is first
+        assert eng.start(JobSpec(["echo", "once"], owner="alice", request_id="q1")) is first
+        other = eng.enqueue(JobSpec(["true"], owner="bob", request_id="q1"))  # ids are per owner
+        assert other.id != first.id and eng.queued_count() == 2
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        again = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert again.id == first.id and again.status().state is JobState.QUEUED
+        eng.get(hold.id).stop(0)
+        assert again.wait(HANG).exit_code == 0
+        ran = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert ran.id == first.id and ran.status().state is JobState.EXITED
+        assert eng.get(other.id).wait(HANG).exit_code == 0
+        assert sum(j.owner == "alice" for j in eng.jobs()) == 1
+
+
+def test_a_queued_start_cut_short_is_queued_again_with_its_request_id(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """An engine died between recording a queued job's start (its row and directory) and
+    handing it over: the next one records no failure for it, queues it again (it never ran),
+    and a retry with its request id still finds it (issues 15, 19)."""
+    import json
+    import sqlite3
+
+    from tjob.jobdir import SPEC_FILE
+
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        hold = blocker(eng)
+        queued = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+    # What a start cut short leaves: its jobs row and its directory (spec.json), no log.
+    (state / "jobs" / queued.id).mkdir(mode=0o700)
+    (state / "jobs" / queued.id / SPEC_FILE).write_text(json.dumps(queued.facts.to_dict()))
+    db = sqlite3.connect(state / "jobs.db")
+    spec = {"argv": ["echo", "once"], "cwd": "/", "user": None, "limits": {}}
+    db.execute(
+        "INSERT INTO jobs VALUES (?, ?, ?, ?, NULL, NULL)",
+        (queued.id, "alice", queued.created_at, json.dumps(spec)),
+    )
+    db.commit()
+    db.close()
+    with Engine(state, cgroup_parent=cgroup_parent, max_running=1) as eng:
+        again = eng.enqueue(JobSpec(["echo", "once"], owner="alice", request_id="q1"))
+        assert again.id == queued.id and again.status().state is JobState.QUEUED
+        eng.get(hold.id).stop(0)
+        assert again.wait(HANG).exit_code == 0
+        assert b"".join(c.data for c in again.output(follow=False)) == b"once\n"

@@ -26,9 +26,10 @@ from pathlib import Path
 from .ends import Ends
 from .errors import CgroupError, TjobError
 from .job import Job
-from .jobdir import RUN_FILE, SPEC_FILE, write_json
-from .procs import children, init_pidfd, is_supervisor, supervisors
+from .jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, write_json
+from .procs import children, end_stale_launchers, init_pidfd, is_supervisor, supervisors
 from .protocol import ProtocolError, RunInfo, decode_run
+from .recorder import Recorder
 from .spec import JobSpec
 from .status import JobFacts, JobState, ResolvedLimits
 from .store import Record, Store
@@ -39,13 +40,18 @@ _DAMAGE = (OSError, ValueError, TypeError, KeyError, AttributeError)
 
 
 class _Supervisors:
-    """Supervisors found by their mark, scanned once, only if a job needs it."""
+    """Supervisors found by their mark, scanned once, only if a job needs it (after any
+    launcher an earlier engine left stalled is gone: none can make a supervisor after it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
         self._found: dict[str, int] | None = None
 
     def of(self, job_id: str) -> int | None:
         if self._found is None:
+            n = end_stale_launchers(str(self._state_dir))
+            if n:
+                log.warning("killed %d stalled launcher(s) an earlier engine left", n)
             self._found = supervisors()
         return self._found.get(job_id)
 
@@ -72,7 +78,7 @@ def load(
             len(found) - len(bad),
             f"; {len(bad)} could not be read and are quarantined: {', '.join(bad)}" if bad else "",
         )
-    sups = _Supervisors()
+    sups = _Supervisors(jobs_dir.parent)
     for rec in sorted(recs.values(), key=lambda r: r.facts.created_at):
         facts = rec.facts
         job = make(facts, JobSpec(argv=facts.argv, cwd=rec.cwd, user=rec.user, owner=facts.owner))
@@ -116,9 +122,12 @@ def _from_dir(jdir: Path, store: Store) -> Record:
         facts = JobFacts(jdir.name, (), "", created, ResolvedLimits())
         return Record(facts, "/", None, None, damage=f"{SPEC_FILE}: {e!r} (and no record)")
     try:
-        store.add(facts, "/", None)
+        store.add(facts, "/", None, facts.request_id)  # a retried Run still finds it
     except TjobError as e:
         log.warning("job %s: %s", jdir.name, e)
+        if facts.request_id:  # its request id taken by another job: indexed without it
+            with contextlib.suppress(TjobError):
+                store.add(facts, "/", None)
     return Record(facts, "/", None, None)
 
 
@@ -157,6 +166,8 @@ def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
     except (OSError, ProtocolError) as e:
         found = _by_mark(job, sups)
         if found is None:
+            if not (job.dir / LOG_FILE).exists():
+                _never_started(job)  # no supervisor ever took it (its start was cut short)
             ends.settle(job)
             return
         run = found
@@ -172,6 +183,20 @@ def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
         return
     job._attach(run.pid, run.started_at, sup, init_pidfd(run))
     ends.watch(job)
+
+
+NEVER_STARTED = (
+    "its start was not confirmed when the engine stopped, and no supervisor took it: it never ran"
+)
+
+
+def _never_started(job: Job) -> None:
+    """Record as failed a job that no supervisor took: the supervisor makes output.log before
+    anything of the job runs, and none is alive for it. (A start in flight when the last engine
+    died: its launcher, the only process that could still hand it over, is gone, see
+    :func:`tjob.procs.stale_launchers`.)"""
+    with contextlib.suppress(OSError, CgroupError):
+        Recorder(job._cg).failed(job.dir, NEVER_STARTED)
 
 
 def _by_mark(job: Job, sups: _Supervisors) -> RunInfo | None:

@@ -55,7 +55,7 @@ from .protocol import (
     StartReply,
     decode_start_reply,
 )
-from .queue import Dispatcher
+from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
 from .status import JobFacts
@@ -183,7 +183,7 @@ class Engine:
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
             self._watch_deadline(job)  # one that passed while no engine ran: stopped now
-            self._queue.running(job.id, job.owner, _settled(job))
+            self._queue.running(job.id, job.owner, _settled(job), recorded=_recorded(job))
         self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
         queued.load(self)  # the dispatcher may start them at once: after the launcher
 
@@ -212,8 +212,10 @@ class Engine:
         """Attach the job from the supervisor's answer; the error if it did not start."""
         if reply.pending is not None:
             # No answer in time (a stalled launcher?): the job may still start, so it is not
-            # reported lost. It stays "running" with no pid until the answer comes, then
-            # becomes what really happened (a stop asked meanwhile is applied then).
+            # reported lost. It is "starting" until the answer comes, then becomes what
+            # really happened (a stop asked meanwhile is applied then).
+            job._confirmation = Gate()
+            self.events.emit("starting", job.status(usage=False), time.time())
             pending = reply.pending
             self._hub.on_exit(pending.fileno(), lambda: self._late(job, pending))
             return None
@@ -233,13 +235,17 @@ class Engine:
 
     def _late(self, job: Job, sock: socket.socket) -> None:
         """The answer to a start that timed out has come (on the watcher's thread)."""
-        error = self._finish(job, LauncherClient.late_reply(sock))
-        if error is not None:
-            self._ends.settle(job, self._who_died(error))
-        elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
-            job._kill()  # stopped while it was starting
-        else:
-            self._started(job)  # its timeout runs from now, and readers of events learn of it
+        try:
+            error = self._finish(job, LauncherClient.late_reply(sock))
+            if error is not None:
+                self._ends.settle(job, self._who_died(error))
+            elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
+                job._kill()  # stopped while it was starting
+            else:
+                self._started(job)  # its timeout runs from now, and events say it
+        finally:
+            if job._confirmation is not None:
+                job._confirmation.release()  # no longer "starting"; its followers begin
 
     def _started_by(self, job_id: str) -> Job:
         """The job an earlier start with the same request id made."""
@@ -255,27 +261,36 @@ class Engine:
         who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
         return f"the {who} died before the job started"
 
-    def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]:
+    def _start_flow(
+        self, spec: JobSpec, queued: Job | None = None, capped: bool = False
+    ) -> Flow[Job]:
         if spec.request_id and queued is None:
             known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
             if known is not None:
                 return self._started_by(known)
-        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
-        reply = yield Step(
-            lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
-        )
-        if queued is None:
-            job = self._make_job(prepared.facts, prepared.spec)
-        else:
-            job = queued
-            job.facts, job.limits = prepared.facts, prepared.facts.limits
-        error = self._finish(job, reply)
-        if error is not None:
-            # The launcher recorded the failure before answering, or nobody did: the end step.
-            yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+        # A capped start holds its slot from here (no wait between the check and the count).
+        reserved = self._queue.reserve(spec.owner) if capped else None
+        try:
+            prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
+            reply = yield Step(
+                lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
+            )
+            if queued is None:
+                job = self._make_job(prepared.facts, prepared.spec)
+            else:
+                job = queued
+                job.facts, job.limits = prepared.facts, prepared.facts.limits
+            error = self._finish(job, reply)
+            if error is not None:
+                # The launcher recorded the failure before answering, or nobody did: the end step.
+                yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+        except BaseException:
+            if reserved is not None:
+                self._queue.ended(reserved)  # the slot is free again
+            raise
         self._index.add(job)
-        self._queue.running(job.id, job.owner, _settled(job))
-        if error is None and job.started_at is not None:  # not a start still unanswered
+        self._queue.running(job.id, job.owner, _settled(job), reserved, _recorded(job))
+        if error is None and reply.pending is None:  # not a start still unanswered
             self._started(job)
         return job
 
@@ -322,17 +337,20 @@ class Engine:
         if timeout is not None and job.started_at is not None and job.running:
             self._deadlines.add(job, job.started_at + timeout)
 
-    def start(self, spec: JobSpec) -> Job:
+    def start(self, spec: JobSpec, *, capped: bool = False) -> Job:
         """Start ``spec`` and return once the command has been exec'd (or failed to be).
 
         A command that cannot start gives a job in state ``failed`` with the reason in
         ``status().error``; invalid specs raise :class:`InvalidSpec` and create nothing.
+        ``capped``: only if fewer than ``max_running`` jobs run, and fewer than
+        ``owner_max_running`` of its owner's (else :class:`tjob.queue.NoRoom`), counting it
+        as running from the check on, as queued starts are.
         """
-        return drive(self._start_flow(spec))
+        return drive(self._start_flow(spec, capped=capped))
 
-    async def start_async(self, spec: JobSpec) -> Job:
+    async def start_async(self, spec: JobSpec, *, capped: bool = False) -> Job:
         """Like :meth:`start`, awaiting the supervisor's answer instead of blocking."""
-        return await drive_async(self._start_flow(spec))
+        return await drive_async(self._start_flow(spec, capped=capped))
 
     # ---------------------------------------------------------------- lookup
 
@@ -445,3 +463,7 @@ class Engine:
 
 def _settled(job: Job) -> Callable[[], bool]:
     return lambda: job._settled
+
+
+def _recorded(job: Job) -> Callable[[], bool]:
+    return lambda: not job.running  # its end is recorded (status.json): its processes are gone

@@ -1,6 +1,7 @@
-"""Lifecycle events: queued, started, failed, exited, stopped, timed out, OOM-killed, lost,
-cancelled, removed, each with a sequence number, kept with the job records (the store's
-``events`` table, the most recent ``KEEP``) and streamed to subscribers as they happen.
+"""Lifecycle events: queued, starting (a start unanswered past its timeout), started, failed,
+exited, stopped, timed out, OOM-killed, lost, cancelled, removed, each with a sequence number,
+kept with the job records (the store's ``events`` table, the most recent ``KEEP``) and
+streamed to subscribers as they happen.
 
 A subscriber is a bounded buffer: a reader that falls behind loses events rather than slowing
 whoever emits them (the engine's end step), and is told how many it lost.
@@ -27,6 +28,7 @@ KEEP = 10_000  # recent events kept (in memory and in the store)
 BUFFER = 1024  # events a subscriber may fall behind by before it misses some
 KINDS = (
     "queued",
+    "starting",
     "started",
     "failed",
     "exited",
@@ -37,6 +39,8 @@ KINDS = (
     "cancelled",
     "removed",
 )
+
+_NOT_ENDS = ("queued", "starting", "started")
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,8 @@ class EventLog:
                 st.owner,
                 st.name,
                 dict(st.labels),
-                st.exit_code if kind not in ("queued", "started") else None,
-                st.signal if kind not in ("queued", "started") else None,
+                st.exit_code if kind not in _NOT_ENDS else None,
+                st.signal if kind not in _NOT_ENDS else None,
                 st.error if kind in ("failed", "lost") else None,
             )
             self._recent.append(event)

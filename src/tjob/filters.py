@@ -15,7 +15,7 @@ from .status import JobState, JobStatus
 
 MAX_FILTERS = 32
 KINDS = ("state", "name", "label")
-# "queued" is listed once the queue exists; a state this version does not have is refused.
+# Every state this version has (queued, starting...); one it does not have is refused.
 STATES = tuple(s.value for s in JobState)
 
 

@@ -70,10 +70,20 @@ class Job:
         # takes it out of the queue (None: it is starting already).
         self._gate: Gate | None = None
         self._cancel: Callable[[], JobStatus | None] | None = None
+        # A start unanswered within the start timeout (it may still start): this gate opens
+        # once the answer, or its end, says what happened; until then the job is
+        # ``starting`` and its output has not begun.
+        self._confirmation: Gate | None = None
         # One descriptor of output.log for all of the job's followers (they read at their own
         # offsets): a thousand followers of one job cost one descriptor, not a thousand.
         self._log_fd = -1
         self._log_users = 0
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Its start was sent and is not answered yet (state ``starting``)."""
+        c = self._confirmation
+        return c is not None and not c.open
 
     @property
     def queued(self) -> bool:
@@ -87,9 +97,12 @@ class Job:
         return Step(gate.wait, gate.wait_async)
 
     async def started_async(self) -> None:
-        """Until a queued job has started (or been cancelled); at once for any other."""
+        """Until a queued or starting job has started (or ended without); at once for any
+        other."""
         if self._gate is not None:
             await self._gate.wait_async()
+        if self._confirmation is not None:
+            await self._confirmation.wait_async()
 
     @property
     def short_id(self) -> str:
@@ -160,6 +173,8 @@ class Job:
             return final
         if self.queued:
             return JobStatus.of(self.facts, JobState.QUEUED)
+        if self.unconfirmed:
+            return JobStatus.of(self.facts, JobState.STARTING)
         return JobStatus.of(
             self.facts,
             JobState.RUNNING,
@@ -285,6 +300,8 @@ class Job:
             raise JobFinished(f"job {self.short_id} has ended")
         if self.queued:
             raise JobFinished(f"job {self.short_id} is queued: it has not started")
+        if self.unconfirmed:
+            raise JobFinished(f"job {self.short_id} is starting: its start is not confirmed yet")
         try:
             sent = self._cg.signal(self.cgroup, sig) if all else self._signal_command(sig)
         except CgroupError as e:
@@ -352,8 +369,9 @@ class Job:
         where the view begins); ``read_size`` bounds what one step reads (and so the memory a
         reader holds). ``tail``, ``since_ns``, ``until_ns``: see :class:`Follower`.
         """
-        if self._gate is not None:
-            self._gate.wait()  # a queued job: its output starts with its start
+        for gate in (self._gate, self._confirmation):
+            if gate is not None:
+                gate.wait()  # a queued or starting job: its output starts with its start
         view = self.follower(streams, skip, tail=tail, since_ns=since_ns, until_ns=until_ns)
         with view as f:
             while True:

@@ -1,6 +1,7 @@
 """A job's directory: the files in it and how they are written.
 
-spec.json       what the job's final status repeats of its request (id, argv, owner, ...)
+spec.json       what the job's final status repeats of its request (id, argv, owner, ...),
+                and the Run's request id (so that a rebuilt index still knows it)
 exec.bin        what the job's init needs to start the command (protocol.ExecJob)
 output.log      the framed output (logstore.py), made by the supervisor
 reserve         room kept for the final status should the disk fill up (blocks and an inode):

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from .cgroups import CgroupBackend
 from .errors import EngineClosed, SpawnError
+from .procs import LAUNCHER_MARK
 from .protocol import SYNC_ENV
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -44,6 +45,7 @@ class LauncherClient:
     ) -> None:
         self._durable = durable
         self._log = state_dir / LOG
+        self._mark = f"{LAUNCHER_MARK.decode()}{state_dir}"
         conf = {
             "version": cg.version,
             "root": str(cg.root),
@@ -85,7 +87,9 @@ class LauncherClient:
         )
         with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", code, str(theirs.fileno())],
+                # The last argument names its state directory, so that a later engine can
+                # end a launcher this one left stalled (procs.end_stale_launchers).
+                [sys.executable, "-I", "-c", code, str(theirs.fileno()), self._mark],
                 pass_fds=[theirs.fileno()],
                 # The configuration (with the jail's seccomp rules, ~10 KB) on stdin, not in
                 # argv: `ps` and `systemctl status` show a short command line.

@@ -107,11 +107,12 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     timeout = spec.timeout if spec.timeout is not None else engine.default_timeout
     facts = JobFacts(
         job_id, tuple(spec.argv), spec.owner, created_at, resolved,
-        spec.name, dict(spec.labels), timeout,
+        spec.name, dict(spec.labels), timeout, spec.request_id,
     )  # fmt: skip
     engine._names.take(spec.owner, spec.name, job_id)
     try:
-        engine._store.add(facts, spec.cwd, spec.user, spec.request_id)
+        # A queued job's request id was recorded with its queue row.
+        engine._store.add(facts, spec.cwd, spec.user, "" if queued else spec.request_id)
     except BaseException:
         if queued is None:
             engine._names.release(spec.owner, spec.name, job_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 
 from .protocol import SUPERVISOR_ARGV, ZYGOTE_ARGV, RunInfo
 
@@ -111,3 +112,40 @@ def supervisors() -> dict[str, int]:
             if job_id and is_supervisor(int(entry), job_id, ""):
                 found[job_id] = int(entry)
     return found
+
+
+LAUNCHER_MARK = b"--state-dir="  # the launcher's last argument: which state directory is its
+
+
+def end_stale_launchers(state_dir: str) -> int:
+    """Kill the launchers an earlier engine of ``state_dir`` left behind, and wait until they
+    are gone; how many there were. A launcher outlives its engine only while stalled (it exits
+    when the engine's end of its socket closes), and a stalled one may still hold a start the
+    dead engine sent: once it is gone, no supervisor can take a job the new engine has not."""
+    mark = LAUNCHER_MARK + os.fsencode(state_dir)
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                words = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        if words[-1] != mark or words[1:3] != [b"-I", b"-c"] or b"launcher" not in words[3]:
+            continue
+        try:
+            fd = os.pidfd_open(int(entry))
+        except OSError:
+            continue
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(10_000)  # SIGKILL ends even a stopped process
+            killed += 1
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
+    return killed

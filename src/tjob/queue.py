@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .errors import TjobError
 from .spec import JobSpec, Limits
 
 
@@ -76,6 +78,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             if spec.tty or spec.stdin
             else {}
         ),
+        "request_id": spec.request_id,
     }
 
 
@@ -93,14 +96,25 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         stdin=bool(d.get("stdin")),
         tty=bool(d.get("tty")),
         tty_size=tuple(d["tty_size"]) if d.get("tty_size") else None,
+        request_id=str(d.get("request_id") or ""),
     )
+
+
+class NoRoom(TjobError):
+    """A capped direct start over a running-job cap: ``scope`` is ``"owner"`` or ``"host"``."""
+
+    def __init__(self, scope: str, running: int, limit: int) -> None:
+        super().__init__(f"{running} jobs are running ({scope}), the most allowed ({limit})")
+        self.scope, self.running, self.limit = scope, running, limit
 
 
 class Dispatcher:
     """The running counts (host, per owner) and the waiting jobs; starts them as room frees.
 
     ``start(job_id)`` is the engine's: it starts the queued job (blocking) and reports it with
-    :meth:`running`; every job's end is reported with :meth:`ended`.
+    :meth:`running`; every job's end is reported with :meth:`ended`. A direct start that must
+    fit under the caps takes a slot with :meth:`reserve` first, so that neither another direct
+    start nor a queued one can take the same slot while it starts.
     """
 
     def __init__(
@@ -112,29 +126,69 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._running: dict[str, str] = {}  # job id -> owner (starting ones too)
         self._owner_running: collections.Counter[str] = collections.Counter()
+        self._recorded: dict[str, Callable[[], bool]] = {}  # job id -> its end is recorded
         self._waiting: dict[str, collections.deque[str]] = {}  # owner -> ids, FIFO
         self._turn: collections.deque[str] = collections.deque()  # owners, round robin
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._tokens = itertools.count()
 
     # --- counts -------------------------------------------------------------------------------
 
-    def running(self, job_id: str, owner: str, settled: Callable[[], bool]) -> None:
-        """``job_id`` runs, unless ``settled()`` says its end was seen. Asked under the lock
-        that :meth:`ended` takes, and a job is settled before ``ended`` is called, so a job
-        that ends at any point around this call is counted out."""
+    def reserve(self, owner: str) -> str:
+        """Count a direct start of ``owner``'s as running from now, before its job has an id;
+        the token to hand to :meth:`running` once it has (or to :meth:`ended` if it did not
+        start). :class:`NoRoom` if the owner's or the host's count is at its cap."""
         with self._cond:
+            self._room(owner)  # frees the slots of ends recorded, if at a cap
+            mine = self._owner_running[owner]
+            if self.per_owner is not None and mine >= self.per_owner:
+                raise NoRoom("owner", mine, self.per_owner)
+            if self.max_running is not None and len(self._running) >= self.max_running:
+                raise NoRoom("host", len(self._running), self.max_running)
+            token = f"reserved:{next(self._tokens)}"
+            self._running[token] = owner
+            self._owner_running[owner] += 1
+            return token
+
+    def running(
+        self,
+        job_id: str,
+        owner: str,
+        settled: Callable[[], bool],
+        reserved: str | None = None,
+        recorded: Callable[[], bool] | None = None,
+    ) -> None:
+        """``job_id`` runs, unless ``settled()`` says its end was seen; it takes the slot
+        ``reserved`` held for it, if any. Asked under the lock that :meth:`ended` takes, and a
+        job is settled before ``ended`` is called, so a job that ends at any point around this
+        call is counted out. ``recorded()``: whether its end is recorded already (its slot
+        is free before its end step runs: see :meth:`_free_recorded`)."""
+        with self._cond:
+            if reserved is not None:
+                self._pop(reserved)
             if settled():
                 self._pop(job_id)
             elif job_id not in self._running:
                 self._running[job_id] = owner
                 self._owner_running[owner] += 1
+                if recorded is not None:
+                    self._recorded[job_id] = recorded
+
+    def _free_recorded(self) -> None:
+        """At a cap: free the slots of jobs whose end is recorded (their processes are gone)
+        but whose end step has not run yet (their supervisor still exiting), so that a stop
+        answered, then a start, finds the room the stop made. Read only at a cap."""
+        for job_id, recorded in list(self._recorded.items()):
+            if recorded():
+                self._pop(job_id)
 
     def ended(self, job_id: str) -> None:
         with self._cond:
             self._pop(job_id)
 
     def _pop(self, job_id: str) -> None:
+        self._recorded.pop(job_id, None)
         owner = self._running.pop(job_id, None)
         if owner is not None:
             self._owner_running[owner] -= 1
@@ -158,6 +212,12 @@ class Dispatcher:
             return not self._waiting and self._room(owner)
 
     def _room(self, owner: str) -> bool:
+        if self._fits(owner):
+            return True
+        self._free_recorded()
+        return self._fits(owner)
+
+    def _fits(self, owner: str) -> bool:
         if self.max_running is not None and len(self._running) >= self.max_running:
             return False
         return self.per_owner is None or self._owner_running[owner] < self.per_owner
@@ -191,7 +251,9 @@ class Dispatcher:
     def _next(self) -> str | None:
         """The next job to start, counted as running already; None if none may."""
         if self.max_running is not None and len(self._running) >= self.max_running:
-            return None
+            self._free_recorded()
+            if len(self._running) >= self.max_running:
+                return None
         for _ in range(len(self._turn)):
             owner = self._turn[0]
             self._turn.rotate(-1)  # the next start looks at the next owner first

@@ -18,6 +18,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
+from .adopt import NEVER_STARTED
 from .errors import EngineClosed, TjobError
 from .flows import drive
 from .jobdir import RUN_FILE, SPEC_FILE, create_file
@@ -46,13 +47,21 @@ class QueuingEngine(EngineState, Protocol):
 
     def _start_flow(self, spec: JobSpec, queued: Job | None = None) -> Flow[Job]: ...
 
+    def _started_by(self, job_id: str) -> Job: ...
+
 
 CANCELLED = "cancelled while queued: it never ran"
 
 
 def enqueue(engine: QueuingEngine, spec: JobSpec) -> Job:
-    """Validate and record ``spec`` as queued; the dispatcher starts it when there is room."""
+    """Validate and record ``spec`` as queued; the dispatcher starts it when there is room.
+    A spec with the request id of an earlier start or enqueue of its owner's returns that job
+    (its request id is recorded with the queue row, in the same commit)."""
     limits = check(engine, spec)
+    if spec.request_id:
+        known = engine._store.by_request(spec.owner, spec.request_id)
+        if known is not None:
+            return engine._started_by(known)
     job_id = secrets.token_hex(16)
     created_at = time.time()
     job = _queued_job(engine, job_id, created_at, spec, limits)
@@ -85,6 +94,7 @@ def _queued_job(
         spec.name,
         dict(spec.labels),
         timeout,
+        spec.request_id,
     )
     job = engine._make_job(facts, spec)
     job._gate = Gate()
@@ -137,13 +147,17 @@ def _record_unstarted(engine: QueuingEngine, job: Job, state: JobState, error: s
 
 def _started(engine: QueuingEngine, job_id: str) -> bool:
     """Whether a queued job's start got under way. One the last engine was starting when it
-    died, that never ran (recorded lost, no run.json), is forgotten, to be queued again."""
+    died, that never ran (recorded lost, or failed as never taken, no run.json), is forgotten,
+    to be queued again."""
     try:
         job = engine._index.get(job_id)
     except LookupError:
         return False
     st = job.status(usage=False)
-    if st.state is not JobState.LOST or st.started_at is not None or (job.dir / RUN_FILE).exists():
+    unstarted = st.state is JobState.LOST or (
+        st.state is JobState.FAILED and st.error == NEVER_STARTED
+    )
+    if not unstarted or st.started_at is not None or (job.dir / RUN_FILE).exists():
         return True
     engine._index.discard(job_id)
     engine._names.release(job.owner, job.name, job_id)
@@ -167,5 +181,7 @@ def load(engine: QueuingEngine) -> None:
             continue
         with contextlib.suppress(TjobError):
             engine._names.take(spec.owner, spec.name, job_id)
+        if spec.request_id:  # a start cut short forgot it with its row (_started)
+            engine._store.remember_request(spec.owner, spec.request_id, job_id)
         engine._index.add(job)
         engine._queue.add(job_id, spec.owner)

@@ -18,10 +18,16 @@ class JobState(enum.StrEnum):
     DAMAGED = "damaged"  # a file of its record is unreadable: quarantined, see JobStatus.error
     QUEUED = "queued"  # waiting for room to start (issue 15)
     CANCELLED = "cancelled"  # stopped while queued: it never ran
+    # Its start was sent and is not confirmed yet (unanswered past the start timeout): it may
+    # still start; it becomes running, or failed/lost, when the truth arrives (issue 19).
+    STARTING = "starting"
 
     @property
     def finished(self) -> bool:
-        return self is not JobState.RUNNING and self is not JobState.QUEUED
+        return self not in _ALIVE
+
+
+_ALIVE = frozenset({JobState.RUNNING, JobState.QUEUED, JobState.STARTING})
 
 
 class Stream(enum.IntFlag):
@@ -83,9 +89,12 @@ class JobFacts:
     name: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # seconds of wall-clock time from the start
+    # The idempotency key of the Run that made it (issue 19): kept here too, so that an index
+    # rebuilt from the job directories still answers a retried Run with this job.
+    request_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "argv": list(self.argv),
             "owner": self.owner,
@@ -95,6 +104,9 @@ class JobFacts:
             "labels": dict(self.labels),
             "timeout": self.timeout,
         }
+        if self.request_id:
+            d["request_id"] = self.request_id
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobFacts:
@@ -107,6 +119,7 @@ class JobFacts:
             name=d.get("name") or "",
             labels=dict(d.get("labels") or {}),
             timeout=d.get("timeout"),
+            request_id=str(d.get("request_id") or ""),
         )
 
 

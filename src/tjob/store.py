@@ -237,14 +237,33 @@ class Store:
         ]
 
     def enqueue(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
+        """Record a queued job (and its request id, if any, in the same commit)."""
+        request_id = spec.get("request_id")
         with self._lock:
             try:
+                self._db.execute("BEGIN")
                 self._db.execute(
                     "INSERT INTO queue (id, owner, created_at, spec) VALUES (?, ?, ?, ?)",
                     (job_id, owner, created_at, json.dumps(spec)),
                 )
+                if request_id:
+                    self._db.execute(
+                        "INSERT INTO requests VALUES (?, ?, ?)", (owner, request_id, job_id)
+                    )
+                self._db.execute("COMMIT")
             except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if request_id and isinstance(e, sqlite3.IntegrityError) and "requests" in str(e):
+                    raise TjobError("a start with this request id is under way; retry") from None
                 raise TjobError(f"cannot record the queued job: {e}") from None
+
+    def remember_request(self, owner: str, request_id: str, job_id: str) -> None:
+        """Record ``owner``'s request id of ``job_id`` unless recorded (best effort)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute(
+                "INSERT OR IGNORE INTO requests VALUES (?, ?, ?)", (owner, request_id, job_id)
+            )
 
     def dequeue(self, job_id: str) -> None:
         with self._lock:

@@ -139,3 +139,52 @@ def test_a_queue_flood_is_bounded_per_client(tmp_path: Path) -> None:
             st = stub.Stop(pb.StopRequest(id=q.id), timeout=HANG)
             assert st.state == pb.JOB_STATE_CANCELLED
         stub.Stop(pb.StopRequest(id=hold.id, grace_seconds=0), timeout=HANG)
+
+
+def test_runs_racing_for_the_last_slot_never_exceed_max_running(tmp_path: Path) -> None:
+    """Concurrent direct Runs of two clients race for the one slot left: one gets it, the
+    others are refused naming the cap, and queued Runs then wait for a slot (issue 15)."""
+    with Harness(tmp_path, max_running=2) as h:
+        assert h.engine is not None
+        alice, bob = h.stub(ALICE), h.stub(BOB)
+        hold = alice.Run(pb.RunRequest(argv=["sleep", "600"]), timeout=HANG)
+        sleep = pb.RunRequest(argv=["sleep", "600"])
+        queued = pb.RunRequest(argv=["true"], queue=True)
+        direct = [(s, s.Run.future(sleep, timeout=HANG)) for s in (alice, bob) * 4]
+        got, refusals = [], []
+        for stub, call in direct:
+            try:
+                got.append((stub, call.result()))
+            except grpc.RpcError as err:
+                assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                refusals.append(err.details())
+        assert len(got) == 1 and got[0][1].state == pb.JOB_STATE_RUNNING
+        assert len(refusals) == 7 and all("--max-running 2" in r for r in refusals)
+        waits = [(s, s.Run.future(queued, timeout=HANG)) for s in (alice, bob)]
+        waiting = [(stub, call.result()) for stub, call in waits]
+        assert {w.state for _, w in waiting} == {pb.JOB_STATE_QUEUED}
+        assert h.engine.running_count() == 2
+        winner, won = got[0]
+        winner.Stop(pb.StopRequest(id=won.id, grace_seconds=0), timeout=HANG)
+        alice.Stop(pb.StopRequest(id=hold.id, grace_seconds=0), timeout=HANG)
+        for stub, w in waiting:  # the freed slots went to the queued jobs
+            assert stub.Wait(pb.JobRef(id=w.id), timeout=HANG).exit_code == 0
+
+
+def test_a_request_id_is_no_key_to_another_clients_job(tmp_path: Path) -> None:
+    """A client that sends another's request id (seen in a log, guessed) gets a job of its
+    own, never the other's, queued or direct; an oversized id is refused (issue 19)."""
+    with Harness(tmp_path, max_running=1) as h:
+        alice, bob = h.stub(ALICE), h.stub(BOB)
+        hold = alice.Run(pb.RunRequest(argv=["sleep", "600"], request_id="r1"), timeout=HANG)
+        waits = alice.Run(pb.RunRequest(argv=["true"], queue=True, request_id="r2"), timeout=HANG)
+        again = alice.Run(pb.RunRequest(argv=["true"], queue=True, request_id="r2"), timeout=HANG)
+        assert again.id == waits.id and again.state == pb.JOB_STATE_QUEUED
+        for rid in ("r1", "r2"):
+            theirs = bob.Run(pb.RunRequest(argv=["true"], queue=True, request_id=rid), timeout=HANG)
+            assert theirs.id not in (hold.id, waits.id) and theirs.owner != hold.owner
+            bob.Stop(pb.StopRequest(id=theirs.id), timeout=HANG)
+        err = refused(alice.Run, pb.RunRequest(argv=["true"], request_id="x" * 129))
+        assert err.code() is INVALID and "request_id" in err.details()
+        alice.Stop(pb.StopRequest(id=waits.id), timeout=HANG)
+        alice.Stop(pb.StopRequest(id=hold.id, grace_seconds=0), timeout=HANG)

@@ -14,7 +14,7 @@ import pytest
 from faultkit import check_intact, check_nothing_unlisted, make_state, stop_all, unfinish
 from support.oldlogs import as_version, offset_of
 
-from tjob import Engine, JobState
+from tjob import Engine, JobSpec, JobState
 from tjob.jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, STATUS_FILE
 from tjob.logstore import HEADER
 
@@ -221,6 +221,37 @@ def test_a_state_dir_of_the_previous_release_still_reads(
         assert victim.status().exit_code == 5
         check_intact(eng, jobs)
         assert eng.prune(0) == sorted([jobs.exited, jobs.running, jobs.victim])
+    finally:
+        stop_all(eng)
+        eng.close()
+
+
+@pytest.mark.parametrize("damage", [_bad_header, os.unlink])
+def test_a_rebuilt_database_still_knows_each_runs_request_id(
+    tmp_path: Path, cgroup_parent: str, damage: object
+) -> None:
+    """The request id is kept in spec.json: a Run retried after the index was rebuilt from the
+    job directories returns the job the first attempt started, not a second one."""
+    state = tmp_path / "state"
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        done = eng.start(JobSpec(["true"], owner="alice", request_id="r-done"))
+        done.wait(30)
+        running = eng.start(JobSpec(["sleep", "1000"], owner="alice", request_id="r-run"))
+    finally:
+        eng.close()
+    assert callable(damage)
+    damage(state / "jobs.db")
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        again = eng.start(JobSpec(["true"], owner="alice", request_id="r-done"))
+        assert again.id == done.id and again.status().state is JobState.EXITED
+        rerun = eng.start(JobSpec(["sleep", "1000"], owner="alice", request_id="r-run"))
+        assert rerun.id == running.id and rerun.status().state is JobState.RUNNING
+        # Ids are per owner: another client's Run with the same id is a new job of its own.
+        other = eng.start(JobSpec(["true"], owner="mallory", request_id="r-run"))
+        assert other.id != running.id and other.owner == "mallory"
+        assert len(eng.jobs()) == 3
     finally:
         stop_all(eng)
         eng.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,8 +15,10 @@ import pytest
 from faultkit import check_nothing_unlisted, stop_all
 
 from tjob import Engine, JobSpec, JobState, launcher_client
+from tjob.adopt import NEVER_STARTED
 from tjob.errors import StateDirInUse
 from tjob.jobdir import END_FILE
+from tjob.procs import readable, supervisors
 
 pytestmark = pytest.mark.root
 
@@ -30,8 +34,17 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
         assert launcher is not None
         os.kill(launcher, signal.SIGSTOP)
         try:
-            job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
-            assert job.status().state is JobState.RUNNING and job.pid is None  # starting
+            job = eng.start(JobSpec(["sh", "-c", "echo late; exit 4"]))
+            st = job.status()
+            assert (st.state, st.pid, st.state.finished) == (JobState.STARTING, None, False)
+            kinds = [e.kind for e in eng.events.recent() if e.id == job.id]
+            assert kinds == ["starting"]  # not "started": it has not been
+            # A follower of a starting job waits for its start, then streams what it writes.
+            got: list[bytes] = []
+            follower = threading.Thread(
+                target=lambda: got.extend(c.data for c in job.output(follow=True))
+            )
+            follower.start()
             held = eng.start(JobSpec(["sleep", "1000"]))
             stopper = threading.Thread(target=held.stop, args=(0,))
             stopper.start()  # stopped while it is still starting
@@ -39,12 +52,57 @@ def test_a_start_past_the_timeout_is_not_reported_lost(
             os.kill(launcher, signal.SIGCONT)
         st = job.wait(30)
         assert (st.state, st.exit_code) == (JobState.EXITED, 4)  # the truth, once it came
+        follower.join(30)
+        assert got == [b"late\n"]
         stopper.join(60)
         assert held.wait(30).state is JobState.STOPPED
-        check_nothing_unlisted(eng, cgroup_parent)
+        check_nothing_unlisted(eng, cgroup_parent)  # every end step has run after this
+        kinds = [e.kind for e in eng.events.recent() if e.id == job.id]
+        assert kinds == ["starting", "started", "exited"]
     finally:
         stop_all(eng)
         eng.close()
+
+
+_DIES_STARTING = """
+import os, signal, sys
+from tjob import Engine, JobSpec, JobState, launcher_client
+launcher_client.START_TIMEOUT = 0.5
+eng = Engine(sys.argv[1], cgroup_parent=sys.argv[2])
+eng.start(JobSpec(["true"])).wait(30)
+os.kill(eng._launcher.pid, signal.SIGSTOP)
+job = eng.start(JobSpec(["sh", "-c", "exit 4"]))
+assert job.status().state is JobState.STARTING
+print(job.id, eng._launcher.pid, flush=True)
+os._exit(9)  # as a kill -9 would: the stalled launcher stays, holding the start
+"""
+
+
+def test_a_start_in_flight_when_the_engine_died_is_resolved_and_never_runs_after(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    state = tmp_path / "state"
+    out = subprocess.run(
+        [sys.executable, "-c", _DIES_STARTING, str(state), cgroup_parent],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 9, out.stderr
+    job_id, launcher = out.stdout.split()
+    old = os.pidfd_open(int(launcher))  # the stalled launcher of the dead engine
+    try:
+        eng = Engine(state, cgroup_parent=cgroup_parent)
+        try:
+            assert readable(old)  # ended by the new engine: it can hand nothing over now
+            st = eng.get(job_id).status()
+            assert (st.state, st.error) == (JobState.FAILED, NEVER_STARTED)
+            assert st.started_at is None and list(eng.get(job_id).output(follow=False)) == []
+            assert job_id not in supervisors()
+            check_nothing_unlisted(eng, cgroup_parent)
+        finally:
+            stop_all(eng)
+            eng.close()
+    finally:
+        os.close(old)
 
 
 def test_a_launcher_killed_mid_start_is_named_and_the_job_readable(
@@ -180,3 +238,33 @@ def test_a_wall_clock_step_never_prunes_a_recent_job(
         assert eng.prune(0) == [job.id]
     finally:
         eng.close()
+
+
+def test_a_run_past_the_start_timeout_answers_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the API: Run answers STARTING (not RUNNING with no pid, not LOST), List can filter
+    on it, Events say "starting" then "started", and Wait gives the truth once it came."""
+    from apiharness import HANG, Harness
+
+    from tjob.api.tjob.v1 import tjob_pb2 as pb
+
+    monkeypatch.setattr(launcher_client, "START_TIMEOUT", 0.5)
+    with Harness(tmp_path) as h:
+        assert h.engine is not None
+        stub = h.stub()
+        assert stub.Wait(pb.JobRef(id=h.run(["true"]).id), timeout=HANG).exit_code == 0
+        launcher = h.engine._launcher.pid
+        assert launcher is not None
+        os.kill(launcher, signal.SIGSTOP)
+        try:
+            st = stub.Run(pb.RunRequest(argv=["sh", "-c", "exit 4"]), timeout=HANG)
+            assert st.state == pb.JOB_STATE_STARTING and not st.HasField("pid")
+            listed = stub.List(pb.ListRequest(filters=["state=starting"]), timeout=HANG)
+            assert [j.id for j in listed.jobs] == [st.id]
+        finally:
+            os.kill(launcher, signal.SIGCONT)
+        end = stub.Wait(pb.JobRef(id=st.id), timeout=HANG)
+        assert (end.state, end.exit_code) == (pb.JOB_STATE_EXITED, 4)
+        kinds = [e.kind for e in h.engine.events.recent() if e.id == st.id]
+        assert kinds[:2] == ["starting", "started"]

@@ -26,6 +26,7 @@ _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.DAMAGED: pb.JOB_STATE_DAMAGED,
     JobState.QUEUED: pb.JOB_STATE_QUEUED,
     JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
+    JobState.STARTING: pb.JOB_STATE_STARTING,
 }
 _STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in _STATE_TO_PB.items()}
 

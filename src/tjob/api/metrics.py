@@ -2,21 +2,25 @@
 
 Events (calls, refusals, starts, ends, bytes sent) are counted where they happen on the event
 loop: a ``prometheus_client`` counter increment is about a microsecond (an uncontended
-``threading.Lock``). What is a state rather than an event (jobs running, per client) is read
-when Prometheus scrapes: the HTTP thread asks the event loop for a snapshot, so the job table is
-only ever touched on the loop.
+``threading.Lock``). What is a state rather than an event (jobs running and queued, output
+stored, per client) is read when Prometheus scrapes: the HTTP thread asks the event loop for
+the list of jobs (so the job table is only ever touched on the loop), then reads each job's
+state and output size itself (files: never on the loop). A finished job's output no longer
+grows: its size is read once.
 
 Label values come from fixed sets (method names, gRPC codes, job states, limit flags) except
-``client``, which is bounded: the :data:`TOP_CLIENTS` clients with the most running jobs by
-name, the rest summed under ``client="other"`` — a client that connects with many common names
-adds at most that many series.
+``client``, which is bounded: the :data:`TOP_CLIENTS` clients with the most running jobs (or
+output stored) by name, the rest summed under ``client="other"`` — a client that connects with
+many common names adds at most that many series.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
+import weakref
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -25,6 +29,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ..jobdir import LOG_FILE
 
 TOP_CLIENTS = 20  # clients named in tjob_client_running_jobs; the rest are client="other"
 OTHER = "other"
@@ -50,7 +56,7 @@ LIMITS = frozenset(
 _FLAG = re.compile(r"tjobs --([a-z-]+)")
 START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-Snapshot = tuple[int, dict[str, int]]  # running jobs, running jobs by owner
+Snapshot = list[Any]  # the engine's jobs (tjob.job.Job), listed on the event loop
 
 
 def limit_name(message: str) -> str:
@@ -107,7 +113,7 @@ class Metrics:
         self.refusals.labels(limit_name(message)).inc()
 
     def watch(self, loop: asyncio.AbstractEventLoop, snapshot: Callable[[], Snapshot]) -> None:
-        """Read the running jobs at each scrape with ``snapshot`` (called on ``loop``)."""
+        """List the jobs at each scrape with ``snapshot`` (called on ``loop``)."""
         self._jobs.loop, self._jobs.snapshot = loop, snapshot
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
@@ -125,7 +131,8 @@ class Metrics:
 
 
 class _JobsCollector(Collector):
-    """Running jobs now, in all and per client (bounded), read from the loop at each scrape."""
+    """Jobs running and queued now, and the output they store, in all and per client
+    (bounded); the jobs listed on the loop at each scrape, their files read here."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -135,22 +142,39 @@ class _JobsCollector(Collector):
         return []  # collected per scrape; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        running, by_client = self._read()
-        yield _gauge("tjob_jobs_running", "Jobs running now", running)
-        yield _gauge("tjob_jobs_queued", "Jobs waiting to start (tjobs has no queue: 0)", 0)
-        g = GaugeMetricFamily(
+        jobs = self._read()
+        running: Tally[str] = Tally()
+        stored: Tally[str] = Tally()
+        queued = 0
+        for job in jobs:
+            if job.queued:
+                queued += 1
+                continue
+            if job.running:  # starting ones too: they hold a slot
+                running[job.owner] += 1
+            stored[job.owner] += output_bytes(job)
+        yield _gauge("tjob_jobs_running", "Jobs running (or starting) now", running.total())
+        yield _gauge("tjob_jobs_queued", "Jobs waiting in the queue to start", queued)
+        yield _per_client(
             "tjob_client_running_jobs",
             f"Running jobs per client: the top {TOP_CLIENTS} by name, the rest as other",
-            labels=["client"],
+            running,
         )
-        for name, n in top_clients(by_client).items():
-            g.add_metric([name], n)
-        yield g
+        yield _gauge(
+            "tjob_output_stored_bytes",
+            "Length of the output logs of every job not removed",
+            stored.total(),
+        )
+        yield _per_client(
+            "tjob_client_output_stored_bytes",
+            f"Output stored per client: the top {TOP_CLIENTS} by bytes, the rest as other",
+            stored,
+        )
 
     def _read(self) -> Snapshot:
         loop, snapshot = self.loop, self.snapshot
         if loop is None or snapshot is None or loop.is_closed():
-            return 0, {}
+            return []
 
         async def take() -> Snapshot:
             return snapshot()
@@ -158,14 +182,37 @@ class _JobsCollector(Collector):
         try:
             return asyncio.run_coroutine_threadsafe(take(), loop).result(SNAPSHOT_TIMEOUT)
         except Exception:
-            return 0, {}
+            return []
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def running_by_owner(jobs: Iterable[Any]) -> Snapshot:
-    """(running jobs, running jobs per owner) of engine jobs."""
-    by: Tally[str] = Tally(j.owner for j in jobs if j.running)
-    return sum(by.values()), dict(by)
+def _per_client(name: str, doc: str, by_client: Tally[str]) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=["client"])
+    for client, n in top_clients(dict(by_client)).items():
+        g.add_metric([client], n)
+    return g
+
+
+# A finished job's output log no longer changes: its length is read once (weakly per Job).
+_finished: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_finished_lock = threading.Lock()
+
+
+def output_bytes(job: Any) -> int:
+    """The length of a job's output log (its output and framing): 0 while it has none."""
+    with _finished_lock:
+        known = _finished.get(job)
+    if known is not None:
+        return known
+    running = job.running  # before the stat: an end after it is not remembered too early
+    try:
+        size = os.stat(os.path.join(job.dir, LOG_FILE)).st_size
+    except OSError:
+        size = 0
+    if not running:
+        with _finished_lock:
+            _finished[job] = size
+    return size

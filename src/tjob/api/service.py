@@ -21,6 +21,7 @@ from grpclib.server import Stream
 
 from ..errors import InvalidSpec, JobFinished
 from ..naming import check_labels, check_name, check_timeout, parse_signal
+from ..queue import NoRoom
 from ..spec import JobSpec
 from ..status import JobState, JobStatus
 from . import convert, eventstream, listing, quotas, stats
@@ -38,7 +39,7 @@ from .audit import AuditLog, argv_field, clip
 from .authz import Caller, Guard
 from .limits import ClientQuota
 from .logtext import shown, shown_argv
-from .metrics import Metrics, running_by_owner
+from .metrics import Metrics
 from .observe import Observer, Outcome, note
 from .output import OutputShares, Stalled, send_output, view_from_pb
 from .policy import CAP_FLAGS, Policy
@@ -49,6 +50,7 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from ..job import Job
 
 log = logging.getLogger("tjobs")
 
@@ -104,11 +106,16 @@ class JobService(JobServiceBase):
             if req.queue or self.policy.queue:
                 await self._queue(caller, spec, stream)
                 return
-            self._admit_run(caller)
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
             began = time.monotonic()
             try:
-                job = await self._engine.start_async(spec)
+                # Capped: the engine counts it as running from the check on, so that neither
+                # a concurrent Run nor a queued start can take the same slot. Shielded: a
+                # client gone mid-start does not leave its job started but unindexed.
+                start = self._engine.start_async(spec, capped=True)
+                job = await asyncio.shield(start)
+            except NoRoom as e:
+                raise self._no_room(e) from None
             finally:
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
@@ -195,7 +202,7 @@ class JobService(JobServiceBase):
                 await asyncio.sleep(interval)
                 out = [stats.stats(j, sampler.sample(j), before.get(j.id)) for j in jobs]
                 await stream.send_message(pb.StatsResponse(jobs=out))
-                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+                alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED, pb.JOB_STATE_STARTING)
                 ended = all(s.state not in alive for s in out)
                 if not req.stream or (named and ended):
                     return
@@ -366,25 +373,20 @@ class JobService(JobServiceBase):
             )
         return timeout
 
-    def _running(self, caller: Caller) -> int:
-        """How many of the caller's own jobs are running (admins are capped for their own)."""
-        return self._engine.running_count(caller.name)
-
-    def _admit_run(self, caller: Caller) -> None:
-        """Refuse a Run over a running-job limit, saying which (unless it queues)."""
-        p = self.policy
-        mine = self._running(caller) + self._starting[caller.name]
-        if mine >= p.max_jobs:
-            raise QuotaExceeded(
-                f"you have {mine} running jobs, the most this server allows one client "
-                f"(tjobs --max-jobs {p.max_jobs}); stop or wait for one first, or run with --queue"
+    @staticmethod
+    def _no_room(e: NoRoom) -> QuotaExceeded:
+        """The refusal of a Run over a running-job limit, saying which (unless it queues).
+        The engine's caps are the policy's (tjobs makes it with max_running, and max_jobs
+        as its owner_max_running); admins are capped for their own jobs."""
+        if e.scope == "owner":
+            return QuotaExceeded(
+                f"you have {e.running} running jobs, the most this server allows one client "
+                f"(tjobs --max-jobs {e.limit}); stop or wait for one first, or run with --queue"
             )
-        running = self._engine.running_count() + sum(self._starting.values())
-        if p.max_running is not None and running >= p.max_running:
-            raise QuotaExceeded(
-                f"{running} jobs are running on this server, the most it allows "
-                f"(tjobs --max-running {p.max_running}); run with --queue to wait for a slot"
-            )
+        return QuotaExceeded(
+            f"{e.running} jobs are running on this server, the most it allows "
+            f"(tjobs --max-running {e.limit}); run with --queue to wait for a slot"
+        )
 
     async def _queue(
         self, caller: Caller, spec: JobSpec, stream: Stream[pb.RunRequest, pb.JobStatus]
@@ -404,9 +406,9 @@ class JobService(JobServiceBase):
         log.info("run %s %s %s: %s", caller, job.short_id, shown_argv(spec.argv), _outcome(st))
         await stream.send_message(convert.status_to_pb(st))
 
-    def jobs_now(self) -> tuple[int, dict[str, int]]:
-        """Running jobs, in all and per owner (the metrics' scrape-time snapshot)."""
-        return running_by_owner(self._engine.jobs())
+    def jobs_now(self) -> list[Job]:
+        """Every job (the metrics' scrape-time snapshot, taken on the loop)."""
+        return self._engine.jobs()
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The handler tasks of the calls being served now."""
@@ -426,7 +428,7 @@ class JobService(JobServiceBase):
 def _outcome(st: JobStatus) -> str:
     if st.state is JobState.FAILED:
         return f"failed: {shown(st.error or '')}"
-    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.CANCELLED):
+    if st.state in (JobState.RUNNING, JobState.QUEUED, JobState.STARTING, JobState.CANCELLED):
         return st.state.value
     how = f"signal {st.signal_name}" if st.signal is not None else f"exit {st.exit_code}"
     return f"{st.state.value} ({how})"

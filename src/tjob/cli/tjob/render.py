@@ -82,6 +82,8 @@ def status_text(st: JobStatus, now: float) -> str:
         return f"Failed: {st.error or 'did not start'}"
     if st.state is JobState.QUEUED:
         return f"Queued {human_duration(now - st.created_at)}"
+    if st.state is JobState.STARTING:
+        return f"Starting {human_duration(now - st.created_at)} (not confirmed yet)"
     if st.state is JobState.CANCELLED:
         return "Cancelled (never ran)"
     if st.state is JobState.LOST:

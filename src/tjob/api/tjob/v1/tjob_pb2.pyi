@@ -18,6 +18,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_DAMAGED: _ClassVar[JobState]
     JOB_STATE_QUEUED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+    JOB_STATE_STARTING: _ClassVar[JobState]
 
 class VolumeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +46,7 @@ JOB_STATE_LOST: JobState
 JOB_STATE_DAMAGED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_CANCELLED: JobState
+JOB_STATE_STARTING: JobState
 VOLUME_MODE_DECLARED: VolumeMode
 VOLUME_MODE_READ_ONLY: VolumeMode
 VOLUME_MODE_READ_WRITE: VolumeMode

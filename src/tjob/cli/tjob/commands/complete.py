@@ -239,8 +239,6 @@ def _jobs(w: Walk) -> list[str]:
     """
     import time
 
-    from tjob.status import JobState
-
     from ..client import Client, status
     from ..render import command_text, short_id, status_text
     from ..settings import resolve
@@ -255,7 +253,7 @@ def _jobs(w: Walk) -> list[str]:
     now = time.time()
     lines = []
     for st in map(status, listing.jobs):
-        running = st.state is JobState.RUNNING
+        running = not st.state.finished  # queued and starting ones too: stop takes them
         if (w.command in RUNNING_ONLY and not running) or (w.command in ENDED_ONLY and running):
             continue
         lines.append(f"{short_id(st.id)}\t{escape(status_text(st, now))}  {command_text(st.argv)}")

@@ -62,6 +62,11 @@ def main(c: Client, args: argparse.Namespace) -> int:
         if not attached:
             out(short_id(st.id))
         raise CliError(st.error or "the job did not start", exit_code(st))
+    if st.state is JobState.STARTING:
+        warn(
+            f"job {short_id(st.id)}: the server's start timed out and is not confirmed yet; "
+            "`tjob ps` shows whether it ran"
+        )
     if not attached:
         out(short_id(st.id))
         return 0

@@ -122,6 +122,7 @@ class JobSpec:
     labels: ``key -> value`` tags to find jobs by (``ps --filter label=k=v``).
     timeout: seconds of wall-clock time from the start; then the job is stopped as
         :meth:`Job.stop` does and its status says ``timed_out`` (None: the engine's default).
+    node: run on this cluster node only (a gateway places by it, issue 18; "" anywhere).
     """
 
     argv: Sequence[str]
@@ -135,6 +136,7 @@ class JobSpec:
     name: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    node: str = ""
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""

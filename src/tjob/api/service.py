@@ -46,7 +46,8 @@ from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..engine import Engine, Follower, Job
+    from ..status import Stream as Streams
 
 log = logging.getLogger("tjobs")
 
@@ -157,7 +158,7 @@ class JobService(JobServiceBase):
             await job.started_async()  # a queued job's output begins with its start
             loop = asyncio.get_running_loop()
             with (
-                job.follower(streams, req.skip, loop) as follower,
+                self._follower(job, streams, req, loop) as follower,
                 self.observe.following() as sent,
             ):
                 await send_output(
@@ -218,6 +219,12 @@ class JobService(JobServiceBase):
         with self._rpc("events", stream, streaming=True) as caller:
             req = await read_request(stream, pb.EventsRequest, self._receiving(caller))
             await eventstream.serve(self._engine.events, caller, req, stream)
+
+    def _follower(
+        self, job: Job, streams: Streams, req: pb.LogsRequest, loop: asyncio.AbstractEventLoop
+    ) -> Follower:
+        """The reader of a Logs call (a gateway's reads the node's stream, issue 18)."""
+        return job.follower(streams, req.skip, loop)
 
     # --- the one place requests become answers --------------------------------------------------
 
@@ -306,6 +313,10 @@ class JobService(JobServiceBase):
             raise InvalidSpec("; ".join(over))
         if req.name:
             check_name(req.name)
+        if req.node:  # Cluster (issue 18): a placement constraint only a gateway can honour
+            check_name(req.node)
+            if not getattr(self._engine, "places_jobs", False):
+                raise InvalidSpec("--node needs a tjobs gateway: this server runs jobs itself")
         spec = JobSpec(
             argv=tuple(req.argv),
             env=dict(req.env),
@@ -318,6 +329,7 @@ class JobService(JobServiceBase):
             name=req.name,
             labels=dict(check_labels(req.labels)),
             timeout=self._timeout(req),
+            node=req.node,
         )
         return spec.validate()
 

@@ -1,0 +1,73 @@
+"""The servicers of the cluster: the same :class:`tjob.api.service.JobService` (its
+authorization, quotas, audit and metrics), on a node and on the gateway.
+
+On a node the only client is the gateway (its certificate's name, ``tjobs node --gateway``):
+any other caller is refused UNAUTHENTICATED. The gateway names the job's owner in the
+``tjob-owner`` header and the node serves the call as that owner would be served, so its engine
+runs the job under the owner's identity (its uid range, cgroup, quotas) as on one host. A
+call without the header (the gateway's event stream) is the gateway's own, with an admin's view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from grpclib.server import Stream
+
+from ..api.answers import Unsupported
+from ..api.authz import Caller, Unauthenticated
+from ..api.service import JobService
+from ..api.tls import usable_identity
+from .nodes import OWNER_HEADER
+from .remote import RemoteFollower, RemoteJob
+
+if TYPE_CHECKING:
+    from ..api.tjob.v1 import tjob_pb2 as pb
+    from ..engine import Follower, Job
+    from ..status import Stream as Streams
+    from .backend import ClusterEngine
+
+GATEWAY = "tjob-gateway"  # the gateway's certificate name nodes take, by default
+
+
+class NodeService(JobService):
+    """A node's servicer: the gateway's calls only, each on behalf of the owner it names."""
+
+    gateway = GATEWAY  # set by tjobs node --gateway
+
+    @contextlib.contextmanager
+    def _rpc(self, name: str, stream: Stream[Any, Any], **kw: bool) -> Iterator[Caller]:
+        with super()._rpc(name, stream, **kw) as caller:
+            if caller.name != self.gateway:
+                raise Unauthenticated(
+                    "this is a cluster node: it takes calls from its gateway only (call the "
+                    "gateway)"
+                )
+            headers: Mapping[str, object] = stream.metadata or {}
+            owner = headers.get(OWNER_HEADER)
+            if owner is None:
+                yield Caller(caller.name, admin=True)
+                return
+            if not isinstance(owner, str) or not usable_identity(owner):
+                raise Unauthenticated("the gateway named no usable owner")
+            yield Caller(owner)
+
+
+class GatewayService(JobService):
+    """The gateway's servicer: the engine is a :class:`ClusterEngine`; a Logs call reads the
+    job's output from its node."""
+
+    def _follower(
+        self, job: Job, streams: Streams, req: pb.LogsRequest, loop: asyncio.AbstractEventLoop
+    ) -> Follower:
+        remote = cast(RemoteJob, job)
+        backend = cast("ClusterEngine", self._engine)
+        link = backend.link(remote.node)  # UNAVAILABLE, saying so, if the node is gone
+        return cast("Follower", RemoteFollower(link, remote, req))
+
+    async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
+        with self._rpc("stats", stream, streaming=True, stats=True):
+            raise Unsupported("Stats is not served through a gateway yet")

@@ -43,6 +43,7 @@ class Proc:
         self.name = name
         self.log = logs / f"{name}.log"
         self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []  # the lines waited through so far
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -63,17 +64,21 @@ class Proc:
                 self.lines.put(line)
         self.lines.put("")
 
-    def wait_line(self, text: str, timeout: float = STARTUP) -> str:
+    def wait_line(self, text: str, timeout: float = STARTUP, after: int = 0) -> str:
+        """The first line holding ``text`` among those written after the first ``after``."""
         end = time.monotonic() + timeout
+        i = after
         while True:
+            while i < len(self.seen):
+                if text in self.seen[i]:
+                    return self.seen[i]
+                if self.seen[i] == "":
+                    raise AssertionError(f"{self.name} ended before {text!r}: {self.log}")
+                i += 1
             try:
-                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+                self.seen.append(self.lines.get(timeout=max(0.0, end - time.monotonic())))
             except queue.Empty:
-                raise AssertionError(f"{self.name}: no {text!r} in {timeout}s ({self.log})") from None
-            if text in line:
-                return line
-            if line == "":
-                raise AssertionError(f"{self.name} ended before {text!r}: {self.log.read_text()}")
+                raise AssertionError(f"{self.name}: no {text!r} in {timeout}s") from None
 
     def kill(self) -> None:
         """SIGKILL to its whole process group (a node: its agent, its Ray, Ray's processes)."""
@@ -146,9 +151,18 @@ class Cluster:
 
     def _tls(self) -> list[str]:
         c = self.certs
-        return ["--ca", str(c / "ca.crt"), "--cert", str(c / "svc.crt"), "--key", str(c / "svc.key")]
+        return [
+            "--ca",
+            str(c / "ca.crt"),
+            "--cert",
+            str(c / "svc.crt"),
+            "--key",
+            str(c / "svc.key"),
+        ]
 
-    def node(self, name: str, port: int, *, cpus: float, memory_mb: int, fresh: bool = True) -> Proc:
+    def node(
+        self, name: str, port: int, *, cpus: float, memory_mb: int, fresh: bool = True
+    ) -> Proc:
         """``tjobs node NAME``; its state dir survives a kill, so a restart finds its jobs."""
         cg = f"tjob-test-{self.netns}-{name}"
         if cg not in self.cgroups:
@@ -199,12 +213,14 @@ class Cluster:
         proc.wait_line("gateway listening")
         return proc
 
-    def wait_nodes(self, *names: str) -> None:
-        """Until the gateway has logged each node joining."""
+    def wait_nodes(self, *names: str, after: int = 0) -> None:
+        """Until the gateway has logged each node joining (after its first ``after`` lines)."""
         for name in names:
-            self.procs["gateway"].wait_line(f"node {name} joined")
+            self.procs["gateway"].wait_line(f"node {name} joined", after=after)
 
-    def tjob(self, *args: str, cert: str = "cli", timeout: float = PROCESS_HANG, port: int | None = None) -> subprocess.CompletedProcess[str]:
+    def tjob(
+        self, *args: str, cert: str = "cli", timeout: float = PROCESS_HANG, port: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
         c = self.certs
         argv = [
             *self.ns,
@@ -221,7 +237,9 @@ class Cluster:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TJOB_")}
         env["XDG_CONFIG_HOME"] = str(self.root / "config")
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        return subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
 
     def ok(self, *args: str, cert: str = "cli") -> str:
         proc = self.tjob(*args, cert=cert)

@@ -35,6 +35,7 @@ from .remote import RemoteJob
 
 log = logging.getLogger("tjobs")
 POLL = 1.0  # seconds between reads of Ray's node table
+PLACE_POLL = 0.005  # seconds before the first look at a placement; doubled up to 0.2 s
 RESYNC = 10.0  # seconds between full status refreshes of a node's running jobs
 
 
@@ -118,14 +119,9 @@ class ClusterEngine:
         want = placement.request(limits.cpu_percent or 0, limits.memory_mb or 0, spec.node)
         self._check_feasible(want, spec.node)
         name = PG_PREFIX + secrets.token_hex(12)
-        ray_id = await asyncio.to_thread(self._ray.reserve, name, want, self._place_wait)
-        if ray_id is None:
-            raise QuotaExceeded(
-                f"no node has room for {placement.shown(want)} now (waited "
-                f"{self._place_wait:g}s, tjobs gateway --place-wait); try again later"
-            )
+        await asyncio.to_thread(self._ray.reserve, name, want)
         try:
-            node = self._node_of(ray_id)
+            node = self._node_of(await self._placed(name, want))
             link = self.link(node)
             with forwarding(node):
                 msg = await link.run(_run_request(spec, limits), spec.owner)
@@ -133,6 +129,21 @@ class ClusterEngine:
             await asyncio.to_thread(self._ray.release, name)
             raise
         return await self._recorded(msg, node, name)
+
+    async def _placed(self, name: str, want: dict[str, float]) -> str:
+        """The Ray node that holds the group, once Ray placed it (polled: a Run waiting for room
+        holds no thread); QuotaExceeded after --place-wait."""
+        end = time.monotonic() + self._place_wait
+        pause = PLACE_POLL
+        while (ray_id := await asyncio.to_thread(self._ray.placed, name)) is None:
+            if time.monotonic() >= end:
+                raise QuotaExceeded(
+                    f"no node has room for {placement.shown(want)} now (waited "
+                    f"{self._place_wait:g}s, tjobs gateway --place-wait); try again later"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        return ray_id
 
     async def _recorded(self, msg: pb.JobStatus, node: str, held: str) -> RemoteJob:
         known = self._jobs.get(msg.id)

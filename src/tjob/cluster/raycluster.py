@@ -42,17 +42,22 @@ class RayCluster:
                 out.append(node)
         return out
 
-    def reserve(self, name: str, want: Mapping[str, float], wait: float) -> str | None:
-        """Hold ``want`` on one node with a detached placement group called ``name`` (so it
-        outlives a gateway restart); the Ray id of its node, or None when no node had room
-        within ``wait`` seconds (the group is removed then)."""
-        from ray.util.placement_group import placement_group, placement_group_table
+    def reserve(self, name: str, want: Mapping[str, float]) -> None:
+        """Ask Ray to hold ``want`` on one node: a detached placement group called ``name`` (so
+        it outlives a gateway restart). Returns at once; :meth:`placed` says where."""
+        from ray.util.placement_group import placement_group
 
-        pg = placement_group([dict(want)], strategy="STRICT_PACK", name=name, lifetime="detached")
-        if not pg.wait(wait):
-            self._remove(pg)
+        placement_group([dict(want)], strategy="STRICT_PACK", name=name, lifetime="detached")
+
+    def placed(self, name: str) -> str | None:
+        """The Ray id of the node holding group ``name``; None while it waits for room."""
+        from ray.util import get_placement_group
+        from ray.util.placement_group import placement_group_table
+
+        table = placement_group_table(get_placement_group(name))
+        if table["state"] != "CREATED":
             return None
-        node: str = placement_group_table(pg)["bundles_to_node_id"][0]
+        node: str = table["bundles_to_node_id"][0]
         return node
 
     def release(self, name: str) -> None:

@@ -37,6 +37,8 @@ def main(c: Client, args: argparse.Namespace) -> int:
     )
     req.volumes.extend(_volumes(c, args.volume))
     req.queue = args.queue
+    if args.node:
+        req.node = args.node
     if args.timeout is not None:
         req.timeout_seconds = args.timeout
     st = status(_run(c, req))

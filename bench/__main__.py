@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import api, engine, lifecycle
+from . import api, cluster, engine, lifecycle
 from .common import Result, table, write_report
 
 ALL = ["B1", "B2", "B6", "B7", "B1p", "B2p", "B3", "B4", "B5", "B8", "B9", "B10", "B11"]
@@ -27,6 +27,9 @@ def main() -> int:
     selected = {s.strip() for s in args.only.split(",") if s.strip()} or set(ALL)
     results: list[Result] = engine.run(selected, args.quick) + api.run(selected, args.quick)
     results += lifecycle.run(selected, args.quick)
+    results += cluster.run(
+        selected - ({"B14", "B15", "B16"} if not args.only else set()), args.quick
+    )
     print(table(results))
     if not args.quick and selected == set(ALL):
         write_report(Path(__file__).parent / "RESULTS.md", results, "make bench")

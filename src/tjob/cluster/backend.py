@@ -299,6 +299,17 @@ class ClusterEngine:
             await asyncio.to_thread(self._records.update, job.status())
         if job.placement and not job.running:
             await self._release(job)
+        elif job.running and not job.placement and job.node in self._nodes:
+            await self._rehold(job)
+
+    async def _rehold(self, job: RemoteJob) -> None:
+        """Hold a running job's share again on its own node: its node left (its group was
+        released then, or Ray would have moved it) and came back with the job still running."""
+        st = job.status()
+        want = placement.request(st.limits.cpu_percent, st.limits.memory_mb, job.node)
+        job.placement = name = PG_PREFIX + secrets.token_hex(12)
+        await asyncio.to_thread(self._ray.reserve, name, want)
+        await asyncio.to_thread(self._records.held, job.id, name)
 
     async def _release(self, job: RemoteJob) -> None:
         held, job.placement = job.placement, ""

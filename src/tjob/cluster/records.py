@@ -58,6 +58,10 @@ class Records:
                 (json.dumps(status.to_dict()), status.id),
             )
 
+    def held(self, job_id: str, placement: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE jobs SET placement = ? WHERE id = ?", (placement, job_id))
+
     def released(self, job_id: str) -> None:
         with self._lock, self._db:
             self._db.execute("UPDATE jobs SET placement = '' WHERE id = ?", (job_id,))

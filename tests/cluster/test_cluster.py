@@ -140,6 +140,8 @@ def test_logs_stop_wait_through_the_gateway(cluster: Cluster) -> None:
     assert follow.stdout is not None
     for i in range(1, 2001):  # every line, in order, from byte 0
         assert follow.stdout.readline() == f"line {i}\n"
+    so_far = cluster.ok("logs", "--no-follow", job)  # of a running job: what there is, then ends
+    assert so_far.count("\n") == 2000
     stopped = cluster.ok("stop", "-t", "0", job)
     assert job in stopped
     out, _ = follow.communicate(timeout=PROCESS_HANG)

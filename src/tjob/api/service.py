@@ -70,6 +70,10 @@ class _Calls:
 class JobService(JobServiceBase):
     """``tjob.v1.JobService`` over an :class:`Engine`; every job access goes through the guard."""
 
+    # A follower that ends itself when a request without follow has what there was (a
+    # gateway's, reading a node's stream: issue 18); the engine's end at the job's end only.
+    followers_end_themselves = False
+
     def __init__(
         self,
         engine: Engine,
@@ -164,7 +168,7 @@ class JobService(JobServiceBase):
                 await send_output(
                     stream,
                     follower,
-                    follow=req.follow,
+                    follow=req.follow or self.followers_end_themselves,
                     client=caller.name,
                     shares=self._shares,
                     stall_timeout=self.policy.limits.stall_timeout,

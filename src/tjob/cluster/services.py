@@ -58,7 +58,9 @@ class NodeService(JobService):
 
 class GatewayService(JobService):
     """The gateway's servicer: the engine is a :class:`ClusterEngine`; a Logs call reads the
-    job's output from its node."""
+    job's output from its node, which decides where a Logs call without follow ends."""
+
+    followers_end_themselves = True
 
     def _follower(
         self, job: Job, streams: Streams, req: pb.LogsRequest, loop: asyncio.AbstractEventLoop

@@ -63,6 +63,8 @@ def test_placement_follows_resources(cluster: Cluster) -> None:
     assert "NODE" in table.splitlines()[0]
     only_a = cluster.ok("ps", "-q", "--filter", "node=a").split()
     assert pinned in only_a and big not in only_a
+    stats = cluster.ok("stats", "--no-stream", big, pinned)  # each from its own node
+    assert big in stats and pinned in stats and "MEM USAGE" in stats, stats
     cluster.ok("stop", "-t", "0", big, pinned)
     refused = cluster.tjob("run", "--cpu", "300", "true")
     assert refused.returncode != 0

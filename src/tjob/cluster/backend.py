@@ -170,6 +170,29 @@ class ClusterEngine:
         await self._release(job)
         await asyncio.to_thread(self._records.remove, job_id)
 
+    async def sample(self, jobs: list[RemoteJob], interval: float) -> list[pb.JobStats]:
+        """One Stats sample of each job over ``interval``, from its node (each node once per
+        owner, all at once); a job whose node is gone shows its state only."""
+        groups: dict[tuple[str, str], list[RemoteJob]] = {}
+        for job in jobs:
+            groups.setdefault((job.node, job.owner), []).append(job)
+
+        async def one(node: str, owner: str, group: list[RemoteJob]) -> list[pb.JobStats]:
+            with contextlib.suppress(GRPCError):
+                link = self.link(node)
+                req = pb.StatsRequest(ids=[j.id for j in group], interval_seconds=interval)
+                with forwarding(node):
+                    replies = await link.stub.Stats(req, metadata=link.on_behalf(owner))
+                    return [s for r in replies for s in r.jobs]
+            await asyncio.sleep(interval)
+            return [_bare_stats(j) for j in group]
+
+        if not groups:
+            await asyncio.sleep(interval)
+            return []
+        parts = await asyncio.gather(*(one(n, o, g) for (n, o), g in groups.items()))
+        return [s for part in parts for s in part]
+
     # --- nodes --------------------------------------------------------------------------------
 
     def link(self, node: str) -> NodeLink:
@@ -332,6 +355,11 @@ class ClusterEngine:
             task.cancel()
         for link in self._links.values():
             link.close()
+
+
+def _bare_stats(job: RemoteJob) -> pb.JobStats:
+    st = job.status()
+    return pb.JobStats(id=st.id, argv=list(st.argv), state=convert.state_to_pb(st.state))
 
 
 def _run_request(spec: JobSpec, limits: Limits) -> pb.RunRequest:

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.server import Stream
 
-from ..api.answers import Unsupported
+from ..api.answers import read_request
 from ..api.authz import Caller, Unauthenticated
-from ..api.service import JobService
+from ..api.service import DEFAULT_INTERVAL, MAX_IDS, MAX_INTERVAL, MIN_INTERVAL, JobService
+from ..api.stats import MAX_STATS_JOBS
+from ..api.tjob.v1 import tjob_pb2 as pb
 from ..api.tls import usable_identity
+from ..errors import InvalidSpec
 from .nodes import OWNER_HEADER
 from .remote import RemoteFollower, RemoteJob
 
 if TYPE_CHECKING:
-    from ..api.tjob.v1 import tjob_pb2 as pb
     from ..engine import Follower, Job
     from ..status import Stream as Streams
     from .backend import ClusterEngine
@@ -71,5 +73,21 @@ class GatewayService(JobService):
         return cast("Follower", RemoteFollower(link, remote, req))
 
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
-        with self._rpc("stats", stream, streaming=True, stats=True):
-            raise Unsupported("Stats is not served through a gateway yet")
+        """Each job's sample from its node, over the same interval, in one reply."""
+        with self._rpc("stats", stream, streaming=True, stats=True) as caller:
+            req = await read_request(stream, pb.StatsRequest, self._receiving(caller))
+            interval = req.interval_seconds or DEFAULT_INTERVAL
+            if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+                raise InvalidSpec(f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds")
+            if len(req.ids) > MAX_IDS:
+                raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
+            named = list({j.id: j for j in self.guard.resolve(caller, req.ids)}.values())
+            backend = cast("ClusterEngine", self._engine)
+            alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+            while True:
+                live = [j for j in self.guard.jobs(caller) if j.running][:MAX_STATS_JOBS]
+                jobs = cast(list[RemoteJob], named or live)
+                out = await backend.sample(jobs, interval)
+                await stream.send_message(pb.StatsResponse(jobs=out))
+                if not req.stream or (named and all(s.state not in alive for s in out)):
+                    return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import importlib.util
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..cli import tjobs
 from ..cli.tjobsargs import PROG, build_parser
+from ..errors import TjobError
 from .placement import LABEL_NODE, LABEL_PORT, SLOT, node_resource
 from .services import GATEWAY
 
@@ -45,8 +47,10 @@ def main(kind: str, argv: list[str]) -> int:
     (_node_flags if kind == "node" else _gateway_flags)(parser)
     args = parser.parse_args(argv)
     try:
+        if importlib.util.find_spec("ray") is None:
+            tjobs._fail("the cluster needs Ray: pip install 'tjob[cluster]'")
         return _node(args) if kind == "node" else _gateway(args)
-    except tjobs.Refusal as err:
+    except (tjobs.Refusal, TjobError) as err:
         print(f"{PROG} {kind}: {err}", file=sys.stderr)
         return tjobs.EXIT_REFUSED
 

@@ -192,6 +192,11 @@ def test_node_killed_then_back(cluster: Cluster) -> None:
     waiter = subprocess.Popen(
         [*cluster.ns, *_tjob_argv(cluster), "wait", job], stdout=subprocess.PIPE, text=True
     )
+    events = subprocess.Popen(
+        [*cluster.ns, *_tjob_argv(cluster), "events", "--since", "10m", "--filter", "kind=lost"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     killed = time.monotonic()
     cluster.procs["node-a"].kill()
     cluster.until(
@@ -202,6 +207,11 @@ def test_node_killed_then_back(cluster: Cluster) -> None:
     assert time.monotonic() - killed <= LOST_WITHIN
     waiter.communicate(timeout=PROCESS_HANG)
     assert waiter.returncode != 0  # Wait ends too: lost
+    assert events.stdout is not None
+    lost = events.stdout.readline()  # the gateway's own event: the node's stream ended with it
+    events.kill()
+    events.wait()
+    assert job in lost and "lost" in lost and "node a" in lost, lost
     gone = cluster.tjob("logs", done)
     assert gone.returncode != 0 and "node a" in gone.stderr, gone.stderr
     # Back with its state dir: its finished job's output is served again.

@@ -5,6 +5,7 @@ that run the jobs. Ray is imported by :mod:`.raycluster` only: the rest of tjob 
 Layout: :mod:`.placement` (limits -> a Ray resource request, pure), :mod:`.raycluster` (Ray:
 nodes, placement groups), :mod:`.records` (the gateway's SQLite), :mod:`.nodes` (the gateway's
 mTLS channels to node agents), :mod:`.remote` (a job on a node, as the servicer sees a job),
-:mod:`.backend` (the gateway's engine), :mod:`.services` (the node's and the gateway's
-servicers), :mod:`.cli` (``tjobs node`` and ``tjobs gateway``).
+:mod:`.backend` (the gateway's engine), :mod:`.events` (its merged event stream),
+:mod:`.services` (the node's and the gateway's servicers), :mod:`.cli` (``tjobs node`` and
+``tjobs gateway``).
 """

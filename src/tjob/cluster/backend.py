@@ -16,17 +16,19 @@ import secrets
 import ssl
 import time
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Any
 
 from grpclib.const import Status as Code
 from grpclib.exceptions import GRPCError
 
 from ..api import convert
-from ..api.answers import QuotaExceeded, Unsupported
+from ..api.answers import QuotaExceeded
 from ..api.tjob.v1 import tjob_pb2 as pb
 from ..errors import AmbiguousJobId, InvalidSpec, JobNotFound
 from ..spec import JobSpec, Limits
+from ..status import JobState
 from . import placement
+from .events import GatewayEvents
 from .nodes import NodeLink, forwarding
 from .placement import NodeInfo
 from .raycluster import PG_PREFIX, RayCluster
@@ -68,6 +70,7 @@ class ClusterEngine:
         self._lost: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self.events = GatewayEvents()  # what the servicer's Events serves
 
     # --- the engine interface the servicer uses ----------------------------------------------
 
@@ -101,10 +104,6 @@ class ClusterEngine:
 
     async def enqueue_async(self, spec: JobSpec) -> RemoteJob:
         return await self.start_async(spec)
-
-    @property
-    def events(self) -> NoReturn:
-        raise Unsupported("Events is not served through a gateway yet: ask a node's tjobs")
 
     async def start_async(self, spec: JobSpec) -> RemoteJob:
         """Place the job with Ray, then start it on the node Ray chose."""
@@ -282,6 +281,8 @@ class ClusterEngine:
             link.close()
         for job in self._of(name):
             job.changed()
+            if job.status().state is JobState.LOST:
+                self.events.lost(job.status())
             if job.placement:  # Ray would hold it on another node for a job that is not there
                 await self._release(job)
 

@@ -232,3 +232,39 @@ def _cleanup(c: Cluster, job: str) -> bool:
 
 
 __all__ = ["Path"]
+
+
+RETRY = """
+import asyncio, sys
+from pathlib import Path
+from grpclib.client import Channel
+from tjob.api.tjob.v1 import tjob_pb2 as pb
+from tjob.api.tjob.v1.tjob_grpc import JobServiceStub
+from tjob.api.tls import client_context
+
+async def main():
+    k = Path(sys.argv[2])
+    tls = client_context(k / "ca.crt", k / "cli.crt", k / "cli.key")
+    ch = Channel("127.0.0.1", int(sys.argv[1]), ssl=tls)
+    stub = JobServiceStub(ch)
+    limits = pb.Limits(cpu_percent=50)
+    req = pb.RunRequest(argv=["sleep", "600"], request_id="retried-run", limits=limits)
+    a, b = await asyncio.gather(stub.Run(req), stub.Run(req))
+    again = await stub.Run(req)
+    print(a.id, b.id, again.id)
+    ch.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_retried_run_starts_one_job(cluster: Cluster) -> None:
+    """The same request id twice at once, and again later: one job, wherever Ray placed it."""
+    import sys
+
+    argv = [*cluster.ns, sys.executable, "-c", RETRY, str(cluster.gateway_port), str(cluster.certs)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=PROCESS_HANG, check=False)
+    assert done.returncode == 0, done.stderr
+    ids = set(done.stdout.split())
+    assert len(ids) == 1, done.stdout
+    cluster.ok("stop", "-t", "0", ids.pop())

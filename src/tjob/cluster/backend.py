@@ -15,7 +15,7 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from grpclib.const import Status as Code
@@ -38,6 +38,7 @@ from .remote import RemoteJob
 log = logging.getLogger("tjobs")
 POLL = 1.0  # seconds between reads of Ray's node table
 PLACE_POLL = 0.005  # seconds before the first look at a placement; doubled up to 0.2 s
+MAX_REQUESTS = 10_000  # request ids remembered for retried Runs (the newest)
 RESYNC = 10.0  # seconds between full status refreshes of a node's running jobs
 
 
@@ -70,6 +71,8 @@ class ClusterEngine:
         self._lost: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
+        # Runs by (owner, request id), in flight or done (this gateway's life: memory only).
+        self._requests: dict[tuple[str, str], asyncio.Future[RemoteJob]] = {}
         self.events = GatewayEvents()  # what the servicer's Events serves
 
     # --- the engine interface the servicer uses ----------------------------------------------
@@ -106,7 +109,20 @@ class ClusterEngine:
         return await self.start_async(spec)
 
     async def start_async(self, spec: JobSpec) -> RemoteJob:
-        """Place the job with Ray, then start it on the node Ray chose."""
+        """Place the job with Ray, then start it on the node Ray chose. A Run repeated with the
+        same request id (a client's retry) gets the first one's job, wherever Ray put it."""
+        if not spec.request_id:
+            return await self._start(spec)
+        key = (spec.owner, spec.request_id)
+        first = self._requests.get(key)
+        if first is None:
+            if len(self._requests) >= MAX_REQUESTS:
+                del self._requests[next(iter(self._requests))]  # the oldest
+            first = self._requests[key] = asyncio.ensure_future(self._start(spec))
+            first.add_done_callback(lambda f: _failed(f) and self._requests.pop(key, None))
+        return await asyncio.shield(first)
+
+    async def _start(self, spec: JobSpec) -> RemoteJob:
         d, asked = self._defaults, spec.limits  # the node gives the other limits' defaults
         limits = Limits(
             cpu_percent=asked.cpu_percent or d.cpu_percent,
@@ -154,7 +170,14 @@ class ClusterEngine:
         await asyncio.to_thread(self._records.add, job.status(), node, held)
         if job.status().state.finished:
             await self._release(job)
+        else:  # an end the node's event reported before the job was known here
+            self._later(self._touched(job.id))
         return job
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def remove(self, job_id: str) -> None:
         """Forget a finished job on its node and here (called in a thread, as an engine's)."""
@@ -356,6 +379,10 @@ class ClusterEngine:
             task.cancel()
         for link in self._links.values():
             link.close()
+
+
+def _failed(f: asyncio.Future[RemoteJob]) -> bool:
+    return f.cancelled() or f.exception() is not None
 
 
 def _bare_stats(job: RemoteJob) -> pb.JobStats:

@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test test-faults test-cgroup2 test-systemd lint demo bench clean
+.PHONY: install test test-faults test-cgroup2 test-systemd test-cluster lint demo bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py src/tjob/protocol.py src/tjob/protocol_h.py $(
 
 # The whole suite. As root the root-only tests must run: TJOB_REQUIRE_ROOT makes a skip of them an error.
 test: install
-	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests --ignore=tests/faults
+	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests --ignore=tests/faults --ignore=tests/cluster
 
 # Fault injection (root): damaged copies of every durable file, a full ext4 loop device (blocks,
 # inodes), a stalled launcher, many ends while no engine runs.
@@ -33,6 +33,12 @@ test-cgroup2: install
 	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py \
 		tests/test_clients.py tests/test_tenants.py tests/test_volumes.py \
 		tests/adversarial/test_adv6_jail.py tests/test_stdin.py
+
+# tjob on a Ray cluster (root, issue 18): installs the cluster extra (Ray) into the venv, then
+# starts a Ray head, two tjobs nodes and a gateway in a private network namespace per module.
+test-cluster: install
+	$(VPY) -m pip install -q -e '.[dev,cluster]'
+	TJOB_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(VPY) -m pytest -q tests/cluster
 
 # tjobs as a systemd service (root): the same VM with the host's systemd as its init installs
 # the unit, runs jobs through the CLI, restarts and stops tjobs (tests/cgroup2/systemd-test.sh).

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import api, engine, interactive, lifecycle, logviews
+from . import api, cluster, engine, interactive, lifecycle, logviews
 from .common import Result, table, write_report
 
 ALL = [
@@ -45,6 +45,9 @@ def main() -> int:
     results += lifecycle.run(selected, args.quick)
     results += interactive.run(selected, args.quick)
     results += logviews.run(selected, args.quick)
+    results += cluster.run(
+        selected - ({"B14", "B15", "B16"} if not args.only else set()), args.quick
+    )
     print(table(results))
     if not args.quick and selected == set(ALL):
         write_report(Path(__file__).parent / "RESULTS.md", results, "make bench")

@@ -1,6 +1,7 @@
 """Job filters as ``ps --filter`` spells them: ``state=running``, ``name=nightly*``,
-``label=team=ml`` (or ``label=team``: has the label). Pure: the server applies them before
-paging (a listing never ships what it filters out), the CLI parses them before any call.
+``label=team=ml`` (or ``label=team``: has the label), ``node=NAME`` (a gateway's jobs). Pure:
+the server applies them before paging (a listing never ships what it filters out), the CLI
+parses them before any call.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .naming import MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_NAME
 from .status import JobState, JobStatus
 
 MAX_FILTERS = 32
-KINDS = ("state", "name", "label")
+KINDS = ("state", "name", "label", "node")
 # Every state this version has (queued, starting...); one it does not have is refused.
 STATES = tuple(s.value for s in JobState)
 
@@ -30,6 +31,8 @@ class Filter:
             return st.state.value == self.key
         if self.kind == "name":
             return bool(st.name) and fnmatch.fnmatchcase(st.name, self.key)
+        if self.kind == "node":
+            return st.node == self.key
         if self.key not in st.labels:
             return False
         return self.value is None or st.labels[self.key] == self.value
@@ -44,7 +47,7 @@ def parse(text: str) -> Filter:
     kind, sep, rest = text.partition("=")
     if not sep or kind not in KINDS:
         raise InvalidSpec(
-            f"filter {_shown(text)} is not state=STATE, name=GLOB or label=KEY[=VALUE]"
+            f"filter {_shown(text)} is not state=STATE, name=GLOB, label=KEY[=VALUE] or node=NAME"
         )
     if kind == "state":
         if rest not in STATES:
@@ -53,6 +56,10 @@ def parse(text: str) -> Filter:
     if kind == "name":
         if not rest or len(rest) > MAX_NAME:
             raise InvalidSpec(f"filter {_shown(text)}: the name pattern must be 1 to {MAX_NAME}")
+        return Filter(kind, rest)
+    if kind == "node":
+        if not rest or len(rest) > MAX_NAME:
+            raise InvalidSpec(f"filter {_shown(text)}: the node name must be 1 to {MAX_NAME}")
         return Filter(kind, rest)
     key, has_value, value = rest.partition("=")
     if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:

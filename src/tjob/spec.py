@@ -126,6 +126,7 @@ class JobSpec:
     tty: give the job a pseudo-terminal (stdin, stdout and stderr; its controlling terminal;
         ``TERM=xterm`` unless ``env`` says otherwise) of ``tty_size`` (rows, columns; default
         24x80). Its output is one stream, ``Stream.STDOUT``.
+    node: run on this cluster node only (a gateway places by it, issue 18; "" anywhere).
     """
 
     argv: Sequence[str]
@@ -142,6 +143,7 @@ class JobSpec:
     stdin: bool = False
     tty: bool = False
     tty_size: tuple[int, int] | None = None
+    node: str = ""
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""

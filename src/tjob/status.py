@@ -151,6 +151,7 @@ class JobStatus:
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     timed_out: bool = False  # stopped because its timeout passed (``stopped`` is set too)
+    node: str = ""  # the cluster node it runs on, through a gateway (issue 18); "" on one host
 
     @property
     def short_id(self) -> str:

@@ -169,6 +169,7 @@ def status_to_pb(st: JobStatus) -> pb.JobStatus:
         name=st.name,
         labels=dict(st.labels),
         timed_out=st.timed_out,
+        node=st.node,
         **_present(
             timeout_seconds=st.timeout,
             pid=st.pid,
@@ -206,6 +207,7 @@ def status_from_pb(msg: pb.JobStatus) -> JobStatus:
         labels=dict(msg.labels),
         timeout=msg.timeout_seconds if msg.HasField("timeout_seconds") else None,
         timed_out=msg.timed_out,
+        node=msg.node,
     )
 
 

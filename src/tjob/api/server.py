@@ -61,9 +61,11 @@ class ApiServer:
         files: ServerFiles | None = None,
         metrics: Metrics | None = None,
         audit: AuditLog | None = None,
+        service: type[JobService] = JobService,
     ) -> None:
-        """``files``: where ``tls`` was loaded from, for :meth:`reload`."""
-        self.service = JobService(engine, policy, metrics=metrics, audit=audit)
+        """``files``: where ``tls`` was loaded from, for :meth:`reload`; ``service``: the
+        servicer (a cluster node's or gateway's subclass, issue 18)."""
+        self.service = service(engine, policy, metrics=metrics, audit=audit)
         self._engine = engine
         self._tls = tls
         self.files = files

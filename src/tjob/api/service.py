@@ -50,7 +50,8 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
     from ..engine import Engine
-    from ..job import Job
+    from ..job import Follower, Job
+    from ..status import Stream as Streams
 
 log = logging.getLogger("tjobs")
 
@@ -72,6 +73,10 @@ class _Calls:
 
 class JobService(JobServiceBase):
     """``tjob.v1.JobService`` over an :class:`Engine`; every job access goes through the guard."""
+
+    # A follower that ends itself when a request without follow has what there was (a
+    # gateway's, reading a node's stream: issue 18); the engine's end at the job's end only.
+    followers_end_themselves = False
 
     def __init__(
         self,
@@ -168,14 +173,14 @@ class JobService(JobServiceBase):
             await job.started_async()  # a queued job's output begins with its start
             loop = asyncio.get_running_loop()
             with (
-                job.follower(streams, req.skip, loop, **view_from_pb(req)) as follower,
+                self._follower(job, streams, req, loop) as follower,
                 self.observe.following() as sent,
             ):
                 await follower.position_async()  # reads the log from its end, in a thread
                 await send_output(
                     stream,
                     follower,
-                    follow=req.follow,
+                    follow=req.follow or self.followers_end_themselves,
                     timestamps=req.timestamps,
                     client=caller.name,
                     shares=self._shares,
@@ -253,6 +258,12 @@ class JobService(JobServiceBase):
                     client=caller.name,
                     sent=sent,
                 )
+
+    def _follower(
+        self, job: Job, streams: Streams, req: pb.LogsRequest, loop: asyncio.AbstractEventLoop
+    ) -> Follower:
+        """The reader of a Logs call (a gateway's reads the node's stream, issue 18)."""
+        return job.follower(streams, req.skip, loop, **view_from_pb(req))
 
     # --- the one place requests become answers --------------------------------------------------
 
@@ -341,6 +352,10 @@ class JobService(JobServiceBase):
             raise InvalidSpec("; ".join(over))
         if req.name:
             check_name(req.name)
+        if req.node:  # Cluster (issue 18): a placement constraint only a gateway can honour
+            check_name(req.node)
+            if not getattr(self._engine, "places_jobs", False):
+                raise InvalidSpec("--node needs a tjobs gateway: this server runs jobs itself")
         spec = JobSpec(
             argv=tuple(req.argv),
             env=dict(req.env),
@@ -358,6 +373,7 @@ class JobService(JobServiceBase):
             tty_size=(req.tty_size.rows, req.tty_size.cols)
             if req.tty_size.rows or req.tty_size.cols
             else None,
+            node=req.node,
         )
         return spec.validate()
 

@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["certs"]:
         return _certs(args_list[1:])
+    if args_list[:1] in (["node"], ["gateway"]):  # the cluster (issue 18): tjob[cluster]
+        from tjob.cluster import cli
+
+        return cli.main(args_list[0], args_list[1:])
     from tjob.cli import config, service
 
     parser = build_parser()
@@ -344,7 +348,10 @@ async def _run(
         audit, metrics = ops.open_audit(args), ops.start_metrics(args, log)
     except TjobError as err:
         _fail(str(err))
-    api = ApiServer(engine, policy, tls[0], files=tls[1], metrics=metrics, audit=audit)
+    servicer = getattr(args, "service", None)  # a cluster node's servicer (tjobs node)
+    api = ApiServer(
+        engine, policy, tls[0], files=tls[1], metrics=metrics, audit=audit, **servicer or {}
+    )
     try:
         await api.start(host, port)
     except OSError as err:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .parser import Parser, command_parser
 
 JOB_HELP = "a job's name or id, or a unique prefix of its id (at least 8 characters)"
-FILTER_HELP = "state=STATE, name=GLOB or label=KEY[=VALUE]; repeatable, all must match"
+FILTER_HELP = "state=STATE, name=GLOB, label=KEY[=VALUE] or node=NAME; repeatable, all must match"
 UINT32_MAX = 2**32 - 1  # the proto's Limits fields: cpu_percent and pids are uint32
 UINT64_MAX = 2**64 - 1  # memory_mb, rbps, wbps
 
@@ -130,6 +130,11 @@ def _lifecycle_run_flags(o: argparse._ArgumentGroup) -> None:
         "--queue",
         action="store_true",
         help="over a running-job limit, wait in the queue (state queued) rather than be refused",
+    )
+    o.add_argument(
+        "--node",
+        metavar="NAME",
+        help="run on this cluster node only (through a tjobs gateway)",
     )
 
 

@@ -127,11 +127,15 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def ps_table(statuses: Sequence[JobStatus], now: float) -> str:
-    """``tjob ps``: id, command, created, status; and the owner when the jobs have several."""
+    """``tjob ps``: id, command, created, status; the owner when the jobs have several, and the
+    node when a gateway placed them (a cluster, issue 18)."""
     header = ["JOB ID", "COMMAND", "CREATED", "STATUS"]
     with_owner = len({st.owner for st in statuses}) > 1  # an admin's listing: say whose
+    with_node = any(st.node for st in statuses)
     if with_owner:
         header.insert(2, "OWNER")
+    if with_node:
+        header.append("NODE")
     rows = []
     for st in statuses:
         row = [
@@ -142,6 +146,8 @@ def ps_table(statuses: Sequence[JobStatus], now: float) -> str:
         ]
         if with_owner:
             row.insert(2, st.owner)
+        if with_node:
+            row.append(st.node)
         rows.append(row)
     return table(header, rows)
 

@@ -52,6 +52,8 @@ def main(c: Client, args: argparse.Namespace) -> int:
         if "TERM" in os.environ and "TERM" not in req.env:
             req.env["TERM"] = os.environ["TERM"]
     req.queue = args.queue
+    if args.node:
+        req.node = args.node
     if args.timeout is not None:
         req.timeout_seconds = args.timeout
     st = status(_run(c, req))

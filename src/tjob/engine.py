@@ -49,7 +49,7 @@ from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
-from .prepare import Prepared, prepare
+from .prepare import Prepared, make_durable, prepare
 from .protocol import (
     ProtocolError,
     StartReply,
@@ -198,15 +198,18 @@ class Engine:
 
     def _prepare_and_send(
         self, spec: JobSpec, queued: Job | None = None
-    ) -> tuple[Prepared, socket.socket]:
-        """Every blocking step of a start before the supervisor's answer, as one batch."""
+    ) -> tuple[Prepared, socket.socket, OSError | None]:
+        """Every blocking step of a start before the supervisor's answer, as one batch; with
+        what kept the job's files from being made durable, if anything."""
         prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
+        # While the launcher and the supervisor start it: the disk's waits overlap theirs.
+        unsynced = make_durable(prepared, self.jobs_dir) if self.durable else None
         if queued is not None:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
             # and the next engine queues it again if it never ran (queued.load).
             self._store.dequeue(prepared.facts.id)
-        return prepared, sock
+        return prepared, sock, unsynced
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
         """Attach the job from the supervisor's answer; the error if it did not start."""
@@ -260,7 +263,9 @@ class Engine:
             known = yield blocking(lambda: self._store.by_request(spec.owner, spec.request_id))
             if known is not None:
                 return self._started_by(known)
-        prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
+        prepared, sock, unsynced = yield blocking(lambda: self._prepare_and_send(spec, queued))
+        if queued is not None:
+            unsynced = None  # acknowledged when it was queued: it runs whatever the disk says
         reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
@@ -273,8 +278,14 @@ class Engine:
         if error is not None:
             # The launcher recorded the failure before answering, or nobody did: the end step.
             yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+        elif unsynced is not None:
+            # Not to be acknowledged (a power cut could lose it): killed, its end recorded.
+            yield blocking(job._kill)
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job))
+        if unsynced is not None and error is None:
+            where = f"{prepared.dir}: {unsynced.strerror}"
+            raise TjobError(f"cannot put the job's files on the disk in {where}; it was killed")
         if error is None and job.started_at is not None:  # not a start still unanswered
             self._started(job)
         return job

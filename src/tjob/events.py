@@ -134,8 +134,16 @@ class EventLog:
         self._writer.start()
 
     def _write(self) -> None:
-        while (event := self._unwritten.get()) is not None:
-            self._store.add_event(event.seq, event.to_dict(), KEEP)
+        """Write what is emitted, in one commit per batch (ends of many jobs at once cost one)."""
+        while True:
+            batch = [self._unwritten.get()]
+            while not self._unwritten.empty():
+                batch.append(self._unwritten.get())
+            events = [(e.seq, e.to_dict()) for e in batch if e is not None]
+            if events:
+                self._store.add_events(events, KEEP)
+            if any(e is None for e in batch):
+                return
 
     def close(self) -> None:
         """Write what is still unwritten, then stop the writer (before the store closes)."""

@@ -58,6 +58,7 @@ __all__ = [
     "reserve",
     "reserve_size",
     "sync_dir",
+    "sync_file",
     "write_json",
 ]
 
@@ -86,14 +87,21 @@ def sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def create_file(path: Path, data: bytes, durable: bool = False) -> None:
-    """A new file holding ``data``, whole or raising; with ``durable``, fsynced (its name is
-    made durable by the caller's :func:`sync_dir` of the directory, once for all its files)."""
+def sync_file(path: Path) -> None:
+    """Put ``path``'s data on the disk (its name: :func:`sync_dir` of its directory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: Path, data: bytes) -> None:
+    """A new file holding ``data``, whole or raising (made durable, if it must be, by
+    :func:`sync_file` and :func:`sync_dir`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
     finally:
         os.close(fd)
 

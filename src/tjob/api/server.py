@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 log = logging.getLogger("tjobs")
+SWITCH_INTERVAL = 0.001  # seconds; see ApiServer.start
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ class ApiServer:
         self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
     ) -> None:
         """Listen on ``host:port`` (host None: every interface) or on a bound ``sock``."""
+        # The engine's blocking steps run in threads (starts, stops, end steps): a thread busy
+        # in Python keeps the GIL for up to the switch interval each time the event loop wants
+        # it back (5 ms by default, several times per call). 1 ms keeps the loop's answers
+        # prompt while many starts and stops are under way (bench B10).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         if sock is not None:
             await self._server.start(sock=sock, ssl=self._tls)
         else:

@@ -63,6 +63,13 @@ class Ends:
                 if fd >= 0 and not job._settled and readable(fd):
                     self.settle(job)
 
+    def settle_recorded(self, jobs: list[Job]) -> None:
+        """Settle now every job whose end is recorded (``status.json``) while its supervisor
+        is still exiting: its slot is free at once. Blocking: reads and SQLite."""
+        for job in jobs:
+            if not job._settled and job._final_status() is not None:
+                self.settle(job)
+
     def forget(self, job: Job) -> None:
         """The job is being removed, or the engine closed: close its pidfds, record nothing."""
         with job._lock:

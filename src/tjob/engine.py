@@ -31,30 +31,18 @@ from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
-from .errors import (
-    InvalidSpec,
-    JobNotFound,
-    JobRunning,
-    StateDirInUse,
-    TjobError,
-)
+from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
 from .events import EventLog, end_kind
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Follower, Job
-from .jobdir import (
-    STOP_FILE,
-)
+from .jobdir import STOP_FILE
 from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
 from .prepare import Prepared, make_durable, prepare
-from .protocol import (
-    ProtocolError,
-    StartReply,
-    decode_start_reply,
-)
+from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
@@ -198,9 +186,10 @@ class Engine:
 
     def _prepare_and_send(
         self, spec: JobSpec, queued: Job | None = None
-    ) -> tuple[Prepared, socket.socket, OSError | None]:
+    ) -> tuple[Prepared, socket.socket, str | None]:
         """Every blocking step of a start before the supervisor's answer, as one batch; with
-        what kept the job's files from being made durable, if anything."""
+        why the job's files could not be made durable, if they could not (a queued job was
+        acknowledged when queued: it runs whatever the disk says)."""
         prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
         # While the launcher and the supervisor start it: the disk's waits overlap theirs.
@@ -209,7 +198,7 @@ class Engine:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
             # and the next engine queues it again if it never ran (queued.load).
             self._store.dequeue(prepared.facts.id)
-        return prepared, sock, unsynced
+        return prepared, sock, unsynced if queued is None else None
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
         """Attach the job from the supervisor's answer; the error if it did not start."""
@@ -264,8 +253,6 @@ class Engine:
             if known is not None:
                 return self._started_by(known)
         prepared, sock, unsynced = yield blocking(lambda: self._prepare_and_send(spec, queued))
-        if queued is not None:
-            unsynced = None  # acknowledged when it was queued: it runs whatever the disk says
         reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
@@ -284,8 +271,7 @@ class Engine:
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job))
         if unsynced is not None and error is None:
-            where = f"{prepared.dir}: {unsynced.strerror}"
-            raise TjobError(f"cannot put the job's files on the disk in {where}; it was killed")
+            raise TjobError(unsynced)
         if error is None and job.started_at is not None:  # not a start still unanswered
             self._started(job)
         return job
@@ -316,6 +302,10 @@ class Engine:
 
     def _start_queued(self, job_id: str) -> None:
         queued.start(self, self._index.get(job_id))
+
+    def settle_recorded(self, owner: str) -> None:
+        """:meth:`Ends.settle_recorded` of ``owner``'s jobs (a Run refused for a cap asks)."""
+        self._ends.settle_recorded([j for j in self._index.all() if j.owner == owner])
 
     def running_count(self, owner: str | None = None) -> int:
         """Jobs running (or starting) on this engine, or ``owner``'s."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +152,36 @@ def exec_blob(
     return encode_exec(job)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(
+    path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
+) -> None:
     """Atomically and durably (whole or not at all, even across a power cut); on a full disk
-    (no block or no inode), spend the job's reserve and try once more."""
+    (no block or no inode), spend the job's reserve and try once more.
+
+    ``after``: the steps that need not come before the file is in place (the fsync of its
+    name, the reserve's release) are appended there for the caller to run, instead of done
+    here (the launcher answers the supervisor first: a power cut between the two ends every
+    process all the same, and a crash of one leaves the file in place)."""
     try:
         _write_json(path, data)
     except OSError:
         (path.parent / RESERVE_FILE).unlink(missing_ok=True)
         _write_json(path, data)
-    (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+    spare = path.parent / RESERVE_FILE
+    steps: list[Callable[[], None]] = [
+        lambda: _sync_name(path),
+        lambda: spare.unlink(missing_ok=True),
+    ]
+    if after is not None:
+        after.extend(steps)
+        return
+    for step in steps:
+        step()
+
+
+def _sync_name(path: Path) -> None:
+    if SYNC:
+        sync_dir(path.parent)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -176,5 +197,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise
     os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none
-    if SYNC:
-        sync_dir(path.parent)

@@ -173,18 +173,20 @@ def _make_dir(jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
     reserve(jdir, reserve_size(len(spec)))
 
 
-def make_durable(prepared: Prepared, jobs_dir: Path) -> OSError | None:
+def make_durable(prepared: Prepared, jobs_dir: Path) -> str | None:
     """Put the job's spec.json and its name (the job's directory, in the jobs directory) on
-    the disk; what failed, if anything. Done once the request is on its way, so that these
-    waits on the disk overlap the launcher's and the supervisor's work instead of adding to
-    it; the start is answered only after it (a power cut before then may lose the job, which
-    was never acknowledged). The store's record was made durable before the directory."""
+    the disk; what failed, if anything (the job is then killed, the start refused). Done once
+    the request is on its way, so that these waits on the disk overlap the launcher's and the
+    supervisor's work instead of adding to it; the start is answered only after it (a power
+    cut before then may lose the job, which was never acknowledged). The store's record was
+    made durable before the directory."""
     try:
         sync_file(prepared.dir / SPEC_FILE)
         sync_dir(prepared.dir)
         sync_dir(jobs_dir)
     except OSError as e:
-        return e
+        where = f"{prepared.dir}: {e.strerror}"
+        return f"cannot put the job's files on the disk in {where}; it was killed"
     return None
 
 

@@ -101,7 +101,13 @@ class JobService(JobServiceBase):
             if req.queue or self.policy.queue:
                 await self._queue(caller, spec, stream)
                 return
-            self._admit_run(caller)
+            try:
+                self._admit_run(caller)
+            except QuotaExceeded:
+                # Jobs whose end is recorded may not be counted out yet (their supervisor is
+                # still exiting): once they are, the check again, with no wait before the count.
+                await asyncio.to_thread(self._engine.settle_recorded, caller.name)
+                self._admit_run(caller)
             self._starting[caller.name] += 1  # counts until start returns: concurrent Runs
             began = time.monotonic()
             try:

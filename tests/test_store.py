@@ -66,3 +66,39 @@ def test_rows_written_before_typed_limits_still_read(tmp_path: Path) -> None:
     assert rec.facts.limits == ResolvedLimits(memory_mb=20)
     assert rec.status is not None and rec.status.state is JobState.LOST
     assert rec.status.limits == ResolvedLimits(memory_mb=20)
+
+
+def test_only_what_is_acknowledged_waits_for_the_disk(tmp_path: Path) -> None:
+    """A record, a queued job and a client's uid are committed with synchronous=FULL; ends,
+    events and removals with NORMAL (the directories say them again), so they never wait on
+    an fsync; a store made with durable=False never asks for FULL."""
+    for durable in (True, False):
+        store = Store(tmp_path / f"{durable}.db", durable)
+        said: list[str] = []
+        store._db.set_trace_callback(said.append)
+        store.add(facts("a", 1.0), "/", None)
+        store.enqueue("q", "alice", 1.0, {"argv": ["true"]})
+        store.client_uid("alice", 5000, 5010)
+        full = [s.split()[0] for s in said if s.startswith(("INSERT", "PRAGMA"))]
+        expect = ["PRAGMA", "INSERT", "PRAGMA"] if durable else ["INSERT"]
+        assert full == expect * 3
+        assert said.count("PRAGMA synchronous=FULL") == (3 if durable else 0)
+        said.clear()
+        store.finish("a", JobStatus.of(facts("a", 1.0), JobState.EXITED, exit_code=0, ended_at=2.0))
+        store.add_events([(1, {"kind": "started"})], 10)
+        store.dequeue("q")
+        store.remove("a")
+        assert said and not [s for s in said if s.startswith("PRAGMA")]
+        (synchronous,) = store._db.execute("PRAGMA synchronous").fetchone()
+        assert synchronous == 1  # NORMAL between durable commits
+        store.close()
+
+
+def test_events_are_written_in_batches_and_the_oldest_pruned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    store.add_events([(s, {"seq": s}) for s in range(1, 50)], 50)
+    assert [e["seq"] for e in store.events(1000)] == list(range(1, 50))
+    store.add_events([(s, {"seq": s}) for s in range(50, 121)], 50)  # crosses 100: pruned
+    assert [e["seq"] for e in store.events(1000)] == list(range(71, 121))
+    assert [e["seq"] for e in store.events(3)] == [118, 119, 120]
+    store.close()

@@ -31,30 +31,18 @@ from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
-from .errors import (
-    InvalidSpec,
-    JobNotFound,
-    JobRunning,
-    StateDirInUse,
-    TjobError,
-)
+from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
 from .events import EventLog, end_kind
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Follower, Job
-from .jobdir import (
-    STOP_FILE,
-)
+from .jobdir import STOP_FILE
 from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
-from .prepare import Prepared, prepare
-from .protocol import (
-    ProtocolError,
-    StartReply,
-    decode_start_reply,
-)
+from .prepare import Prepared, make_durable, prepare
+from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
@@ -198,15 +186,19 @@ class Engine:
 
     def _prepare_and_send(
         self, spec: JobSpec, queued: Job | None = None
-    ) -> tuple[Prepared, socket.socket]:
-        """Every blocking step of a start before the supervisor's answer, as one batch."""
+    ) -> tuple[Prepared, socket.socket, str | None]:
+        """Every blocking step of a start before the supervisor's answer, as one batch; with
+        why the job's files could not be made durable, if they could not (a queued job was
+        acknowledged when queued: it runs whatever the disk says)."""
         prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
+        # While the launcher and the supervisor start it: the disk's waits overlap theirs.
+        unsynced = make_durable(prepared, self.jobs_dir) if self.durable else None
         if queued is not None:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
             # and the next engine queues it again if it never ran (queued.load).
             self._store.dequeue(prepared.facts.id)
-        return prepared, sock
+        return prepared, sock, unsynced if queued is None else None
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
         """Attach the job from the supervisor's answer; the error if it did not start."""
@@ -271,7 +263,7 @@ class Engine:
         # A capped start holds its slot from here (no wait between the check and the count).
         reserved = self._queue.reserve(spec.owner) if capped else None
         try:
-            prepared, sock = yield blocking(lambda: self._prepare_and_send(spec, queued))
+            prepared, sock, unsynced = yield blocking(lambda: self._prepare_and_send(spec, queued))
             reply = yield Step(
                 lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
             )
@@ -284,12 +276,17 @@ class Engine:
             if error is not None:
                 # The launcher recorded the failure before answering, or nobody did: the end step.
                 yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
+            elif unsynced is not None:
+                # Not to be acknowledged (a power cut could lose it): killed, its end recorded.
+                yield blocking(job._kill)
         except BaseException:
             if reserved is not None:
                 self._queue.ended(reserved)  # the slot is free again
             raise
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job), reserved, _recorded(job))
+        if unsynced is not None and error is None:
+            raise TjobError(unsynced)
         if error is None and reply.pending is None:  # not a start still unanswered
             self._started(job)
         return job

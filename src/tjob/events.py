@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 KEEP = 10_000  # recent events kept (in memory and in the store)
 BUFFER = 1024  # events a subscriber may fall behind by before it misses some
+GATHER = 0.05  # seconds the store's writer waits for more events to write with one
 KINDS = (
     "queued",
     "starting",
@@ -134,15 +135,28 @@ class EventLog:
         self._seq = self._recent[-1].seq if self._recent else 0
         self._subs: set[Subscription] = set()
         self._unwritten: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._writer = threading.Thread(target=self._write, name="tjob-events", daemon=True)
         self._writer.start()
 
     def _write(self) -> None:
-        while (event := self._unwritten.get()) is not None:
-            self._store.add_event(event.seq, event.to_dict(), KEEP)
+        """Write what is emitted, in one commit per batch: the writer waits GATHER seconds
+        after an event for more (a job's start and end, the ends of many jobs at once cost
+        one wake and one commit, not one each); a close cuts the wait short."""
+        while True:
+            batch = [self._unwritten.get()]
+            self._closing.wait(GATHER)
+            while not self._unwritten.empty():
+                batch.append(self._unwritten.get())
+            events = [(e.seq, e.to_dict()) for e in batch if e is not None]
+            if events:
+                self._store.add_events(events, KEEP)
+            if any(e is None for e in batch):
+                return
 
     def close(self) -> None:
         """Write what is still unwritten, then stop the writer (before the store closes)."""
+        self._closing.set()
         self._unwritten.put(None)
         self._writer.join()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ __all__ = [
     "reserve",
     "reserve_size",
     "sync_dir",
+    "sync_file",
     "write_json",
 ]
 
@@ -87,14 +88,21 @@ def sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def create_file(path: Path, data: bytes, durable: bool = False) -> None:
-    """A new file holding ``data``, whole or raising; with ``durable``, fsynced (its name is
-    made durable by the caller's :func:`sync_dir` of the directory, once for all its files)."""
+def sync_file(path: Path) -> None:
+    """Put ``path``'s data on the disk (its name: :func:`sync_dir` of its directory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: Path, data: bytes) -> None:
+    """A new file holding ``data``, whole or raising (made durable, if it must be, by
+    :func:`sync_file` and :func:`sync_dir`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -145,15 +153,36 @@ def exec_blob(
     return encode_exec(job)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(
+    path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
+) -> None:
     """Atomically and durably (whole or not at all, even across a power cut); on a full disk
-    (no block or no inode), spend the job's reserve and try once more."""
+    (no block or no inode), spend the job's reserve and try once more.
+
+    ``after``: the steps that need not come before the file is in place (the fsync of its
+    name, the reserve's release) are appended there for the caller to run, instead of done
+    here (the launcher answers the supervisor first: a power cut between the two ends every
+    process all the same, and a crash of one leaves the file in place)."""
     try:
         _write_json(path, data)
     except OSError:
         (path.parent / RESERVE_FILE).unlink(missing_ok=True)
         _write_json(path, data)
-    (path.parent / RESERVE_FILE).unlink(missing_ok=True)
+    spare = path.parent / RESERVE_FILE
+    steps: list[Callable[[], None]] = [
+        lambda: _sync_name(path),
+        lambda: spare.unlink(missing_ok=True),
+    ]
+    if after is not None:
+        after.extend(steps)
+        return
+    for step in steps:
+        step()
+
+
+def _sync_name(path: Path) -> None:
+    if SYNC:
+        sync_dir(path.parent)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -169,5 +198,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise
     os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none
-    if SYNC:
-        sync_dir(path.parent)

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .cgroups import CgroupBackend, ClientLimits, backend
@@ -194,6 +194,8 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
     if not msg:
         return  # it died: the engine finds the job lost
     done = False
+    after: list[Callable[[], None]] = []  # run once the supervisor is answered
+    rec.after = after
     try:
         # A job with processes still exiting (a stop kills them with init) is recorded by its
         # supervisor, which may wait for them: waiting here would stall every start.
@@ -203,12 +205,20 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
     except Exception:
         traceback.print_exc()  # into launcher.log; the supervisor tries for itself
     finally:
+        rec.after = None
         if reply is not None and not done:
             reply.close()
     try:
         chan.send(ACK_RECORDED if done else ACK_DECLINED)
     except OSError:
         pass
+    for step in after:
+        try:
+            step()
+        except FileNotFoundError:
+            pass  # the job was removed meanwhile
+        except OSError:
+            traceback.print_exc()
 
 
 def main() -> None:

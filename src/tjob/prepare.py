@@ -1,6 +1,7 @@
 """The preparation of a start: a spec checked against the engine's caps and defaults, its user
 and volumes resolved, its store row and directory (exec.bin, spec.json, the reserve) written,
-and the launcher's request built. Everything here blocks; the engine runs it off the loop.
+and the launcher's request built; then, while the launcher starts the job, the directory made
+durable. Everything here blocks; the engine runs it off the loop.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .jobdir import (
     reserve,
     reserve_size,
     sync_dir,
+    sync_file,
 )
 from .launcher_client import DEFAULT_PATH
 from .protocol import Limits as ProtocolLimits
@@ -127,7 +129,7 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     rlimits = jail.rlimits(engine.output_cap, nproc)
     blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits, mounts)
     try:
-        _make_dir(engine, jdir, blob, facts)
+        _make_dir(jdir, blob, facts)
     except OSError as e:
         # Not acknowledged: nothing of it may stay (no phantom job after a restart).
         shutil.rmtree(jdir, ignore_errors=True)
@@ -167,17 +169,31 @@ def _user_of(engine: EngineState, spec: JobSpec) -> tuple[int | None, int | None
     return resolve_user(spec.user)
 
 
-def _make_dir(engine: EngineState, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
-    """The job's directory: exec.bin, spec.json and the reserve for its end, durable
-    before the job is handed over (its name too: the jobs directory is synced)."""
+def _make_dir(jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
+    """The job's directory: exec.bin, spec.json and the reserve for its end. Written, not yet
+    durable: :func:`make_durable` does that while the launcher starts the job."""
     jdir.mkdir(mode=0o700)
     spec = json.dumps(facts.to_dict()).encode()
     create_file(jdir / EXEC_FILE, exec_bin)
-    create_file(jdir / SPEC_FILE, spec, engine.durable)
+    create_file(jdir / SPEC_FILE, spec)
     reserve(jdir, reserve_size(len(spec)))
-    if engine.durable:
-        sync_dir(jdir)
-        sync_dir(engine.jobs_dir)
+
+
+def make_durable(prepared: Prepared, jobs_dir: Path) -> str | None:
+    """Put the job's spec.json and its name (the job's directory, in the jobs directory) on
+    the disk; what failed, if anything (the job is then killed, the start refused). Done once
+    the request is on its way, so that these waits on the disk overlap the launcher's and the
+    supervisor's work instead of adding to it; the start is answered only after it (a power
+    cut before then may lose the job, which was never acknowledged). The store's record was
+    made durable before the directory."""
+    try:
+        sync_file(prepared.dir / SPEC_FILE)
+        sync_dir(prepared.dir)
+        sync_dir(jobs_dir)
+    except OSError as e:
+        where = f"{prepared.dir}: {e.strerror}"
+        return f"cannot put the job's files on the disk in {where}; it was killed"
+    return None
 
 
 def resolve_limits(limits: Limits, device: str | None) -> ResolvedLimits:

@@ -45,6 +45,8 @@ class Recorder:
     def __init__(self, cg: CgroupBackend, index: Callable[[JobStatus], None] | None = None) -> None:
         self.cg = cg
         self.index = index
+        # Set by a caller that runs the steps after status.json is in place itself (launcher).
+        self.after: list[Callable[[], None]] | None = None
 
     def failed(self, jdir: Path, error: str) -> JobStatus:
         """A job that never ran."""
@@ -134,7 +136,7 @@ class Recorder:
         return error
 
     def _write(self, jdir: Path, status: JobStatus) -> JobStatus:
-        record_end(jdir, status)
+        record_end(jdir, status, self.after)
         if self.index is not None:
             self.index(status)
         return status
@@ -148,8 +150,11 @@ def now() -> float:
     return time.time()
 
 
-def record_end(jdir: Path, status: JobStatus) -> None:
-    """End the log with the final status (followers stop there), then write status.json."""
+def record_end(
+    jdir: Path, status: JobStatus, after: list[Callable[[], None]] | None = None
+) -> None:
+    """End the log with the final status (followers stop there), then write status.json
+    (``after``: as :func:`~tjob.jobdir.write_json`'s)."""
     data = status.to_dict()
     try:
         log = LogWriter(str(jdir / LOG_FILE))
@@ -159,4 +164,4 @@ def record_end(jdir: Path, status: JobStatus) -> None:
             log.close()
     except OSError:
         pass  # disk full: followers end on the status file instead (its write has a reserve)
-    write_json(jdir / STATUS_FILE, data)
+    write_json(jdir / STATUS_FILE, data, after)

@@ -82,7 +82,15 @@ class Record:
 
 
 class Store:
-    """Thread-safe: one connection, one lock (writes are a few per job)."""
+    """Thread-safe: one connection, one lock (writes are a few per job).
+
+    Only what an acknowledgement promises is committed with ``synchronous=FULL`` (on the disk
+    before the commit returns): a job's record, a queued job, a client's uid. The rest (ends,
+    events, removals, dequeues) is committed with ``NORMAL``: it survives a crash of the
+    process and is on the disk with the next FULL commit or checkpoint; a power cut before
+    that loses nothing the directories do not say (an end is in ``status.json``; a removed
+    job's directory is gone; a dequeued job has its row). The connection's setting is
+    switched around each durable commit, so the others never wait on an fsync."""
 
     def __init__(self, path: Path, durable: bool = True) -> None:
         """``durable``: a committed job survives a power cut (synchronous=FULL), not only a
@@ -90,8 +98,9 @@ class Store:
         ``path`` failed its check and a new, empty database replaced it."""
         self._lock = threading.Lock()
         self.damaged: str | None = None
+        self._durable = durable
         try:
-            self._db = _open(path, durable)
+            self._db = _open(path)
         except sqlite3.DatabaseError as e:
             if not _is_damage(e):  # locked by someone, no permission...: not ours to move
                 raise TjobError(f"cannot open {path}: {e}") from None
@@ -101,7 +110,7 @@ class Store:
                 if src.exists():
                     src.rename(aside.with_name(aside.name + suffix))
             self.damaged = f"{path} failed its check ({e}); moved aside to {aside.name}"
-            self._db = _open(path, durable)
+            self._db = _open(path)
         self._boot = _boot_id()
 
     def add(self, facts: JobFacts, cwd: str, user: str | int | None, request_id: str = "") -> None:
@@ -111,7 +120,7 @@ class Store:
         spec.update(
             limits=limits, name=facts.name, labels=dict(facts.labels), timeout=facts.timeout
         )
-        with self._lock:
+        with self._lock, self._synced():
             try:
                 self._db.execute("BEGIN")
                 self._db.execute(
@@ -207,7 +216,8 @@ class Store:
             if uid is None or uid > last:
                 return None
             try:
-                self._db.execute("INSERT INTO tenants (owner, uid) VALUES (?, ?)", (owner, uid))
+                with self._synced():
+                    self._db.execute("INSERT INTO tenants (owner, uid) VALUES (?, ?)", (owner, uid))
             except sqlite3.Error as e:
                 raise TjobError(f"cannot record the client's uid: {e}") from None
             return int(uid)
@@ -239,7 +249,7 @@ class Store:
     def enqueue(self, job_id: str, owner: str, created_at: float, spec: dict[str, Any]) -> None:
         """Record a queued job (and its request id, if any, in the same commit)."""
         request_id = spec.get("request_id")
-        with self._lock:
+        with self._lock, self._synced():
             try:
                 self._db.execute("BEGIN")
                 self._db.execute(
@@ -280,18 +290,21 @@ class Store:
             ).fetchall()
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
 
-    def add_event(self, seq: int, data: dict[str, Any], keep: int) -> None:
-        """Best effort: an event not kept is no reason to fail what it reports."""
+    def add_events(self, events: list[tuple[int, dict[str, Any]]], keep: int) -> None:
+        """``(seq, data)`` of events, in one commit. Best effort: an event not kept is no
+        reason to fail what it reports."""
+        rows = [(seq, json.dumps(data)) for seq, data in events]
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO events (seq, data) VALUES (?, ?)",
-                    (seq, json.dumps(data)),
-                )
-                if seq % 100 == 0:
-                    self._db.execute("DELETE FROM events WHERE seq <= ?", (seq - keep,))
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?)", rows)
+                last = rows[-1][0]
+                if last // 100 != (rows[0][0] - 1) // 100:  # every hundred events or so
+                    self._db.execute("DELETE FROM events WHERE seq <= ?", (last - keep,))
+                self._db.execute("COMMIT")
             except sqlite3.Error:
-                pass
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
 
     def events(self, limit: int) -> list[dict[str, Any]]:
         """The last ``limit`` events, oldest first."""
@@ -305,15 +318,28 @@ class Store:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _synced(self) -> Iterator[None]:
+        """The commits inside are on the disk when they return (a durable store's only)."""
+        if not self._durable:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
-def _open(path: Path, durable: bool) -> sqlite3.Connection:
+
+def _open(path: Path) -> sqlite3.Connection:
     """The database at ``path``, checked (sqlite3.DatabaseError if it is damaged)."""
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
-        # WAL: readers never block the writer. FULL: each commit is on the disk before it
-        # returns (NORMAL only survives a crash of the process, not of the machine).
+        # WAL: readers never block the writer. NORMAL: a commit survives a crash of the
+        # process; Store._synced makes those that must survive a power cut FULL (on the disk
+        # before the commit returns).
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        db.execute("PRAGMA synchronous=NORMAL")
         (check,) = db.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
             raise _Damaged(f"quick_check: {check}")

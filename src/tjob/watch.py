@@ -156,6 +156,9 @@ class Hub:
             _libc.inotify_rm_watch(self._fd, k.wd)
 
     def _run(self) -> None:
+        """Wait for events; under the lock only the bookkeeping: the inotify fd is read, and
+        waiters woken, outside it (a thread waiting for the GIL while holding the lock would
+        hold up every subscribe of the event loop with it)."""
         assert self._epoll is not None
         buf = bytearray(65536)
         while True:
@@ -163,51 +166,62 @@ class Hub:
                 events = self._epoll.poll()
             except InterruptedError:
                 continue
+            raw = self._read_inotify(buf) if any(fd == self._fd for fd, _ in events) else []
             keys: set[str] = set()
             exited: list[Callable[[], None]] = []
             with self._lock:
                 if self._closed:
                     return
+                for data in raw:
+                    self._parse(data, keys)
                 for fd, _ in events:
-                    if fd == self._fd:
-                        self._read_inotify(buf, keys)
-                    elif fd in self._exits:
+                    if fd in self._exits:
                         # Level-triggered: a pidfd stays readable, so it fires once and goes.
                         exited.append(self._exits.pop(fd))
                         self._epoll.unregister(fd)
-                self._wake(keys)
+                sync, per_loop = self._waiters(keys)
+            _wake(sync, per_loop)
             for callback in exited:  # outside the lock: it may subscribe, forget, or write
                 try:
                     callback()
                 except Exception:
                     traceback.print_exc()  # the thread must live on for every other waiter
 
-    def _read_inotify(self, buf: bytearray, keys: set[str]) -> None:
+    def _read_inotify(self, buf: bytearray) -> list[bytes]:
+        """What the inotify fd holds now (close() closes it only after this thread ends)."""
+        out: list[bytes] = []
         while True:
             try:
                 n = os.readv(self._fd, [buf])
             except BlockingIOError:
-                return
+                return out
             except OSError as e:
                 if e.errno == errno.EINTR:
                     continue
                 raise
-            pos = 0
-            while pos < n:
-                wd, mask, _cookie, length = _EVENT.unpack_from(buf, pos)
-                pos += _EVENT.size + length
-                key = self._by_wd.get(wd)
-                if key is None:
-                    continue
-                keys.add(key)
-                if mask & IN_IGNORED:
-                    # The directory is gone (job removed): its watch went with it.
-                    self._by_wd.pop(wd, None)
-                    k = self._keys.get(key)
-                    if k is not None:
-                        k.wd = -1
+            out.append(bytes(buf[:n]))
 
-    def _wake(self, keys: set[str]) -> None:
+    def _parse(self, data: bytes, keys: set[str]) -> None:
+        pos = 0
+        while pos < len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+            pos += _EVENT.size + length
+            key = self._by_wd.get(wd)
+            if key is None:
+                continue
+            keys.add(key)
+            if mask & IN_IGNORED:
+                # The directory is gone (job removed): its watch went with it.
+                self._by_wd.pop(wd, None)
+                k = self._keys.get(key)
+                if k is not None:
+                    k.wd = -1
+
+    def _waiters(
+        self, keys: set[str]
+    ) -> tuple[list[threading.Event], dict[asyncio.AbstractEventLoop, list[asyncio.Event]]]:
+        """The events to set for ``keys``: threads' and, per event loop, coroutines'."""
+        sync: list[threading.Event] = []
         per_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
         for key in keys:
             k = self._keys.get(key)
@@ -215,15 +229,11 @@ class Hub:
                 continue
             for w in k.waiters:
                 if w.loop is None:
-                    w.sync_event.set()
+                    sync.append(w.sync_event)
                 else:
                     assert w.async_event is not None
                     per_loop.setdefault(w.loop, []).append(w.async_event)
-        for loop, evs in per_loop.items():
-            try:
-                loop.call_soon_threadsafe(_set_all, evs)
-            except RuntimeError:
-                pass  # that loop is closed; its waiters are gone
+        return sync, per_loop
 
     def close(self) -> None:
         with self._lock:
@@ -241,6 +251,18 @@ class Hub:
             self._epoll.close()
             for fd in (self._fd, self._wake_r, self._wake_w):
                 os.close(fd)
+
+
+def _wake(
+    sync: list[threading.Event], per_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]]
+) -> None:
+    for ev in sync:
+        ev.set()
+    for loop, evs in per_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, evs)
+        except RuntimeError:
+            pass  # that loop is closed; its waiters are gone
 
 
 def _set_all(events: list[asyncio.Event]) -> None:

@@ -9,8 +9,10 @@ a client's stored bytes stay under ``--client-disk`` plus ``--max-jobs`` times t
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,22 +50,38 @@ def dir_bytes(path: Path) -> int:
 
 
 # A finished job's files no longer grow: their size is read once, not at every Run of its owner
-# (a client with thousands of stored jobs would otherwise cost as many stats per Run).
-_finished: weakref.WeakKeyDictionary[Job, int] = weakref.WeakKeyDictionary()
-_finished_lock = threading.Lock()
+# (a client with thousands of stored jobs would otherwise cost as many stats per Run). A running
+# job's is read again once it is FRESH seconds old: a burst of Runs reads each directory once,
+# and needs no thread at all. That does not loosen the bound above (a running job may write up
+# to the output cap after any read); an end seen since a read makes it stale at once.
+FRESH = 1.0
+_sizes: weakref.WeakKeyDictionary[Job, tuple[float, int]] = weakref.WeakKeyDictionary()
+_sizes_lock = threading.Lock()
+_FOREVER = math.inf
+
+
+def _known(job: Job, now: float) -> int | None:
+    """The job's size if it need not be read again now."""
+    with _sizes_lock:
+        entry = _sizes.get(job)
+    if entry is None:
+        return None
+    until, size = entry
+    if until == _FOREVER or (now < until and job._final is None):
+        return size
+    return None
 
 
 def job_bytes(job: Job) -> int:
-    """What the job's files take; remembered once the job has ended."""
-    with _finished_lock:
-        known = _finished.get(job)
+    """What the job's files take; remembered once the job has ended, FRESH seconds before."""
+    now = time.monotonic()
+    known = _known(job, now)
     if known is not None:
         return known
     running = job.running  # before reading: an end after the read is not remembered too early
     size = dir_bytes(job.dir)
-    if not running:
-        with _finished_lock:
-            _finished[job] = size
+    with _sizes_lock:
+        _sizes[job] = (now + FRESH if running else _FOREVER, size)
     return size
 
 
@@ -86,7 +104,8 @@ def check(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
 
 async def check_async(quota: StoreQuota, mine: Sequence[Job], starting: int) -> None:
     """:func:`check` off the event loop when it has files to read."""
-    if quota.disk is None:
+    now = time.monotonic()
+    if quota.disk is None or all(_known(j, now) is not None for j in mine):
         check(quota, mine, starting)
     else:
         await asyncio.to_thread(check, quota, mine, starting)

@@ -9,14 +9,17 @@ enforces TLS 1.3 only (grpcio's server cannot).
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import logging
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING
 
+import hyperframe.frame
 from grpclib.const import Status as Code
 from grpclib.events import SendInitialMetadata, listen
 from grpclib.health.check import ServiceStatus
@@ -36,6 +39,29 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 log = logging.getLogger("tjobs")
+SWITCH_INTERVAL = 0.001  # seconds; see ApiServer.start
+
+
+def _cheap_frame_reprs() -> None:
+    """h2 formats ``repr(frame)`` of every frame it receives for a trace log line, whether or
+    not anything logs it, and hyperframe's repr hex-encodes a frame's whole body to show its
+    first 10 bytes: a 16 KiB DATA frame cost a 32 KiB string (7% of the event loop's time
+    under B9's flood of large requests). Only what is shown is encoded now (same text)."""
+
+    def raw_data_repr(data: bytes | memoryview | None) -> str:
+        if not data:
+            return "None"
+        r = binascii.hexlify(bytes(data[:11])).decode("ascii")
+        return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
+
+    def data_body_repr(self: hyperframe.frame.DataFrame) -> str:
+        return raw_data_repr(self.data)
+
+    hyperframe.frame._raw_data_repr = raw_data_repr
+    hyperframe.frame.DataFrame._body_repr = data_body_repr  # type: ignore[method-assign,assignment]
+
+
+_cheap_frame_reprs()
 
 
 @dataclass(frozen=True)
@@ -85,6 +111,11 @@ class ApiServer:
         self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
     ) -> None:
         """Listen on ``host:port`` (host None: every interface) or on a bound ``sock``."""
+        # The engine's blocking steps run in threads (starts, stops, end steps): a thread busy
+        # in Python keeps the GIL for up to the switch interval each time the event loop wants
+        # it back (5 ms by default, several times per call). 1 ms keeps the loop's answers
+        # prompt while many starts and stops are under way (bench B10).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         if sock is not None:
             await self._server.start(sock=sock, ssl=self._tls)
         else:

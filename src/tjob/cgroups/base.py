@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import errno
 import os
 import select
 import signal
@@ -118,22 +117,28 @@ class CgroupBackend(abc.ABC):
         """Send ``sig`` to every process in the job's cgroup through pidfds; return how many.
 
         A pid read from ``cgroup.procs`` may exit and be reused before we signal it, so each is
-        pinned with a pidfd and checked to still be in this cgroup before the signal goes out.
+        pinned with a pidfd first, and signalled only if ``cgroup.procs``, read again after,
+        still lists it: a listed pid whose process is alive is that same process (a pid is
+        reused only once its process is gone, and the pidfd of a gone one signals nothing).
+        Two reads of the cgroup, however many processes (not one /proc file each).
         """
-        sent = 0
+        pinned: dict[int, int] = {}
         for pid in self.pids(job_id):
-            try:
-                fd = os.pidfd_open(pid)
-            except OSError:
-                continue
-            try:
-                if self._in_job(pid, job_id):
+            with contextlib.suppress(OSError):
+                pinned[pid] = os.pidfd_open(pid)
+        sent = 0
+        try:
+            listed = set(self.pids(job_id)) if pinned else set()
+            for pid, fd in pinned.items():
+                if pid not in listed:
+                    continue
+                try:
                     signal.pidfd_send_signal(fd, sig)
                     sent += 1
-            except OSError as e:
-                if e.errno != errno.ESRCH:
-                    raise
-            finally:
+                except ProcessLookupError:
+                    pass
+        finally:
+            for fd in pinned.values():
                 os.close(fd)
         return sent
 
@@ -151,14 +156,6 @@ class CgroupBackend(abc.ABC):
         except FileNotFoundError:
             pass
         return found
-
-    def _in_job(self, pid: int, job_id: str) -> bool:
-        suffix = f"/{self.parent}/{job_id}"
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                return any(line.rstrip("\n").endswith(suffix) for line in f)
-        except OSError:
-            return False
 
 
 def read_int(path: Path, default: int | None = None) -> int | None:

@@ -79,7 +79,17 @@ int join_path(char *buf, size_t size, const char *dir, const char *name) {
     return -1;
 }
 
+static int write_named(const char *dir, const char *name, const char *text, int sync_name);
+
 int write_file(const char *dir, const char *name, const char *text) {
+    return write_named(dir, name, text, 1);
+}
+
+int write_file_whole(const char *dir, const char *name, const char *text) {
+    return write_named(dir, name, text, 0);
+}
+
+static int write_named(const char *dir, const char *name, const char *text, int sync_name) {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     if (join_path(path, sizeof path, dir, name)) return -1;
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path); /* fits: tmp is 8 bytes longer */
@@ -99,7 +109,7 @@ int write_file(const char *dir, const char *name, const char *text) {
         errno = e;
         return -1;
     }
-    if (!sync_wanted()) return 0;
+    if (!sync_name || !sync_wanted()) return 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return -1;
     rc = fsync(dfd);

@@ -12,8 +12,12 @@ int pwrite_all(int fd, const char *buf, size_t len, off_t at);
 char *read_fd(int fd, size_t *len);
 /* `dir/name` into `buf`; -1 and ENAMETOOLONG if it does not fit. */
 int join_path(char *buf, size_t size, const char *dir, const char *name);
-/* `dir/name` := `text`, atomically (readers see the whole file or none); -1 and errno. */
+/* `dir/name` := `text`, atomically (readers see the whole file or none, across a power cut
+ * too), its name fsynced (it survives a power cut); -1 and errno. */
 int write_file(const char *dir, const char *name, const char *text);
+/* Like write_file, but the name is not fsynced (it is on the disk with the file system's next
+ * commit): for a file only the job's living processes make true (run.json). */
+int write_file_whole(const char *dir, const char *name, const char *text);
 /* Whether files are fsynced (an engine made with durable=False says no). */
 int sync_wanted(void);
 double now(void);

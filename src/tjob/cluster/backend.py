@@ -10,6 +10,7 @@ seconds: a node Ray reports dead (or that is gone) makes its running jobs LOST u
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -25,6 +26,7 @@ from ..api import convert
 from ..api.answers import QuotaExceeded
 from ..api.tjob.v1 import tjob_pb2 as pb
 from ..errors import AmbiguousJobId, InvalidSpec, JobNotFound
+from ..queue import NoRoom
 from ..spec import JobSpec, Limits
 from ..status import JobState
 from . import placement
@@ -55,12 +57,16 @@ class ClusterEngine:
         *,
         defaults: Limits,
         place_wait: float,
+        max_running: int | None = None,
+        owner_max_running: int | None = None,
     ) -> None:
         self._ray = ray
         self._records = records
         self._tls = tls
         self._defaults = defaults
         self._place_wait = place_wait
+        self._caps = (max_running, owner_max_running)
+        self._starting: collections.Counter[str] = collections.Counter()  # capped Runs, by owner
         self._loop = asyncio.get_running_loop()
         self._jobs: dict[str, RemoteJob] = {}
         for rec in records.all():
@@ -108,9 +114,32 @@ class ClusterEngine:
     async def enqueue_async(self, spec: JobSpec) -> RemoteJob:
         return await self.start_async(spec)
 
-    async def start_async(self, spec: JobSpec) -> RemoteJob:
+    async def start_async(self, spec: JobSpec, capped: bool = False) -> RemoteJob:
         """Place the job with Ray, then start it on the node Ray chose. A Run repeated with the
-        same request id (a client's retry) gets the first one's job, wherever Ray put it."""
+        same request id (a client's retry) gets the first one's job, wherever Ray put it.
+        ``capped``: counted against the gateway's running-job caps from the check on
+        (:class:`NoRoom` over one), as a single host's engine does."""
+        if not capped:
+            return await self._start_once(spec)
+        self._reserve(spec.owner)
+        self._starting[spec.owner] += 1
+        try:
+            return await self._start_once(spec)
+        finally:
+            self._starting[spec.owner] -= 1
+            if not self._starting[spec.owner]:
+                del self._starting[spec.owner]
+
+    def _reserve(self, owner: str) -> None:
+        host, per_owner = self._caps
+        mine = self.running_count(owner) + self._starting[owner]
+        if per_owner is not None and mine >= per_owner:
+            raise NoRoom("owner", mine, per_owner)
+        everyone = self.running_count() + sum(self._starting.values())
+        if host is not None and everyone >= host:
+            raise NoRoom("host", everyone, host)
+
+    async def _start_once(self, spec: JobSpec) -> RemoteJob:
         if not spec.request_id:
             return await self._start(spec)
         key = (spec.owner, spec.request_id)

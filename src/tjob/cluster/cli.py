@@ -175,7 +175,13 @@ async def _serve_gateway(
     records = Records(Path(args.state_dir))
     defaults = policy.defaults or policy.caps
     backend = ClusterEngine(
-        cast(Any, ray), records, node_tls, defaults=defaults, place_wait=args.place_wait
+        cast(Any, ray),
+        records,
+        node_tls,
+        defaults=defaults,
+        place_wait=args.place_wait,
+        max_running=policy.max_running,
+        owner_max_running=policy.max_jobs,
     )
     await backend.start()
     api = ApiServer(cast(Any, backend), policy, tls[0], files=tls[1], service=GatewayService)

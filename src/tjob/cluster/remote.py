@@ -119,16 +119,9 @@ class RemoteFollower:
         self._link = link
         self._job = job
         # The node finds where a view (tail, since, until) begins, and stamps each chunk's time.
-        self._req = pb.LogsRequest(
-            id=job.id,
-            streams=req.streams,
-            skip=req.skip,
-            follow=req.follow,
-            tail=req.tail,
-            since_unix_nanos=req.since_unix_nanos,
-            until_unix_nanos=req.until_unix_nanos,
-            timestamps=req.timestamps,
-        )
+        self._req = pb.LogsRequest()
+        self._req.CopyFrom(req)
+        self._req.id = job.id  # the full id: the client may have sent a prefix or a name
         self._buf: collections.deque[Chunk] = collections.deque()
         self._size = 0
         self._ended = False

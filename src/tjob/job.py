@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from .status import JobFacts, JobState, JobStatus, Stream, Usage
 from .watch import Hub
 
 if TYPE_CHECKING:
+    from .execs import Exec, Execs
     from .queue import Gate
 
 
@@ -71,6 +72,7 @@ class Job:
         # offsets): a thousand followers of one job cost one descriptor, not a thousand.
         self._log_fd = -1
         self._log_users = 0
+        self._execs: Execs | None = None  # the engine's, for exec (issue 16)
 
     @property
     def queued(self) -> bool:
@@ -313,6 +315,25 @@ class Job:
     async def signal_async(self, sig: int, all: bool = False) -> int:
         """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
         return await asyncio.to_thread(self.signal, sig, all)
+
+    # ---------------------------------------------------------------- exec (issue 16)
+
+    def exec(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> Exec:
+        """Run ``argv`` inside this running job (its namespaces, cgroup, user and jail), with
+        the job's environment updated by ``env``, in ``cwd`` (default the job's). Returns once
+        it runs or failed to (``result().error``); :class:`JobFinished` if the job is not
+        running. See :mod:`tjob.execs`."""
+        assert self._execs is not None, "a job from an engine"
+        return self._execs.start(self, argv, env or {}, cwd)
+
+    async def exec_async(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> Exec:
+        """Like :meth:`exec`, awaiting the start."""
+        assert self._execs is not None, "a job from an engine"
+        return await self._execs.start_async(self, argv, env or {}, cwd)
 
     # ---------------------------------------------------------------- output
 

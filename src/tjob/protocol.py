@@ -20,6 +20,18 @@ The messages, in the order a job meets them (``→`` is who sends to whom):
    ``X WSTATUS PID STARTED_AT CUT`` or ``F STAGE SYSCALL ERRNO TARGET`` (``F`` alone: init died
    before it reported). Answered by ``ACK_RECORDED`` or ``ACK_DECLINED``.
 
+Exec into a running job (issue 16), a small job of its own in ``EXECS_DIR/N`` of the job's
+directory (its ``exec.bin``, ``output.log`` and ``end-report``):
+
+8. ``ExecRequest``: engine → fork server, JSON (``op`` ``exec``), with the reply socket and a
+   pidfd of the job's init attached.
+9. ``EXEC_REQUEST`` + ``Handoff`` (the exec's directory): fork server → zygote, with the same
+   two fds; the zygote forks an exec supervisor (``EXEC_SUPERVISOR_ARGV``).
+10. ``StartReply`` on the reply socket once the command runs, with a pidfd of the exec
+   supervisor; on failure the socket is closed unanswered and the ``EndReport`` (``F ...``) is
+   in ``end-report``. At the end, the exec supervisor writes its ``EndReport`` (``X ...``) there
+   itself: nobody records an exec's end for it.
+
 A supervisor is recognisable by its command line: ``SUPERVISOR_ARGV`` followed by its job id
 (``tjob-shim\\0supervisor\\0ID``; a spare without a job yet has no id). The engine believes it
 only for the pid that ``run.json`` names and only in its own PID namespace, which a job's
@@ -79,6 +91,13 @@ KEEP_ID = "-"  # exec.bin's uid/gid: stay root
 NO_TARGET = "-"
 TARGET_MAX = 200  # bytes of a failure's target kept (newlines become spaces)
 MAX_LIST = 1 << 20  # entries in one exec.bin list
+
+
+# ------------------------------------------------------------------ exec (issue 16)
+EXECS_DIR = "execs"  # in a job's directory: one numbered directory per exec
+EXEC_REQUEST = b"e"  # fork server → zygote, then a Handoff, with a reply socket and init's pidfd
+EXEC_SUPERVISOR_ARGV = (b"tjob-shim", b"exec")  # then the exec's directory; never a job's mark
+EXEC_OP = "exec"
 
 
 class ProtocolError(ValueError):
@@ -153,6 +172,30 @@ def decode_start_request(msg: bytes) -> StartRequest:
         return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed start request: {e!r}") from None
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """Run the exec prepared in ``dir`` (its exec.bin) in the job whose init's pidfd comes
+    with the request; ``cap`` bounds its output.log as a job's."""
+
+    dir: str
+    cap: int
+
+
+def encode_exec_request(req: ExecRequest) -> bytes:
+    return json.dumps({"v": VERSION, "op": EXEC_OP, "dir": req.dir, "cap": req.cap}).encode()
+
+
+def decode_request(msg: bytes) -> StartRequest | ExecRequest:
+    """What the engine sends the fork server: a job to start, or an exec into one."""
+    d = _json(msg)
+    if d.get("op") != EXEC_OP:
+        return decode_start_request(msg)
+    try:
+        return ExecRequest(str(d["dir"]), int(d["cap"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"malformed exec request: {e!r}") from None
 
 
 # ------------------------------------------------------------------ 2. fork server → supervisor

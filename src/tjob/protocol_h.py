@@ -27,6 +27,7 @@ def c_constants(p: ModuleType) -> dict[str, int | bytes]:
     out.update(SUPERVISOR_ARGV0=p.SUPERVISOR_ARGV[0], SUPERVISOR_ARGV1=p.SUPERVISOR_ARGV[1])
     out.update(ZYGOTE_ARGV1=p.ZYGOTE_ARGV[1], INIT_ARGV1=p.INIT_ARGV[1])
     out.update(SPARE_REQUEST=p.SPARE_REQUEST, INIT_JOB=p.INIT_JOB)
+    out.update(EXEC_REQUEST=p.EXEC_REQUEST, EXEC_SUPERVISOR_ARGV1=p.EXEC_SUPERVISOR_ARGV[1])
     for r in ("STARTED", "FAILED", "EXITED"):
         out[f"REPORT_{r}"] = getattr(p, f"REPORT_{r}").encode()
     out.update(ACK_RECORDED=p.ACK_RECORDED, ACK_DECLINED=p.ACK_DECLINED)

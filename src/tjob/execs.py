@@ -236,6 +236,15 @@ class Execs:
     ) -> Exec:
         return await drive_async(self._flow(job, argv, env, cwd))
 
+    def of(self, job: Job) -> list[Exec]:
+        """The job's execs, oldest first, those an earlier engine started too (their output
+        and end are in their directories; pid and start time are not kept)."""
+        try:
+            names = [n for n in os.listdir(job.dir / EXECS_DIR) if n.isdigit()]
+        except FileNotFoundError:
+            return []
+        return [Exec(job, n, self._hub) for n in sorted(map(int, names))]
+
     def _flow(
         self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
     ) -> Flow[Exec]:

@@ -335,6 +335,11 @@ class Job:
         assert self._execs is not None, "a job from an engine"
         return await self._execs.start_async(self, argv, env or {}, cwd)
 
+    def execs(self) -> list[Exec]:
+        """Every exec into this job, oldest first (a read of its directory)."""
+        assert self._execs is not None, "a job from an engine"
+        return self._execs.of(self)
+
     # ---------------------------------------------------------------- output
 
     def output(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from grpclib.server import Stream
 
     from ..engine import Follower
+    from ..execs import ExecFollower
 
 log = logging.getLogger("tjobs")
 
@@ -64,17 +65,19 @@ class OutputShares:
 
 
 async def send_output(
-    stream: Stream[pb.LogsRequest, pb.LogChunk],
-    follower: Follower,
+    stream: Stream[Any, Any],
+    follower: Follower | ExecFollower,
     *,
     follow: bool,
     client: str,
     shares: OutputShares,
     stall_timeout: float,
     sent: Callable[[int], object] | None = None,
+    wrap: Callable[[pb.LogChunk], Any] | None = None,
 ) -> None:
     """Send what the job writes, within the client's share: one follower takes big reads
-    (throughput), a thousand take small ones. ``sent`` is told the bytes of each chunk sent."""
+    (throughput), a thousand take small ones. ``sent`` is told the bytes of each chunk sent;
+    ``wrap`` makes each chunk the stream's message (Exec's)."""
     shares.add(client)
     try:
         while True:
@@ -86,7 +89,7 @@ async def send_output(
                     msg = pb.LogChunk(truncated=True)
                 else:
                     msg = pb.LogChunk(stream=convert.stream_to_pb(chunk.stream), data=chunk.data)
-                await _send(stream, msg, stall_timeout)
+                await _send(stream, msg if wrap is None else wrap(msg), stall_timeout)
                 if sent is not None:
                     sent(len(chunk.data))
             if not chunks:
@@ -95,7 +98,7 @@ async def send_output(
         shares.remove(client)
 
 
-async def _send(stream: Stream[Any, pb.LogChunk], msg: pb.LogChunk, stall_timeout: float) -> None:
+async def _send(stream: Stream[Any, Any], msg: Any, stall_timeout: float) -> None:
     try:
         await asyncio.wait_for(stream.send_message(msg), stall_timeout)
     except TimeoutError:

@@ -219,6 +219,29 @@ class JobService(JobServiceBase):
             req = await read_request(stream, pb.EventsRequest, self._receiving(caller))
             await eventstream.serve(self._engine.events, caller, req, stream)
 
+    async def Exec(self, stream: Stream[pb.ExecRequest, pb.ExecResponse]) -> None:
+        with self._rpc("exec", stream, streaming=True, logs=True) as caller:
+            req = await read_request(stream, pb.ExecRequest, self._receiving(caller))
+            note(job=clip(req.id), argv=argv_field(req.argv))
+            job = self.guard.job(caller, req.id)  # as Stop: the owner or an admin
+            note(job=job.id)
+            ex = await job.exec_async(list(req.argv), dict(req.env), req.workdir or None)
+            log.info("exec %s %s/%d %s", caller, job.short_id, ex.n, shown_argv(req.argv))
+            loop = asyncio.get_running_loop()
+            with ex.follower(loop=loop) as follower, self.observe.following() as sent:
+                await send_output(
+                    stream,
+                    follower,
+                    follow=True,
+                    client=caller.name,
+                    shares=self._shares,
+                    stall_timeout=self.policy.limits.stall_timeout,
+                    sent=sent,
+                    wrap=lambda chunk: pb.ExecResponse(output=chunk),
+                )
+            end = await ex.wait_async()
+            await stream.send_message(pb.ExecResponse(exit=convert.exec_exit_to_pb(end)))
+
     # --- the one place requests become answers --------------------------------------------------
 
     @contextlib.contextmanager

@@ -54,6 +54,10 @@ class JobServiceBase(abc.ABC):
     async def Events(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.EventsRequest, tjob.api.tjob.v1.tjob_pb2.Event]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Exec(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.ExecRequest, tjob.api.tjob.v1.tjob_pb2.ExecResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -115,6 +119,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 tjob.api.tjob.v1.tjob_pb2.EventsRequest,
                 tjob.api.tjob.v1.tjob_pb2.Event,
+            ),
+            '/tjob.v1.JobService/Exec': grpclib.const.Handler(
+                self.Exec,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.ExecRequest,
+                tjob.api.tjob.v1.tjob_pb2.ExecResponse,
             ),
         }
 
@@ -181,4 +191,10 @@ class JobServiceStub:
             '/tjob.v1.JobService/Events',
             tjob.api.tjob.v1.tjob_pb2.EventsRequest,
             tjob.api.tjob.v1.tjob_pb2.Event,
+        )
+        self.Exec = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Exec',
+            tjob.api.tjob.v1.tjob_pb2.ExecRequest,
+            tjob.api.tjob.v1.tjob_pb2.ExecResponse,
         )

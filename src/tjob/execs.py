@@ -15,6 +15,7 @@ takes it along.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import os
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import JobFinished, TjobError
+from .errors import ExecLimit, JobFinished, TjobError
 from .flows import Flow, Step, blocking, drive, drive_async
 from .jobdir import create_file
 from .launcher_client import LauncherClient, Reply
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
     from .job import Job
 
 LOST = "the exec's supervisor died before the command ended"
+# Execs running in one job at once. Each has a supervisor outside the job's cgroup, and moving
+# a process into a cgroup is not bounded by its pids.max: without this, a client could put any
+# number of processes into its job.
+MAX_LIVE = 64
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,8 @@ class Execs:
 
     def __init__(self, launcher: LauncherClient | None, hub: Hub, output_cap: int) -> None:
         self.launcher, self._hub, self._cap = launcher, hub, output_cap
-        self._pidfds: set[int] = set()  # exec supervisors being watched
+        self._pidfds: dict[int, str] = {}  # exec supervisors being watched -> their job's id
+        self._live: collections.Counter[str] = collections.Counter()  # starting or running
         self._lock = threading.Lock()
 
     def start(self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Exec:
@@ -264,25 +270,48 @@ class Execs:
                 raise JobFinished(f"job {job.short_id} is not running")
             init = os.dup(job._init_pidfd)
         try:
-            n, xdir = _make_dir(job, argv, env, cwd)
-            request = encode_exec_request(ExecRequest(str(xdir), self._cap))
-            if self.launcher is None:
-                raise JobFinished(f"job {job.short_id} is not running")
-            return n, self.launcher.send(request, [init])
+            self._take(job)
+            try:
+                n, xdir = _make_dir(job, argv, env, cwd)
+                request = encode_exec_request(ExecRequest(str(xdir), self._cap))
+                if self.launcher is None:
+                    raise JobFinished(f"job {job.short_id} is not running")
+                return n, self.launcher.send(request, [init])
+            except BaseException:
+                self._give(job.id)
+                raise
         finally:
             os.close(init)
+
+    def _take(self, job: Job) -> None:
+        """A place among the job's live execs, or ExecLimit."""
+        with self._lock:
+            if self._live[job.id] >= MAX_LIVE:
+                raise ExecLimit(
+                    f"{MAX_LIVE} execs are running in job {job.short_id}, the most it may have "
+                    "at once; wait for one to end"
+                )
+            self._live[job.id] += 1
+
+    def _give(self, job_id: str) -> None:
+        with self._lock:
+            self._live[job_id] -= 1
+            if self._live[job_id] <= 0:
+                del self._live[job_id]
 
     def _finish(self, job: Job, n: int, reply: Reply) -> Exec:
         """The exec supervisor's answer: the command runs (watched till its end), it could
         not start (its end-report says why), or no answer came in time (it may yet start)."""
         if reply.pending is not None:
             reply.pending.close()
+            self._give(job.id)
             return Exec(job, n, self._hub)
         try:
             answer = decode_start_reply(reply.msg) if reply.msg else None
         except ProtocolError:
             answer = None
         if answer is None or not answer.ok or len(reply.fds) != 1:
+            self._give(job.id)
             for fd in reply.fds:
                 os.close(fd)
             ex = Exec(job, n, self._hub)
@@ -297,14 +326,14 @@ class Execs:
 
     def _watch(self, ex: Exec, pidfd: int) -> None:
         with self._lock:
-            self._pidfds.add(pidfd)
+            self._pidfds[pidfd] = ex.job.id
 
         def exited() -> None:
             with self._lock:
-                if pidfd not in self._pidfds:
+                if self._pidfds.pop(pidfd, None) is None:
                     return  # closed with the engine
-                self._pidfds.discard(pidfd)
                 os.close(pidfd)
+            self._give(ex.job.id)
             if ex.result() is None:
                 _write_lost(ex)
 
@@ -317,6 +346,7 @@ class Execs:
                 self._hub.forget(fd)
                 os.close(fd)
             self._pidfds.clear()
+            self._live.clear()
 
 
 def _check_running(job: Job) -> None:

@@ -9,10 +9,13 @@ import threading
 from pathlib import Path
 
 import grpc
+import pytest
 from apiharness import ADMIN, ALICE, BOB, HANG, ROOT, Harness, rpc_error
 from support.procs import all_ended, pidfds
 
 from tjob.api.tjob.v1 import tjob_pb2 as pb
+from tjob.errors import ExecLimit
+from tjob.execs import MAX_LIVE
 
 pytestmark = ROOT
 
@@ -41,6 +44,11 @@ def zombies() -> list[int]:
             if fields[0] == "Z":
                 found.append(int(entry))
     return found
+
+
+def threads() -> set[str]:
+    """This process's threads but the event loop's executor pool (made on demand, kept idle)."""
+    return {t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")}
 
 
 def fds_in(state: Path) -> list[str]:
@@ -84,7 +92,7 @@ def test_execs_leave_nothing_behind(tmp_path: Path) -> None:
     with Harness(tmp_path) as h:
         assert h.engine is not None
         st = h.run(["sleep", "1000"])
-        before_threads = threading.active_count()
+        before_threads = threads()
         before_fds = fds_in(h.state)
         for i in range(30):
             argv = [["true"], ["sh", "-c", "echo x; exit 5"], ["no-such"]][i % 3]
@@ -107,7 +115,7 @@ def test_execs_leave_nothing_behind(tmp_path: Path) -> None:
         assert not h.in_flight()
         diag = h.engine.diagnostics()
         assert (diag.watches, diag.exit_watches) == (0, 0)
-        assert threading.active_count() <= before_threads
+        assert threads() <= before_threads
         after = fds_in(h.state)  # the stopped job's own two pidfds are gone too
         assert set(after) <= set(before_fds) and not [f for f in after if "pidfd" in f]
         # Exec supervisors are the zygote's children: each one reaped, none left.
@@ -147,3 +155,22 @@ def test_an_exec_cannot_leave_the_job(tmp_path: Path) -> None:
         assert end.exit_code == 1  # the last command failed
         assert int(out.decode().strip()) <= 5, out  # init, the job, sh, ls, grep: no host pid
         h.stub().Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)
+
+
+def test_execs_running_at_once_in_a_job_are_capped(tmp_path: Path) -> None:
+    """Moving a process into a cgroup is not bounded by its pids.max: the engine bounds how
+    many execs one job may have running."""
+    with Harness(tmp_path) as h:
+        assert h.engine is not None
+        st = h.run(["sleep", "1000"])
+        job = h.engine.get(st.id)
+        running = [job.exec(["sleep", "1000"]) for _ in range(MAX_LIVE)]
+        with pytest.raises(ExecLimit, match=f"{MAX_LIVE} execs are running"):
+            job.exec(["true"])
+        err = rpc_error(h.stub().Exec, pb.ExecRequest(id=st.id, argv=["true"]))
+        assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        os.kill(running[0].pid or 0, 9)  # one ends: room for one more
+        assert running[0].wait(HANG).signal == 9
+        assert run_exec(h.stub(), pb.ExecRequest(id=st.id, argv=["true"]))[1].exit_code == 0
+        h.stub().Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)
+        assert all(x.wait(HANG).signal == 9 for x in running[1:])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -225,6 +226,10 @@ class JobService(JobServiceBase):
             note(job=clip(req.id), argv=argv_field(req.argv))
             job = self.guard.job(caller, req.id)  # as Stop: the owner or an admin
             note(job=job.id)
+            # Its output is stored with the job's: within the owner's disk quota.
+            mine = [j for j in self._engine.jobs() if j.owner == job.owner]
+            disk = dataclasses.replace(self.policy.store, jobs=None)
+            await quotas.check_async(disk, mine, 0)
             ex = await job.exec_async(list(req.argv), dict(req.env), req.workdir or None)
             log.info("exec %s %s/%d %s", caller, job.short_id, ex.n, shown_argv(req.argv))
             loop = asyncio.get_running_loop()

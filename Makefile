@@ -32,7 +32,7 @@ test-faults: install
 test-cgroup2: install
 	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py \
 		tests/test_clients.py tests/test_tenants.py tests/test_volumes.py \
-		tests/adversarial/test_adv6_jail.py tests/test_exec.py
+		tests/adversarial/test_adv6_jail.py tests/test_stdin.py tests/test_exec.py
 
 # tjobs as a systemd service (root): the same VM with the host's systemd as its init installs
 # the unit, runs jobs through the CLI, restarts and stops tjobs (tests/cgroup2/systemd-test.sh).

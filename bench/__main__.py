@@ -10,10 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import api, engine, lifecycle
+from . import api, engine, interactive, lifecycle
 from .common import Result, table, write_report
 
-ALL = ["B1", "B2", "B6", "B7", "B1p", "B2p", "B3", "B4", "B5", "B8", "B9", "B10", "B11"]
+ALL = ["B1", "B2", "B6", "B7", "B1p", "B2p", "B3", "B4", "B5", "B8", "B9", "B10", "B11", "B12"]
 
 
 def main() -> int:
@@ -27,6 +27,7 @@ def main() -> int:
     selected = {s.strip() for s in args.only.split(",") if s.strip()} or set(ALL)
     results: list[Result] = engine.run(selected, args.quick) + api.run(selected, args.quick)
     results += lifecycle.run(selected, args.quick)
+    results += interactive.run(selected, args.quick)
     print(table(results))
     if not args.quick and selected == set(ALL):
         write_report(Path(__file__).parent / "RESULTS.md", results, "make bench")

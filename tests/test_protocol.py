@@ -138,6 +138,23 @@ def test_handoff_round_trips(cap: int) -> None:
     assert p.decode_handoff(again) == h
 
 
+@pytest.mark.parametrize(
+    "stdio",
+    [p.Stdio(True, False, 0, 0), p.Stdio(False, True, 24, 80), p.Stdio(True, True, 4096, 1)],
+)
+def test_an_interactive_handoff_round_trips(stdio: p.Stdio) -> None:
+    h = p.Handoff(b"/state/jobs/x", 7, stdio)
+    again = shim("handoff", data=p.encode_handoff(h))
+    assert p.decode_handoff(again) == h
+
+
+@pytest.mark.parametrize("bad", [b"x 1 1", b"i 1", b"t 4097 1", b"it -1 2", b"", b"i 1 1 1"])
+def test_a_malformed_handoff_stdio_is_refused(bad: bytes) -> None:
+    shim("handoff", data=b"/d\x007\x00" + bad, ok=False)
+    with pytest.raises(p.ProtocolError):
+        p.decode_handoff(b"/d\x007\x00" + bad + (b"" if bad else b"?"))
+
+
 REPORTS: list[p.InitReport] = [
     p.Started(4194303),
     p.Started(None),

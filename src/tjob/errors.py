@@ -57,3 +57,8 @@ class ExecLimit(TjobError):
 
 class NameInUse(TjobError):
     """Another of the owner's jobs (not removed) has this name."""
+
+
+class StdinUnavailable(TjobError):
+    """A job's stdin cannot be taken: the job has no open stdin (run without ``stdin``/``tty``,
+    or closed), it has ended, or another writer holds it."""

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import stdio
 from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
@@ -32,6 +33,7 @@ from .watch import Hub
 if TYPE_CHECKING:
     from .execs import Exec, Execs
     from .queue import Gate
+    from .stdio import Lease
 
 
 async def _nothing() -> None:
@@ -340,6 +342,19 @@ class Job:
         assert self._execs is not None, "a job from an engine"
         return self._execs.of(self)
 
+    # ---------------------------------------------------------------- stdin (issue 16)
+
+    def stdin(self) -> Lease:
+        """This job's stdin, for one writer at a time (``JobSpec(stdin=True)`` or ``tty``):
+        see :class:`tjob.stdio.Lease`. ``StdinUnavailable`` if the job has none open, has
+        ended, or another writer holds it."""
+        return stdio.take(self.dir, f"job {self.short_id}")
+
+    async def stdin_async(self) -> Lease:
+        """:meth:`stdin` without blocking the event loop (use the lease's ``write_async``)."""
+        await self.started_async()
+        return await stdio.take_async(self.dir, f"job {self.short_id}")
+
     # ---------------------------------------------------------------- output
 
     def output(
@@ -463,6 +478,20 @@ class Follower:
                 finished = self._job._final_status() is not None
                 if not finished:
                     return []
+
+    def skip_to_end(self) -> None:
+        """Leave out the output written so far: read on from now (an attach's live view).
+        Steps over the frames' payloads without reading them."""
+        r = self._reader
+        streams, r.streams = r.streams, Stream(0)
+        try:
+            while True:
+                before = r.offset
+                r.read()
+                if r.offset == before or r.ended:
+                    break
+        finally:
+            r.streams = streams
 
     def wait(self, timeout: float | None = None) -> None:
         """Until the job writes more, ends, or ``timeout`` passes."""

@@ -38,6 +38,7 @@ from .protocol import (
     ACK_DECLINED,
     ACK_RECORDED,
     EXEC_REQUEST,
+    NO_STDIO,
     REPORT_EXITED,
     SPARE_REQUEST,
     ZYGOTE_ARGV,
@@ -168,7 +169,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
             continue
         if spare is None:
             spare = _Spare.make(zygote)  # the last one's job is still starting
-        job = encode_handoff(Handoff(os.fsencode(jdir), req.cap))
+        job = encode_handoff(Handoff(os.fsencode(jdir), req.cap, req.stdio or NO_STDIO))
         if not spare.hand(job, reply.fileno()):
             # It died (killed by hand?), perhaps with the zygote.
             zygote.ctl.close()

@@ -32,7 +32,7 @@ from .jobdir import (
 )
 from .launcher_client import DEFAULT_PATH
 from .protocol import Limits as ProtocolLimits
-from .protocol import StartRequest, encode_start_request
+from .protocol import StartRequest, Stdio, encode_start_request
 from .spec import MIB, JobSpec, Limits
 from .status import JobFacts, ResolvedLimits
 from .tenants import synthetic_name
@@ -99,6 +99,8 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     env = {"PATH": DEFAULT_PATH, "HOME": home, "HOSTNAME": job_id[:8]}
     if name:
         env["USER"] = env["LOGNAME"] = name
+    if spec.tty:
+        env["TERM"] = "xterm"  # as docker run -t; the CLI passes the client's own
     env.update(spec.env)
     resolved = resolve_limits(limits, device)
     # What the final status repeats of the request; the rest is in exec.bin for the init.
@@ -149,6 +151,9 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
             device=(int(major), int(minor)) if device else None,
         ),
         cgroup=cgroup,
+        stdio=Stdio(spec.stdin, spec.tty, *(spec.tty_size or (0, 0)))
+        if spec.stdin or spec.tty
+        else None,
     )
     return Prepared(facts, spec, jdir, request)
 

@@ -31,6 +31,9 @@ directory (its ``exec.bin``, ``output.log`` and ``end-report``):
    supervisor; on failure the socket is closed unanswered and the ``EndReport`` (``F ...``) is
    in ``end-report``. At the end, the exec supervisor writes its ``EndReport`` (``X ...``) there
    itself: nobody records an exec's end for it.
+An interactive job (issue 16; ``Handoff.stdio``) has a stdin pipe or a pseudo-terminal whose
+write end / master the supervisor holds, and a unix socket ``ATTACH_SOCKET`` in its directory
+where it lends that descriptor to one writer at a time (see "the attach channel" below).
 
 A supervisor is recognisable by its command line: ``SUPERVISOR_ARGV`` followed by its job id
 (``tjob-shim\\0supervisor\\0ID``; a spare without a job yet has no id). The engine believes it
@@ -63,6 +66,9 @@ END_FILE = "end-report"
 # durable=False, and files recording a job's state are then not fsynced.
 SYNC_ENV = "TJOB_FSYNC"
 RESERVE_SIZE = 16 << 10  # room for the final status should the disk fill up
+# An interactive job's attach channel (issue 16): a SOCK_SEQPACKET socket the supervisor
+# listens on while the job runs (mode 0600, peers of another uid are refused), removed at the end.
+ATTACH_SOCKET = "attach.sock"
 
 # ------------------------------------------------------------------ the framed log
 # v2: <stream:u8> <crc:3> <length:u32le>, crc the low 24 bits of the payload's CRC-32 (zlib),
@@ -81,6 +87,11 @@ ZYGOTE_ARGV = (b"tjob-shim", b"zygote")
 INIT_ARGV = (b"tjob-shim", b"init")  # in the job's PID namespace: never taken for a supervisor
 SPARE_REQUEST = b"s"  # fork server → zygote, with a spare's channel and busy pipe
 INIT_JOB = b"j"  # supervisor → init, with the output pipes and exec.bin
+# Interactive jobs (issue 16): the same, with a fourth fd, the command's stdin: a pipe's read
+# end, or (INIT_JOB_TTY) the pty's slave, which is then also fds 1 and 2 and the command's
+# controlling terminal in a session of its own.
+INIT_JOB_STDIN = b"i"
+INIT_JOB_TTY = b"t"
 REPORT_STARTED = "S"
 REPORT_FAILED = "F"
 REPORT_EXITED = "X"
@@ -134,6 +145,7 @@ class StartRequest:
     id: str
     limits: Limits
     cgroup: str = ""  # the job's cgroup relative to the engine's parent ("" is the id)
+    stdio: Stdio | None = None  # an interactive job's (issue 16); None: /dev/null
 
     def __post_init__(self) -> None:
         if not self.cgroup:
@@ -151,6 +163,7 @@ def encode_start_request(req: StartRequest) -> bytes:
             "id": req.id,
             "limits": lim,
             "cgroup": req.cgroup,
+            **({"stdio": list(req.stdio)} if req.stdio else {}),
         }
     ).encode()
 
@@ -169,7 +182,9 @@ def decode_start_request(msg: bytes) -> StartRequest:
             (int(dev[0]), int(dev[1])) if dev else None,
         )
         cgroup = str(d.get("cgroup") or d["id"])
-        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup)
+        io = d.get("stdio")
+        stdio = Stdio(bool(io[0]), bool(io[1]), int(io[2]), int(io[3])) if io else None
+        return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup, stdio)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed start request: {e!r}") from None
 
@@ -201,21 +216,59 @@ def decode_request(msg: bytes) -> StartRequest | ExecRequest:
 # ------------------------------------------------------------------ 2. fork server → supervisor
 
 
+class Stdio(NamedTuple):
+    """An interactive job's stdin (issue 16): ``stdin`` keeps it open for writers (a pipe,
+    else /dev/null); ``tty`` gives the job a pseudo-terminal of ``rows`` x ``cols``."""
+
+    stdin: bool = False
+    tty: bool = False
+    rows: int = 0
+    cols: int = 0
+
+    @property
+    def interactive(self) -> bool:
+        return self.stdin or self.tty
+
+
+NO_STDIO = Stdio()
+WINSIZE_MAX = 4096  # rows or columns: more is refused (absurd, and ws_row is 16 bits)
+DEFAULT_WINSIZE = (24, 80)
+
+
 @dataclass(frozen=True)
 class Handoff:
+    """``DIR\\0CAP``; an interactive job adds ``\\0FLAGS ROWS COLS`` (FLAGS: ``i``, ``t`` or
+    ``it``), which the shim parses only then: a plain job's start costs nothing more."""
+
     dir: bytes
     cap: int
+    stdio: Stdio = NO_STDIO
 
 
 def encode_handoff(h: Handoff) -> bytes:
-    return h.dir + b"\0" + str(h.cap).encode()
+    out = h.dir + b"\0" + str(h.cap).encode()
+    if h.stdio.interactive:
+        flags = "i" * h.stdio.stdin + "t" * h.stdio.tty
+        out += f"\0{flags} {h.stdio.rows} {h.stdio.cols}".encode()
+    return out
 
 
 def decode_handoff(msg: bytes) -> Handoff:
-    d, sep, cap = msg.partition(b"\0")
+    d, sep, rest = msg.partition(b"\0")
+    cap, _, stdio = rest.partition(b"\0")
     if not sep or not cap.isdigit():
         raise ProtocolError(f"malformed handoff: {msg!r}")
-    return Handoff(d, int(cap))
+    if not stdio:
+        return Handoff(d, int(cap))
+    parts = stdio.split(b" ")
+    if (
+        len(parts) != 3
+        or parts[0] not in (b"i", b"t", b"it")
+        or not all(p.isdigit() and int(p) <= WINSIZE_MAX for p in parts[1:])
+    ):
+        raise ProtocolError(f"malformed handoff stdio: {stdio!r}")
+    io = Stdio(b"i" in parts[0], b"t" in parts[0], int(parts[1]), int(parts[2]))
+    return Handoff(d, int(cap), io)
 
 
 # ------------------------------------------------------------------ 3. exec.bin
@@ -478,6 +531,22 @@ def decode_start_reply(msg: bytes) -> StartReply:
         return StartReply(True, pid, float(d["started_at"]), int(d["supervisor_pid"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"malformed start reply: {e!r}") from None
+
+
+# ------------------------------------------------------------------ 8. the attach channel
+# engine → supervisor: connect to ATTACH_SOCKET (SOCK_SEQPACKET); the supervisor answers one
+# byte: LEASE_GRANTED with the descriptor attached (the stdin pipe's write end, or the pty's
+# master: the engine writes, and sets a TTY's window size, on it directly, so the pipe's own
+# flow control reaches the writer), LEASE_BUSY (another writer holds it) or LEASE_CLOSED (the
+# job's stdin was closed). The connection is the lease: while it is open nobody else gets
+# the descriptor. The holder may send LEASE_EOF (close the job's stdin: a pipe's readers see
+# EOF) or LEASE_DETACH (leave it open) before closing; a lease of a pipe closed without either
+# (its holder vanished) is taken as EOF, one of a TTY leaves the terminal as it is.
+LEASE_GRANTED = b"o"
+LEASE_BUSY = b"b"
+LEASE_CLOSED = b"c"
+LEASE_EOF = b"e"
+LEASE_DETACH = b"d"
 
 
 def _json(data: bytes) -> dict[str, Any]:

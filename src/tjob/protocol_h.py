@@ -28,6 +28,10 @@ def c_constants(p: ModuleType) -> dict[str, int | bytes]:
     out.update(ZYGOTE_ARGV1=p.ZYGOTE_ARGV[1], INIT_ARGV1=p.INIT_ARGV[1])
     out.update(SPARE_REQUEST=p.SPARE_REQUEST, INIT_JOB=p.INIT_JOB)
     out.update(EXEC_REQUEST=p.EXEC_REQUEST, EXEC_SUPERVISOR_ARGV1=p.EXEC_SUPERVISOR_ARGV[1])
+    out.update(INIT_JOB_STDIN=p.INIT_JOB_STDIN, INIT_JOB_TTY=p.INIT_JOB_TTY)
+    out.update(ATTACH_SOCKET=p.ATTACH_SOCKET.encode(), WINSIZE_MAX=p.WINSIZE_MAX)
+    for name in ("GRANTED", "BUSY", "CLOSED", "EOF", "DETACH"):
+        out[f"LEASE_{name}"] = getattr(p, f"LEASE_{name}")
     for r in ("STARTED", "FAILED", "EXITED"):
         out[f"REPORT_{r}"] = getattr(p, f"REPORT_{r}").encode()
     out.update(ACK_RECORDED=p.ACK_RECORDED, ACK_DECLINED=p.ACK_DECLINED)

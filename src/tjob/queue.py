@@ -71,6 +71,11 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "name": spec.name,
         "labels": dict(spec.labels),
         "timeout": spec.timeout,
+        **(
+            {"stdin": spec.stdin, "tty": spec.tty, "tty_size": spec.tty_size}
+            if spec.tty or spec.stdin
+            else {}
+        ),
     }
 
 
@@ -85,6 +90,9 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         name=d.get("name") or "",
         labels=dict(d.get("labels") or {}),
         timeout=d.get("timeout"),
+        stdin=bool(d.get("stdin")),
+        tty=bool(d.get("tty")),
+        tty_size=tuple(d["tty_size"]) if d.get("tty_size") else None,
     )
 
 

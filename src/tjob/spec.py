@@ -122,6 +122,10 @@ class JobSpec:
     labels: ``key -> value`` tags to find jobs by (``ps --filter label=k=v``).
     timeout: seconds of wall-clock time from the start; then the job is stopped as
         :meth:`Job.stop` does and its status says ``timed_out`` (None: the engine's default).
+    stdin: keep the job's stdin open for a writer (:meth:`Job.stdin`); else it reads /dev/null.
+    tty: give the job a pseudo-terminal (stdin, stdout and stderr; its controlling terminal;
+        ``TERM=xterm`` unless ``env`` says otherwise) of ``tty_size`` (rows, columns; default
+        24x80). Its output is one stream, ``Stream.STDOUT``.
     """
 
     argv: Sequence[str]
@@ -135,6 +139,9 @@ class JobSpec:
     name: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    stdin: bool = False
+    tty: bool = False
+    tty_size: tuple[int, int] | None = None
 
     def validate(self) -> JobSpec:
         """Raise :class:`InvalidSpec` naming what is wrong; return self."""
@@ -182,4 +189,23 @@ class JobSpec:
             check_name(self.name)
         check_labels(self.labels)
         check_timeout(self.timeout)
+        if not isinstance(self.stdin, bool) or not isinstance(self.tty, bool):
+            raise InvalidSpec("stdin and tty must be booleans")
+        if self.tty_size is not None:
+            check_window_size(self.tty_size)
         return self
+
+
+MAX_WINDOW = 4096  # rows or columns (protocol.WINSIZE_MAX)
+
+
+def check_window_size(size: object) -> tuple[int, int]:
+    """``(rows, cols)``, each 1 to 4096; raise :class:`InvalidSpec` on anything else."""
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in size)
+        or not all(1 <= n <= MAX_WINDOW for n in size)
+    ):
+        raise InvalidSpec(f"a window size is (rows, columns), each 1 to {MAX_WINDOW}, not {size!r}")
+    return int(size[0]), int(size[1])

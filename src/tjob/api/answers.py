@@ -41,6 +41,7 @@ from ..errors import (
     JobRunning,
     NameInUse,
     NoSpace,
+    StdinUnavailable,
     TjobError,
 )
 from .authz import UNAUTHORIZED, Unauthenticated
@@ -52,6 +53,10 @@ MAX_REQUEST = 4 << 20
 # Every other request is small (a Stats of 1000 full ids is ~35 kB): a bigger one is refused
 # before it is read or parsed.
 MAX_SMALL_REQUEST = 64 << 10
+# An Attach request carries stdin: up to 1 MiB of data a message (issue 16; fewer, bigger
+# messages move stdin several times faster through grpclib than 64 KiB ones).
+MAX_ATTACH_DATA = 1 << 20
+MAX_ATTACH_REQUEST = MAX_ATTACH_DATA + 64
 # Largest reply: what a client must accept (tjob's receive limit). Logs chunks (1 MiB), pages of
 # List (500 jobs, argv cut to 1 KiB), Stats (1000 jobs, the same), one job's whole status
 # (argv up to 256 KiB) all stay under it.
@@ -91,18 +96,35 @@ async def read_request(
     the client has no budget left for is refused unread too (what is not read is not
     acknowledged, so HTTP/2 flow control holds the rest at the client).
     """
+    msg = await read_next(stream, kind, receiving)
+    if msg is None:
+        raise InvalidSpec("the request message is missing")
+    return msg
+
+
+async def read_next(
+    stream: Stream[_Req, Any],
+    kind: type[_Req],
+    receiving: Callable[[int], contextlib.AbstractContextManager[None]],
+) -> _Req | None:
+    """The next request message of a client-streaming call, as :func:`read_request` reads
+    one; None once the client has ended its side of the stream."""
     raw = stream._stream  # grpclib.protocol.Stream (grpclib pinned < 0.5)
     try:
         prefix = await raw.recv_data(5)
     except AssertionError:
         # grpclib asserts when the stream ends before the length asked for.
         raise InvalidSpec("the request message is cut short") from None
+    if not prefix:
+        return None
     if len(prefix) < 5:
-        raise InvalidSpec("the request message is missing")
+        raise InvalidSpec("the request message is cut short")
     compressed, size = _PREFIX.unpack(prefix)
     if compressed:
         raise Unsupported("compressed requests are not supported")
-    cap = MAX_REQUEST if kind is pb.RunRequest else MAX_SMALL_REQUEST
+    cap = {pb.RunRequest: MAX_REQUEST, pb.AttachRequest: MAX_ATTACH_REQUEST}.get(
+        kind, MAX_SMALL_REQUEST
+    )
     if size > cap:
         raise TooLarge(
             f"the request is {size} bytes, more than the {cap} this server takes "
@@ -135,7 +157,7 @@ def answer(exc: Exception) -> tuple[Code, str]:
         return Code.UNIMPLEMENTED, str(exc)
     if isinstance(exc, NameInUse):
         return Code.ALREADY_EXISTS, str(exc)
-    if isinstance(exc, JobRunning | JobFinished):
+    if isinstance(exc, JobRunning | JobFinished | StdinUnavailable):
         return Code.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ShuttingDown | EngineClosed):
         return Code.UNAVAILABLE, SHUTTING_DOWN

@@ -120,7 +120,7 @@ def argv_field(argv: Iterable[str]) -> list[str]:
 
 # The API's methods by their audit and metrics names.
 METHODS = frozenset(
-    {"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill", "exec"}
+    {"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill", "attach", "exec"}
 )
 SERVICE = "/tjob.v1.JobService/"
 

@@ -77,7 +77,7 @@ async def send_output(
 ) -> None:
     """Send what the job writes, within the client's share: one follower takes big reads
     (throughput), a thousand take small ones. ``sent`` is told the bytes of each chunk sent;
-    ``wrap`` makes each chunk the stream's message (Exec's)."""
+    ``wrap`` makes each LogChunk the stream's message (Attach's AttachReply, Exec's)."""
     shares.add(client)
     try:
         while True:
@@ -89,7 +89,7 @@ async def send_output(
                     msg = pb.LogChunk(truncated=True)
                 else:
                     msg = pb.LogChunk(stream=convert.stream_to_pb(chunk.stream), data=chunk.data)
-                await _send(stream, msg if wrap is None else wrap(msg), stall_timeout)
+                await _send(stream, wrap(msg) if wrap else msg, stall_timeout)
                 if sent is not None:
                     sent(len(chunk.data))
             if not chunks:

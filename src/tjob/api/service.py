@@ -20,7 +20,7 @@ from grpclib.const import Status as Code
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Stream
 
-from ..errors import InvalidSpec
+from ..errors import InvalidSpec, JobFinished
 from ..naming import check_labels, check_name, check_timeout, parse_signal
 from ..spec import JobSpec
 from ..status import JobState, JobStatus
@@ -32,6 +32,7 @@ from .answers import (
     answer,
     expected,
     peer,
+    read_next,
     read_request,
 )
 from .audit import AuditLog, argv_field, clip
@@ -42,6 +43,7 @@ from .metrics import Metrics, running_by_owner
 from .observe import Observer, Outcome, note
 from .output import OutputShares, Stalled, send_output
 from .policy import CAP_FLAGS, Policy
+from .session import Session
 from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
@@ -86,6 +88,7 @@ class JobService(JobServiceBase):
         self._starting: collections.Counter[str] = collections.Counter()
         self._quota = ClientQuota(policy.limits)
         self._shares = OutputShares()
+        self._session = Session(self._shares, policy.limits.stall_timeout)
         self._sampler = Sampler()
         self.closing = False
 
@@ -247,6 +250,28 @@ class JobService(JobServiceBase):
             end = await ex.wait_async()
             await stream.send_message(pb.ExecResponse(exit=convert.exec_exit_to_pb(end)))
 
+    async def Attach(self, stream: Stream[pb.AttachRequest, pb.AttachReply]) -> None:
+        with self._rpc("attach", stream, streaming=True, logs=True) as caller:
+            receiving = self._receiving(caller)
+            first = await read_request(stream, pb.AttachRequest, receiving)
+            if first.WhichOneof("msg") != "start":
+                raise InvalidSpec("the first AttachRequest must be an AttachStart")
+            note(job=clip(first.start.id))
+            job = self.guard.job(caller, first.start.id)
+            note(job=job.id)
+            await job.started_async()  # a queued job: attach once it starts
+            if not job.running and not first.start.logs:
+                raise JobFinished(f"job {job.short_id} has ended: tjob logs shows its output")
+            with self.observe.following() as sent:
+                await self._session.run(
+                    stream,
+                    job,
+                    first.start,
+                    functools.partial(read_next, stream, pb.AttachRequest, receiving),
+                    client=caller.name,
+                    sent=sent,
+                )
+
     # --- the one place requests become answers --------------------------------------------------
 
     @contextlib.contextmanager
@@ -346,6 +371,11 @@ class JobService(JobServiceBase):
             name=req.name,
             labels=dict(check_labels(req.labels)),
             timeout=self._timeout(req),
+            stdin=req.stdin,
+            tty=req.tty,
+            tty_size=(req.tty_size.rows, req.tty_size.cols)
+            if req.tty_size.rows or req.tty_size.cols
+            else None,
         )
         return spec.validate()
 

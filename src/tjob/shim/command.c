@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -70,12 +71,14 @@ static int default_signals(struct failure *f) {
     return 0;
 }
 
-static int take_stdio(int out_w, int err_w, struct failure *f) {
+static int take_stdio(const int stdio[3], int tty, struct failure *f) {
     if (setsid() < 0) return fail(f, "setup", "setsid", NULL);
-    int null = open("/dev/null", O_RDONLY);
-    if (null < 0) return fail(f, "setup", "open", "/dev/null");
-    if (dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+    int in = stdio[0] >= 0 ? stdio[0] : open("/dev/null", O_RDONLY);
+    if (in < 0) return fail(f, "setup", "open", "/dev/null");
+    if (dup2(in, 0) < 0 || dup2(stdio[1], 1) < 0 || dup2(stdio[2], 2) < 0)
         return fail(f, "setup", "dup2", NULL);
+    /* The pty is the new session's controlling terminal: job control, ^C as SIGINT. */
+    if (tty && ioctl(0, TIOCSCTTY, 0)) return fail(f, "setup", "ioctl", "TIOCSCTTY");
     return 0;
 }
 
@@ -92,10 +95,10 @@ static int drop_privileges(const struct job *job, struct failure *f) {
     return 0;
 }
 
-void exec_command(const struct job *job, const int *procs, int out_w, int err_w, int ex_w) {
+void exec_command(const struct job *job, const int *procs, const int stdio[3], int tty, int ex_w) {
     struct failure f;
     if (join_cgroup(job, procs, &f) == 0 && default_signals(&f) == 0 &&
-        take_stdio(out_w, err_w, &f) == 0 && drop_privileges(job, &f) == 0) {
+        take_stdio(stdio, tty, &f) == 0 && drop_privileges(job, &f) == 0) {
         if (chdir(job->cwd)) {
             fail(&f, "chdir", "chdir", job->cwd);
         } else if (jail_load_filter()) { /* last before exec: nothing after it needs a call */

@@ -75,7 +75,7 @@ static pid_t spawn(struct execsup *x, int init_pidfd, struct failure *f) {
         close(x->err[0]);
         close(x->ex[0]);
         if (join_job(init_pidfd, &mine) == 0)
-            exec_command(&x->job, x->procs, x->out[1], x->err[1], x->ex[1]);
+            exec_command(&x->job, x->procs, (int[3]){-1, x->out[1], x->err[1]}, 0, x->ex[1]);
         if (write_all(x->ex[1], line, format_failure(line, sizeof line, &mine))) _exit(126);
         _exit(127);
     }

@@ -23,6 +23,7 @@
 #include "command.h"
 #include "jail.h"
 #include "jobfile.h"
+#include "jobstdin.h"
 #include "msg.h"
 #include "protocol.h"
 #include "util.h"
@@ -106,23 +107,38 @@ static long host_pid_of_child(int host_proc) {
 /* What init holds between the steps. */
 struct init {
     int chan, rep_w, host_proc, cgroups;
-    int out_w, err_w, *procs;
+    int in_r, out_w, err_w, tty, *procs; /* in_r: -1 (/dev/null) but for an interactive job */
     char *blob;
     struct job job;
 };
 
-/* The job: its pipes and exec.bin, from the supervisor. 1 if the spare was never used. */
+/* The job: its pipes and exec.bin, from the supervisor (an interactive job: and its stdin, a
+ * pipe or the pty's slave). 1 if the spare was never used. */
 static int receive_job(struct init *in, struct failure *f) {
     char msg[16];
-    int fds[3], nfds;
-    ssize_t n = recv_with_fds(in->chan, msg, sizeof msg, fds, 3, &nfds);
-    close(in->chan);
-    if (n <= 0 || nfds != 3) {
+    int fds[4], nfds;
+    ssize_t n = recv_with_fds(in->chan, msg, sizeof msg, fds, 4, &nfds);
+    in->tty = n == 1 && msg[0] == TJOB_INIT_JOB_TTY[0];
+    int piped = n == 1 && msg[0] == TJOB_INIT_JOB_STDIN[0];
+    if (n <= 0 || nfds != (in->tty ? 1 : piped ? 4 : 3)) {
         for (int i = 0; i < nfds; i++) close(fds[i]);
+        close(in->chan);
         return 1;
     }
-    in->out_w = fds[0];
-    in->err_w = fds[1];
+    if (in->tty) { /* the pty's slave is all three; its master goes back to the supervisor */
+        fds[2] = fds[0];
+        int rc = jobstdin_make_pty(in->chan, &in->in_r, f);
+        close(in->chan);
+        if (rc) return close(fds[2]), -1;
+        in->out_w = fcntl(in->in_r, F_DUPFD_CLOEXEC, 3);
+        in->err_w = fcntl(in->in_r, F_DUPFD_CLOEXEC, 3);
+        if (in->out_w < 0 || in->err_w < 0) return close(fds[2]), fail(f, "tty", "fcntl", NULL);
+    } else {
+        close(in->chan);
+        in->out_w = fds[0];
+        in->err_w = fds[1];
+        if (piped) in->in_r = fds[3];
+    }
     size_t len;
     in->blob = read_fd(fds[2], &len);
     close(fds[2]);
@@ -190,8 +206,10 @@ static int start_command(struct init *in, struct failure *f) {
      * child only writes its own stack, its fd table, and `environ`, which init no longer uses. */
     pid_t child = vfork();
     if (child < 0) return fail(f, "init", "vfork", NULL);
-    if (child == 0) exec_command(&in->job, in->procs, in->out_w, in->err_w, ex[1]);
+    if (child == 0)
+        exec_command(&in->job, in->procs, (int[3]){in->in_r, in->out_w, in->err_w}, in->tty, ex[1]);
     close(ex[1]);
+    close_quietly(in->in_r);
     close(in->out_w);
     close(in->err_w);
     for (int i = 0; i < in->job.nprocs; i++) close(in->procs[i]);
@@ -213,7 +231,7 @@ static int start_command(struct init *in, struct failure *f) {
 int run_init(int chan, int rep_w, const char *cgroup_root) {
     static const char *const title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_INIT_ARGV1, NULL};
     set_title(title);
-    struct init in = {.chan = chan, .rep_w = rep_w, .out_w = -1, .err_w = -1};
+    struct init in = {.chan = chan, .rep_w = rep_w, .in_r = -1, .out_w = -1, .err_w = -1};
     struct failure f;
     int rc;
     /* If the supervisor dies, nobody records this job: take the namespace down with it. (Had it

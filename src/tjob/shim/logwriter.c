@@ -98,8 +98,8 @@ static int move(struct capture *c, int stream, int fd) {
     size_t want = room < CHUNK ? (size_t)room : CHUNK;
     ssize_t n = read(fd, chunk, want);
     if (n > 4096) chunk_used = 1;
-    if (n == 0) return 0;
-    if (n < 0 && errno == EINTR) return 1;
+    if (n == 0 || (n < 0 && errno == EIO)) return 0; /* EIO: a pty whose slaves all closed */
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
     /* The payload goes first and its header after, so a header still all zeros (a hole)
      * tells readers the frame is being written. */
     if (n > 0 && pwrite_all(c->log, chunk, (size_t)n, c->size + TJOB_LOG_HEADER_SIZE) == 0 &&
@@ -125,7 +125,8 @@ int capture_take(struct capture *c, int stream, int fd) {
         }
     }
     ssize_t n = splice(fd, NULL, c->devnull, NULL, PIPE_SIZE, 0);
-    return n > 0 || (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EINVAL) n = read(fd, chunk, CHUNK); /* a pty: no splice */
+    return n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN));
 }
 
 void capture_idle(void) {

@@ -164,13 +164,21 @@ int read_line(struct lines *r, char *out, size_t size) {
 
 /* ------------------------------------------------------------------ the supervisor's messages */
 
-int parse_handoff(const char *msg, size_t len, const char **dir, long long *cap) {
+int parse_handoff(const char *msg, size_t len, const char **dir, long long *cap,
+                  const char **stdio) {
     size_t dirlen = strnlen(msg, len);
     if (dirlen == 0 || dirlen + 1 >= len) return -1;
+    const char *num = msg + dirlen + 1;
+    size_t numlen = strnlen(num, len - dirlen - 1);
+    *stdio = NULL;
+    if (dirlen + 1 + numlen < len) { /* an interactive job's "\0FLAGS ROWS COLS" */
+        *stdio = num + numlen + 1;
+        if (!**stdio) return -1;
+    }
     char *end;
     errno = 0;
-    *cap = strtoll(msg + dirlen + 1, &end, 10);
-    if (errno || *end || *cap < 0) return -1;
+    *cap = strtoll(num, &end, 10);
+    if (errno || *end || *cap < 0 || end == num) return -1;
     *dir = msg;
     return 0;
 }

@@ -52,8 +52,10 @@ int fill(struct lines *r);
 /* Wait for the next line; 0 if the writer ended first. */
 int read_line(struct lines *r, char *out, size_t size);
 
-/* The fork server's "DIR\0CAP" (`msg` of `len` bytes, NUL-terminated by the caller). */
-int parse_handoff(const char *msg, size_t len, const char **dir, long long *cap);
+/* The fork server's "DIR\0CAP[\0STDIO]" (`msg` of `len` bytes, NUL-terminated by the caller);
+ * `stdio` points at an interactive job's "FLAGS ROWS COLS" (stdio.h), else is NULL. */
+int parse_handoff(const char *msg, size_t len, const char **dir, long long *cap,
+                  const char **stdio);
 /* The supervisor's messages, into `buf`; their length (truncated to `size`). */
 size_t format_end_exited(char *buf, size_t size, int wstatus, long pid, double started_at,
                          const char *cut);

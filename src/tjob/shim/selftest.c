@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "jobfile.h"
+#include "jobstdin.h"
 #include "msg.h"
 #include "protocol.h"
 #include "util.h"
@@ -43,10 +44,12 @@ static char *input(size_t *len) {
 static int handoff(void) {
     size_t len;
     char *buf = input(&len);
-    const char *dir;
+    const char *dir, *stdio;
     long long cap;
-    if (!buf || parse_handoff(buf, len, &dir, &cap)) return 1;
+    struct jobstdin io;
+    if (!buf || parse_handoff(buf, len, &dir, &cap, &stdio) || jobstdin_parse(&io, stdio)) return 1;
     printf("%s%c%lld", dir, 0, cap);
+    if (stdio) printf("%c%s%s %u %u", 0, io.input ? "i" : "", io.tty ? "t" : "", io.rows, io.cols);
     return fflush(stdout) ? 1 : 0;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "init.h"
+#include "jobstdin.h"
 #include "logwriter.h"
 #include "msg.h"
 #include "protocol.h"
@@ -80,14 +81,18 @@ static int make_spare(struct sup *s, const char *cgroup_root) {
     return 0;
 }
 
-/* The log, exec.bin and the output pipes; -1 and `f` on failure. */
-static int prepare_job(struct sup *s, struct capture *c, int out[2], int err[2], int *exec_fd,
-                       struct failure *f) {
+/* The log, exec.bin and the output pipes (a TTY job: the pty, one stream: `out` is its master
+ * and slave, `err` stays -1); an interactive job's stdin into `in` (jobstdin.h); -1 and `f`
+ * on failure. */
+static int prepare_job(struct sup *s, struct capture *c, struct jobstdin *io, int out[2],
+                       int err[2], int *in, char *tag, int *exec_fd, struct failure *f) {
     char path[PATH_MAX];
     if (capture_open(c, s->dir, c->cap, f)) return -1;
     if (join_path(path, sizeof path, s->dir, TJOB_EXEC_FILE) == 0)
         *exec_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*exec_fd < 0) return fail(f, "supervisor", "open", TJOB_EXEC_FILE);
+    if ((io->input || io->tty) && jobstdin_open(io, s->dir, in, tag, f)) return -1;
+    if (io->tty) return 0; /* init makes the pty: one stream, read from its master */
     if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return fail(f, "supervisor", "pipe2", NULL);
     /* Above pipe-max-size the default size still works. */
     if (fcntl(out[0], F_SETPIPE_SZ, PIPE_SIZE) < 0 || fcntl(err[0], F_SETPIPE_SZ, PIPE_SIZE) < 0) {
@@ -95,17 +100,26 @@ static int prepare_job(struct sup *s, struct capture *c, int out[2], int err[2],
     return 0;
 }
 
-/* Hand init the job: its output pipes and exec.bin. Into `first`, init's first report (that
- * the command runs, or why not), the supervisor's own failure, or "" if init died silently. */
-static void hand_to_init(struct sup *s, struct capture *c, int out[2], int err[2], char *first,
-                         size_t size) {
+/* Hand init the job: its output pipes and exec.bin (and an interactive job's stdin). Into
+ * `first`, init's first report (that the command runs, or why not), the supervisor's own
+ * failure, or "" if init died silently. */
+static void hand_to_init(struct sup *s, struct capture *c, struct jobstdin *io, int out[2],
+                         int err[2], char *first, size_t size) {
     struct failure f;
-    int exec_fd = -1, ok = prepare_job(s, c, out, err, &exec_fd, &f) == 0;
+    char tag = TJOB_INIT_JOB[0];
+    int in = -1, exec_fd = -1;
+    int ok = prepare_job(s, c, io, out, err, &in, &tag, &exec_fd, &f) == 0;
     if (ok) {
-        int fds[3] = {out[1], err[1], exec_fd};
-        ok = send_with_fds(s->to_init, TJOB_INIT_JOB, 1, fds, 3) == 0;
+        int fds[4] = {out[1], err[1], exec_fd, in}, tty[1] = {exec_fd};
+        ok = io->tty ? send_with_fds(s->to_init, &tag, 1, tty, 1) == 0
+                     : send_with_fds(s->to_init, &tag, 1, fds, in >= 0 ? 4 : 3) == 0;
         if (!ok) fail(&f, "supervisor", "sendmsg", "init");
     }
+    if (ok && io->tty && jobstdin_take_master(io, s->to_init) == 0) {
+        out[0] = io->out_r; /* the pump owns the master's reading end from here */
+        io->out_r = -1;
+    }
+    close_quietly(in);
     close_quietly(out[1]);
     close_quietly(err[1]);
     close_quietly(exec_fd);
@@ -119,11 +133,13 @@ static void hand_to_init(struct sup *s, struct capture *c, int out[2], int err[2
 
 /* Copy output into the log until both pipes close and init's reports end; the command's wait
  * status, or -1 if init never reported one (it was SIGKILLed: a stop). */
-static int pump(struct capture *c, int out_r, int err_r, struct lines *reports) {
-    struct pollfd p[3] = {{reports->fd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
+static int pump(struct capture *c, int out_r, int err_r, struct lines *reports,
+                struct jobstdin *io) {
+    struct pollfd p[5] = {{reports->fd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
     int wstatus = -1;
     while (p[0].fd >= 0 || p[1].fd >= 0 || p[2].fd >= 0) {
-        int ready = poll(p, 3, capture_busy() ? IDLE_MS : -1);
+        jobstdin_poll(io, p + 3); /* both -1 (ignored) but for an interactive job */
+        int ready = poll(p, 5, capture_busy() ? IDLE_MS : -1);
         if (ready == 0) {
             capture_idle();
             continue;
@@ -147,6 +163,7 @@ static int pump(struct capture *c, int out_r, int err_r, struct lines *reports) 
                 p[i].fd = -1;
             }
         }
+        jobstdin_ready(io, p + 3);
     }
     return wstatus;
 }
@@ -157,8 +174,8 @@ static void wait_init(struct sup *s) {
 }
 
 /* The job never ran: say why, to the fork server (which answers the engine). */
-static int start_failed(struct sup *s, struct capture *c, const char *first, int out[2],
-                        int err[2]) {
+static int start_failed(struct sup *s, struct capture *c, struct jobstdin *io,
+                        const char *first, int out[2], int err[2]) {
     struct report r;
     char line[600], end[600];
     snprintf(line, sizeof line, "%s", first);
@@ -168,6 +185,7 @@ static int start_failed(struct sup *s, struct capture *c, const char *first, int
         snprintf(end, sizeof end, TJOB_REPORT_FAILED); /* init died before it said why */
     close_quietly(out[0]);
     close_quietly(err[0]);
+    jobstdin_close(io);
     close(s->busy);
     wait_init(s);
     capture_close(c);
@@ -212,7 +230,9 @@ int supervise(int chan, int busy, const char *cgroup_root, const struct recorder
         return 0;
     }
     msg[n] = 0;
-    if (parse_handoff(msg, (size_t)n, &s.dir, &cap)) {
+    const char *stdio;
+    struct jobstdin io;
+    if (parse_handoff(msg, (size_t)n, &s.dir, &cap, &stdio) || jobstdin_parse(&io, stdio)) {
         log_error("supervisor", "malformed handoff");
         return 1; /* the fork server sees the channel close: the job is lost */
     }
@@ -225,16 +245,17 @@ int supervise(int chan, int busy, const char *cgroup_root, const struct recorder
     int out[2] = {-1, -1}, err[2] = {-1, -1};
     char first[600];
     struct report r;
-    hand_to_init(&s, &c, out, err, first, sizeof first);
+    hand_to_init(&s, &c, &io, out, err, first, sizeof first);
     if (first[0] != TJOB_REPORT_STARTED[0] || parse_report(first, &r))
-        return start_failed(&s, &c, first, out, err);
+        return start_failed(&s, &c, &io, first, out, err);
     double started_at = now();
     started(&s, r.value, started_at);
     /* Room for the final status should the disk fill up (the output is then cut, and this is
      * unlinked). Made now, after the reply: it is not on the way to starting the job. */
     capture_reserve(&c);
 
-    int wstatus = pump(&c, out[0], err[0], &s.reports);
+    int wstatus = pump(&c, out[0], err[0], &s.reports, &io);
+    jobstdin_close(&io); /* before the end is reported: no attach finds a job that has ended */
     close(s.reports.fd);
     wait_init(&s);
     capture_close(&c);

@@ -16,9 +16,9 @@
 /* An exec into a running job (issue 16): "e" + its handoff, with the engine's reply socket and
  * a pidfd of the job's init. The fds are closed by the caller. */
 static void fork_exec(int ctl, const char *handoff, size_t len, const int fds[2], const char *root) {
-    const char *dir;
+    const char *dir, *stdio;
     long long cap;
-    if (parse_handoff(handoff, len, &dir, &cap)) {
+    if (parse_handoff(handoff, len, &dir, &cap, &stdio)) {
         log_error("zygote", "malformed exec request");
         return; /* the engine sees its socket close unanswered */
     }

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from .errors import EXIT_USAGE, CliError
 from .jobargs import (
+    attach_parser,
     events_parser,
     kill_parser,
     logs_parser,
@@ -35,6 +36,7 @@ JOB_COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("[-s SIGNAL] JOB...", "send a signal to jobs (default SIGKILL)"),
     "events": ("[OPTIONS]", "stream your jobs' lifecycle events"),
     "exec": ("[OPTIONS] JOB COMMAND [ARG...]", "run a command inside a running job"),
+    "attach": ("[OPTIONS] JOB", "connect to a running -i/-t job's stdin and output"),
 }
 SETUP_COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("add|use|ls|rm|show", "server contexts: addresses with their certificates"),
@@ -108,6 +110,7 @@ PARSERS: dict[str, Callable[[], Parser]] = {
     "kill": kill_parser,
     "events": events_parser,
     "exec": exec_parser,
+    "attach": attach_parser,
     "context": context_parser,
     "completion": completion_parser,
     "version": version_parser,

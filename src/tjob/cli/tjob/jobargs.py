@@ -32,6 +32,23 @@ def run_parser() -> Parser:
         help="stream the output and exit with the job's exit code (128+signal when killed); "
         "Ctrl+C stops the job, twice detaches",
     )
+    o.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="send our stdin to the job (EOF closes its stdin); stream its output and exit "
+        "with its code, as -a",
+    )
+    o.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help="give the job a terminal (ours goes raw while attached; TERM passed on); "
+        "usually -it. Ctrl-P Ctrl-Q detaches",
+    )
+    o.add_argument(
+        "--detach-keys", metavar="KEYS", help="the detach sequence with -t (default ctrl-p,ctrl-q)"
+    )
     o.add_argument("--cpu", type=flags.count(UINT32_MAX), metavar="PCT", help="percent of one CPU")
     o.add_argument(
         "--mem",
@@ -216,6 +233,27 @@ def ps_parser() -> Parser:
         help="every job, finished ones too (the default: see README)",
     )
     p.add_argument("jobs", nargs="*", metavar="JOB", help=JOB_HELP)
+    return p
+
+
+def attach_parser() -> Parser:
+    p, o = command_parser(
+        "attach",
+        "[OPTIONS] JOB",
+        "Connect to a running job run with -i or -t: its output from now on (tjob logs has the "
+        "rest) and, with a terminal, our keyboard to its stdin; exit with its code when it "
+        "ends. Ctrl-P Ctrl-Q detaches and leaves it running.",
+    )
+    o.add_argument(
+        "--no-stdin",
+        dest="stdin",
+        action="store_false",
+        help="only read its output (any number of readers; one writer at a time)",
+    )
+    o.add_argument(
+        "--detach-keys", metavar="KEYS", help="the detach sequence (default ctrl-p,ctrl-q)"
+    )
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
     return p
 
 

@@ -55,6 +55,10 @@ class JobServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def Attach(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.AttachRequest, tjob.api.tjob.v1.tjob_pb2.AttachReply]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Exec(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.ExecRequest, tjob.api.tjob.v1.tjob_pb2.ExecResponse]') -> None:
         pass
 
@@ -119,6 +123,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 tjob.api.tjob.v1.tjob_pb2.EventsRequest,
                 tjob.api.tjob.v1.tjob_pb2.Event,
+            ),
+            '/tjob.v1.JobService/Attach': grpclib.const.Handler(
+                self.Attach,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.AttachRequest,
+                tjob.api.tjob.v1.tjob_pb2.AttachReply,
             ),
             '/tjob.v1.JobService/Exec': grpclib.const.Handler(
                 self.Exec,
@@ -191,6 +201,12 @@ class JobServiceStub:
             '/tjob.v1.JobService/Events',
             tjob.api.tjob.v1.tjob_pb2.EventsRequest,
             tjob.api.tjob.v1.tjob_pb2.Event,
+        )
+        self.Attach = grpclib.client.StreamStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Attach',
+            tjob.api.tjob.v1.tjob_pb2.AttachRequest,
+            tjob.api.tjob.v1.tjob_pb2.AttachReply,
         )
         self.Exec = grpclib.client.UnaryStreamMethod(
             channel,

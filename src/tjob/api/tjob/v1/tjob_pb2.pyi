@@ -141,7 +141,7 @@ class JobStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., argv: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., stopped: _Optional[bool] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., argv_truncated: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., timed_out: _Optional[bool] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("argv", "limits", "env", "workdir", "name", "labels", "timeout_seconds", "queue", "volumes", "request_id")
+    __slots__ = ("argv", "limits", "env", "workdir", "name", "labels", "timeout_seconds", "queue", "volumes", "request_id", "stdin", "tty", "tty_size")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,9 @@ class RunRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    TTY_SIZE_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     limits: Limits
     env: _containers.ScalarMap[str, str]
@@ -176,7 +179,10 @@ class RunRequest(_message.Message):
     queue: bool
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
     request_id: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., queue: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    stdin: bool
+    tty: bool
+    tty_size: WindowSize
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., queue: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., request_id: _Optional[str] = ..., stdin: _Optional[bool] = ..., tty: _Optional[bool] = ..., tty_size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
 
 class VolumeMount(_message.Message):
     __slots__ = ("name", "target", "mode")
@@ -332,6 +338,58 @@ class Event(_message.Message):
     error: str
     missed: int
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[float] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., owner: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., error: _Optional[str] = ..., missed: _Optional[int] = ...) -> None: ...
+
+class WindowSize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class AttachStart(_message.Message):
+    __slots__ = ("id", "stdin", "logs", "size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    stdin: bool
+    logs: bool
+    size: WindowSize
+    def __init__(self, id: _Optional[str] = ..., stdin: _Optional[bool] = ..., logs: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+
+class AttachRequest(_message.Message):
+    __slots__ = ("start", "data", "eof", "resize", "detach")
+    START_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    start: AttachStart
+    data: bytes
+    eof: bool
+    resize: WindowSize
+    detach: bool
+    def __init__(self, start: _Optional[_Union[AttachStart, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., detach: _Optional[bool] = ...) -> None: ...
+
+class AttachReply(_message.Message):
+    __slots__ = ("output", "exit", "attached")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    output: LogChunk
+    exit: JobStatus
+    attached: Attached
+    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[JobStatus, _Mapping]] = ..., attached: _Optional[_Union[Attached, _Mapping]] = ...) -> None: ...
+
+class Attached(_message.Message):
+    __slots__ = ("tty", "stdin")
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    tty: bool
+    stdin: bool
+    def __init__(self, tty: _Optional[bool] = ..., stdin: _Optional[bool] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
     __slots__ = ("id", "argv", "env", "workdir")

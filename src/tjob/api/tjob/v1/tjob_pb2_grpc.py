@@ -93,6 +93,11 @@ class JobServiceStub:
                 request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.SerializeToString,
                 response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/tjob.v1.JobService/Attach',
+                request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.SerializeToString,
+                response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.FromString,
+                _registered_method=True)
         self.Exec = channel.unary_stream(
                 '/tjob.v1.JobService/Exec',
                 request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecRequest.SerializeToString,
@@ -176,6 +181,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Interactive (issue 16): the first request names the job (AttachStart); then stdin data,
+        EOF, window sizes or a detach. Replies: output from the attach on (or from byte 0 with
+        logs), then the final status once the job ends. Authorization as for Logs and Stop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Exec(self, request, context):
         """Exec (issue 16): run a command inside a running job (its namespaces, cgroup, user and
         jail); streams its output, then its exit, as the last message. Authorization as for
@@ -237,6 +251,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.FromString,
                     response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.FromString,
+                    response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.SerializeToString,
             ),
             'Exec': grpc.unary_stream_rpc_method_handler(
                     servicer.Exec,
@@ -523,6 +542,33 @@ class JobService:
             '/tjob.v1.JobService/Events',
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.EventsRequest.SerializeToString,
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tjob.v1.JobService/Attach',
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.SerializeToString,
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.FromString,
             options,
             channel_credentials,
             insecure,

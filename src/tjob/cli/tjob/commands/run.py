@@ -1,4 +1,5 @@
-"""``tjob run [-a] COMMAND...``: start a job; print its id, or stream it and pass its code on."""
+"""``tjob run [-a|-i|-t] COMMAND...``: start a job; print its id, or stream it (with -i/-t a
+session: our stdin and terminal) and pass its code on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import secrets
 import time
 from typing import Any
 
+from .. import terminal
 from ..client import CALL_TIMEOUT, Client, cancel, status
 from ..errors import EXIT_USAGE, CliError, exit_code
 from ..render import copy_output, out, short_id, warn
+from ..session import Options, attach
 
 RUN_ATTEMPTS = 3
 
@@ -19,6 +22,11 @@ def main(c: Client, args: argparse.Namespace) -> int:
     from tjob.status import JobState
 
     pb = c.pb
+    if args.tty:
+        terminal.require_tty()
+    keys = terminal.parse_detach_keys(
+        terminal.DEFAULT_DETACH_KEYS if args.detach_keys is None else args.detach_keys
+    )
     limits = pb.Limits(
         cpu_percent=args.cpu or 0,
         memory_mb=args.mem or 0,
@@ -36,20 +44,41 @@ def main(c: Client, args: argparse.Namespace) -> int:
         labels=dict(args.labels),
     )
     req.volumes.extend(_volumes(c, args.volume))
+    if args.interactive or args.tty:
+        req.stdin, req.tty = True, args.tty
+    if args.tty:
+        rows, cols = terminal.window_size()
+        req.tty_size.rows, req.tty_size.cols = (rows, cols) if rows and cols else (0, 0)
+        if "TERM" in os.environ and "TERM" not in req.env:
+            req.env["TERM"] = os.environ["TERM"]
     req.queue = args.queue
     if args.timeout is not None:
         req.timeout_seconds = args.timeout
     st = status(_run(c, req))
+    attached = args.attach or args.interactive or args.tty
     if st.state in (JobState.FAILED, JobState.LOST):
         # It never started (no such command, bad workdir; or its launcher or supervisor died):
         # a shell's 127/126 (or 1), the id for ps.
-        if not args.attach:
+        if not attached:
             out(short_id(st.id))
         raise CliError(st.error or "the job did not start", exit_code(st))
-    if not args.attach:
+    if not attached:
         out(short_id(st.id))
         return 0
+    if args.interactive or args.tty:
+        return _session(c, st.id, args, keys)
     return _attach(c, st.id)
+
+
+def _session(c: Client, job_id: str, args: argparse.Namespace, keys: bytes) -> int:
+    """``-i``/``-t``: the job's output from its first byte, our stdin to it, its exit code."""
+    opts = Options(job_id, send=args.interactive, tty=args.tty, logs=True, detach_keys=keys)
+    code = attach(c, opts)
+    if code is None:
+        short = short_id(job_id)
+        warn(f"detached from job {short} (it runs on; tjob attach {short} to come back)")
+        return 0
+    return code
 
 
 def _run(c: Client, req: Any) -> Any:

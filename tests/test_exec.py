@@ -174,3 +174,22 @@ def test_exec_async(engine: Engine) -> None:
         await job.stop_async(0)
 
     asyncio.run(main())
+
+
+def test_exec_with_stdin_and_a_terminal(engine: Engine) -> None:
+    """-i: the exec's own stdin pipe, lent as a job's; -t: a pty of the job's own devpts."""
+    job = sleeper(engine)
+    ex = job.exec(["sh", "-c", "tr a-z A-Z; exit 4"], stdin=True)
+    lease = ex.stdin()
+    lease.write(b"hello\n")
+    lease.close(eof=True)
+    assert b"".join(c.data for c in ex.output()) == b"HELLO\n"
+    assert ex.wait(HANG) == tjob.ExecResult(exit_code=4)
+    ex = job.exec(["sh", "-c", "stty size; tty; echo $TERM"], tty=True, tty_size=(33, 99))
+    out = b"".join(c.data for c in ex.output())
+    assert out.startswith(b"33 99\r\n/dev/pts/") and out.endswith(b"xterm\r\n"), out
+    assert ex.wait(HANG) == tjob.ExecResult(exit_code=0)
+    with pytest.raises(tjob.TjobError, match="was not run with stdin"):
+        job.exec(["true"]).stdin()  # none: it reads /dev/null
+    with pytest.raises(tjob.InvalidSpec, match="window size"):
+        job.exec(["true"], tty=True, tty_size=(0, 5000))

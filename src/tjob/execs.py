@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import stdio
 from .errors import ExecLimit, JobFinished, TjobError
 from .flows import Flow, Step, blocking, drive, drive_async
 from .jobdir import create_file
@@ -41,6 +42,7 @@ from .protocol import (
     ExecRequest,
     Exited,
     ProtocolError,
+    Stdio,
     decode_end_report,
     decode_exec,
     decode_start_reply,
@@ -48,12 +50,13 @@ from .protocol import (
     encode_exec,
     encode_exec_request,
 )
-from .spec import JobSpec
+from .spec import JobSpec, check_window_size
 from .status import Stream
 from .watch import Hub
 
 if TYPE_CHECKING:
     from .job import Job
+    from .stdio import Lease
 
 LOST = "the exec's supervisor died before the command ended"
 # Execs running in one job at once. Each has a supervisor outside the job's cgroup, and moving
@@ -114,6 +117,24 @@ class Exec:
     def __repr__(self) -> str:
         return f"<tjob.Exec {self.job.short_id}/{self.n} pid={self.pid}>"
 
+    @property
+    def short_id(self) -> str:
+        """``JOB/N``: how messages name it."""
+        return f"{self.job.short_id}/{self.n}"
+
+    @property
+    def running(self) -> bool:
+        return self.result() is None
+
+    def stdin(self) -> Lease:
+        """Its stdin, for one writer at a time (an exec started with ``stdin`` or ``tty``): see
+        :class:`tjob.stdio.Lease`; ``StdinUnavailable`` if it has none open or has ended."""
+        return stdio.take(self.dir, f"exec {self.short_id}")
+
+    async def stdin_async(self) -> Lease:
+        """:meth:`stdin` without blocking the event loop."""
+        return await stdio.take_async(self.dir, f"exec {self.short_id}")
+
     def result(self) -> ExecResult | None:
         """How it ended, or None while it runs."""
         return read_result(self.dir)
@@ -144,10 +165,13 @@ class Exec:
                     await w.wait_async()
 
     def follower(
-        self, streams: Stream = Stream.BOTH, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        streams: Stream = Stream.BOTH,
+        skip: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> ExecFollower:
         """A reader of its output paced by its caller (as :meth:`Job.follower`)."""
-        return ExecFollower(self, streams, loop)
+        return ExecFollower(self, streams, skip, loop)
 
     def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:
         """Its output from the first byte, until it ends (``follow``) or as it is now."""
@@ -164,7 +188,7 @@ class Exec:
         self, follow: bool = True, streams: Stream = Stream.BOTH
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio."""
-        with self.follower(streams, asyncio.get_running_loop()) as f:
+        with self.follower(streams, 0, asyncio.get_running_loop()) as f:
             while True:
                 chunks = f.take(READ_SIZE)
                 if chunks is None or (not chunks and not follow):
@@ -180,14 +204,16 @@ class ExecFollower:
     sleep on the engine's watcher until there may be more (the interface of
     :class:`tjob.job.Follower`)."""
 
-    def __init__(self, ex: Exec, streams: Stream, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(
+        self, ex: Exec, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
         self._exec = ex
         self._stack = contextlib.ExitStack()
         self._waiter = self._stack.enter_context(ex._hub.subscribe(str(ex.dir), loop))
         try:
-            reader = LogReader(str(ex.dir / LOG_FILE), streams)
+            reader = LogReader(str(ex.dir / LOG_FILE), streams, skip)
         except FileNotFoundError:  # it never got as far as a log
-            reader = LogReader("/dev/null", streams)
+            reader = LogReader("/dev/null", streams, skip)
             reader.offset = 0
         self._reader = self._stack.enter_context(reader)
 
@@ -217,6 +243,19 @@ class ExecFollower:
                 if not finished:
                     return []
 
+    def skip_to_end(self) -> None:
+        """Leave out the output written so far (an attach's live view)."""
+        r = self._reader
+        streams, r.streams = r.streams, Stream(0)
+        try:
+            while True:
+                before = r.offset
+                r.read()
+                if r.offset == before or r.ended:
+                    break
+        finally:
+            r.streams = streams
+
     def wait(self, timeout: float | None = None) -> None:
         self._waiter.wait(timeout)
 
@@ -230,17 +269,29 @@ class Execs:
 
     def __init__(self, launcher: LauncherClient | None, hub: Hub, output_cap: int) -> None:
         self.launcher, self._hub, self._cap = launcher, hub, output_cap
-        self._pidfds: dict[int, str] = {}  # exec supervisors being watched -> their job's id
+        self._pidfds: dict[int, Exec] = {}  # exec supervisors being watched
         self._live: collections.Counter[str] = collections.Counter()  # starting or running
         self._lock = threading.Lock()
 
-    def start(self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Exec:
-        return drive(self._flow(job, argv, env, cwd))
+    def start(
+        self,
+        job: Job,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        io: Stdio | None = None,
+    ) -> Exec:
+        return drive(self._flow(job, argv, env, cwd, io))
 
     async def start_async(
-        self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+        self,
+        job: Job,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        io: Stdio | None = None,
     ) -> Exec:
-        return await drive_async(self._flow(job, argv, env, cwd))
+        return await drive_async(self._flow(job, argv, env, cwd, io))
 
     def of(self, job: Job) -> list[Exec]:
         """The job's execs, oldest first, those an earlier engine started too (their output
@@ -252,18 +303,30 @@ class Execs:
         return [Exec(job, n, self._hub) for n in sorted(map(int, names))]
 
     def _flow(
-        self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+        self,
+        job: Job,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        io: Stdio | None,
     ) -> Flow[Exec]:
+        if io is not None and io.rows | io.cols:
+            check_window_size((io.rows, io.cols))
         JobSpec(argv=list(argv), env=dict(env), cwd=cwd or "/").validate()
         _check_running(job)
-        n, sock = yield blocking(lambda: self._prepare_and_send(job, argv, env, cwd))
+        n, sock = yield blocking(lambda: self._prepare_and_send(job, argv, env, cwd, io))
         reply = yield Step(
             lambda: LauncherClient.receive(sock), lambda: LauncherClient.receive_async(sock)
         )
         return self._finish(job, n, reply)
 
     def _prepare_and_send(
-        self, job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+        self,
+        job: Job,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        io: Stdio | None,
     ) -> tuple[int, socket.socket]:
         with job._lock:
             if job._init_pidfd < 0:
@@ -272,8 +335,8 @@ class Execs:
         try:
             self._take(job)
             try:
-                n, xdir = _make_dir(job, argv, env, cwd)
-                request = encode_exec_request(ExecRequest(str(xdir), self._cap))
+                n, xdir = _make_dir(job, argv, env, cwd, io is not None and io.tty)
+                request = encode_exec_request(ExecRequest(str(xdir), self._cap, io))
                 if self.launcher is None:
                     raise JobFinished(f"job {job.short_id} is not running")
                 return n, self.launcher.send(request, [init])
@@ -286,7 +349,14 @@ class Execs:
     def _take(self, job: Job) -> None:
         """A place among the job's live execs, or ExecLimit."""
         with self._lock:
-            if self._live[job.id] >= MAX_LIVE:
+            live = self._live[job.id]
+            if live >= MAX_LIVE:  # those whose end is written run no more (their supervisor
+                # may not have exited yet)
+                live -= sum(
+                    ex.job.id == job.id and (ex.dir / END_FILE).exists()
+                    for ex in self._pidfds.values()
+                )
+            if live >= MAX_LIVE:
                 raise ExecLimit(
                     f"{MAX_LIVE} execs are running in job {job.short_id}, the most it may have "
                     "at once; wait for one to end"
@@ -326,7 +396,7 @@ class Execs:
 
     def _watch(self, ex: Exec, pidfd: int) -> None:
         with self._lock:
-            self._pidfds[pidfd] = ex.job.id
+            self._pidfds[pidfd] = ex
 
         def exited() -> None:
             with self._lock:
@@ -365,13 +435,15 @@ def _job_gone(job: Job) -> bool:
 
 
 def _make_dir(
-    job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
+    job: Job, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, tty: bool
 ) -> tuple[int, Path]:
     """``execs/N`` (the next free N) with its exec.bin: the job's own, as its command got it
     (user, cgroup, rlimits), with this argv, the job's environment updated by ``env``, and
     ``cwd`` (default the job's)."""
     base = decode_exec((job.dir / EXEC_FILE).read_bytes())
     merged = dict(e.partition(b"=")[::2] for e in base.env)
+    if tty:
+        merged.setdefault(b"TERM", b"xterm")  # as docker exec -t; the CLI passes its own
     merged.update({os.fsencode(k): os.fsencode(v) for k, v in env.items()})
     blob = encode_exec(
         dataclasses.replace(

@@ -26,6 +26,7 @@ from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
 from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk, LogReader
+from .protocol import Stdio
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
 from .watch import Hub
@@ -321,21 +322,37 @@ class Job:
     # ---------------------------------------------------------------- exec (issue 16)
 
     def exec(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        tty_size: tuple[int, int] | None = None,
     ) -> Exec:
         """Run ``argv`` inside this running job (its namespaces, cgroup, user and jail), with
-        the job's environment updated by ``env``, in ``cwd`` (default the job's). Returns once
-        it runs or failed to (``result().error``); :class:`JobFinished` if the job is not
-        running. See :mod:`tjob.execs`."""
+        the job's environment updated by ``env``, in ``cwd`` (default the job's); ``stdin``,
+        ``tty``, ``tty_size`` as for a job (``Exec.stdin()``). Returns once it runs or failed
+        to (``result().error``); :class:`JobFinished` if the job is not running. See
+        :mod:`tjob.execs`."""
         assert self._execs is not None, "a job from an engine"
-        return self._execs.start(self, argv, env or {}, cwd)
+        return self._execs.start(self, argv, env or {}, cwd, _stdio(stdin, tty, tty_size))
 
     async def exec_async(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        tty_size: tuple[int, int] | None = None,
     ) -> Exec:
         """Like :meth:`exec`, awaiting the start."""
         assert self._execs is not None, "a job from an engine"
-        return await self._execs.start_async(self, argv, env or {}, cwd)
+        io = _stdio(stdin, tty, tty_size)
+        return await self._execs.start_async(self, argv, env or {}, cwd, io)
 
     def execs(self) -> list[Exec]:
         """Every exec into this job, oldest first (a read of its directory)."""
@@ -428,6 +445,10 @@ class Job:
         """A reader of this job's output paced by its caller: a server serving many readers
         decides how much each one takes and when (see :class:`Follower`)."""
         return Follower(self, streams, skip, loop)
+
+
+def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:
+    return Stdio(stdin, tty, *(size or (0, 0))) if stdin or tty else None
 
 
 class Follower:

@@ -198,7 +198,9 @@ def _exec(
     the job's init's pidfd; nothing to record: the exec supervisor writes its own end. A
     zygote that is gone is started again, once; if that fails too, the reply socket closes
     unanswered. Returns the zygote in use."""
-    msg = EXEC_REQUEST + encode_handoff(Handoff(os.fsencode(req.dir), req.cap))
+    msg = EXEC_REQUEST + encode_handoff(
+        Handoff(os.fsencode(req.dir), req.cap, req.stdio or NO_STDIO)
+    )
     try:
         if len(fds) == 2:
             try:

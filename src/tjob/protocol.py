@@ -25,8 +25,9 @@ directory (its ``exec.bin``, ``output.log`` and ``end-report``):
 
 8. ``ExecRequest``: engine → fork server, JSON (``op`` ``exec``), with the reply socket and a
    pidfd of the job's init attached.
-9. ``EXEC_REQUEST`` + ``Handoff`` (the exec's directory): fork server → zygote, with the same
-   two fds; the zygote forks an exec supervisor (``EXEC_SUPERVISOR_ARGV``).
+9. ``EXEC_REQUEST`` + ``Handoff`` (the exec's directory; -i/-t's ``stdio``): fork server →
+   zygote, with the same two fds; the zygote forks an exec supervisor
+   (``EXEC_SUPERVISOR_ARGV``), which lends -i/-t's stdin as a job's supervisor does.
 10. ``StartReply`` on the reply socket once the command runs, with a pidfd of the exec
    supervisor; on failure the socket is closed unanswered and the ``EndReport`` (``F ...``) is
    in ``end-report``. At the end, the exec supervisor writes its ``EndReport`` (``X ...``) there
@@ -192,14 +193,19 @@ def decode_start_request(msg: bytes) -> StartRequest:
 @dataclass(frozen=True)
 class ExecRequest:
     """Run the exec prepared in ``dir`` (its exec.bin) in the job whose init's pidfd comes
-    with the request; ``cap`` bounds its output.log as a job's."""
+    with the request; ``cap`` bounds its output.log as a job's; ``stdio``: its stdin or
+    terminal (-i/-t), as an interactive job's, lent over the attach socket in ``dir``."""
 
     dir: str
     cap: int
+    stdio: Stdio | None = None
 
 
 def encode_exec_request(req: ExecRequest) -> bytes:
-    return json.dumps({"v": VERSION, "op": EXEC_OP, "dir": req.dir, "cap": req.cap}).encode()
+    d: dict[str, Any] = {"v": VERSION, "op": EXEC_OP, "dir": req.dir, "cap": req.cap}
+    if req.stdio:
+        d["stdio"] = list(req.stdio)
+    return json.dumps(d).encode()
 
 
 def decode_request(msg: bytes) -> StartRequest | ExecRequest:
@@ -208,8 +214,10 @@ def decode_request(msg: bytes) -> StartRequest | ExecRequest:
     if d.get("op") != EXEC_OP:
         return decode_start_request(msg)
     try:
-        return ExecRequest(str(d["dir"]), int(d["cap"]))
-    except (KeyError, TypeError, ValueError) as e:
+        io = d.get("stdio")
+        stdio = Stdio(bool(io[0]), bool(io[1]), int(io[2]), int(io[3])) if io else None
+        return ExecRequest(str(d["dir"]), int(d["cap"]), stdio)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed exec request: {e!r}") from None
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from apiharness import ADMIN, ALICE, BOB, HANG, ROOT, Harness, rpc_error
+from support.attach import Session
 from support.procs import all_ended, pidfds
 
 from tjob.api.tjob.v1 import tjob_pb2 as pb
@@ -174,3 +175,33 @@ def test_execs_running_at_once_in_a_job_are_capped(tmp_path: Path) -> None:
         assert run_exec(h.stub(), pb.ExecRequest(id=st.id, argv=["true"]))[1].exit_code == 0
         h.stub().Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)
         assert all(x.wait(HANG).signal == 9 for x in running[1:])
+
+
+def test_interactive_execs_refused_to_others_and_closed_when_their_client_vanishes(
+    tmp_path: Path,
+) -> None:
+    with Harness(tmp_path) as h:
+        assert h.engine is not None
+        st = h.run(["sleep", "1000"])
+        exec_req = pb.ExecRequest(argv=["cat"], stdin=True)
+        with pytest.raises(grpc.RpcError) as err:
+            Session(h.stub(BOB), st.id, exec=exec_req)
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+        err2 = rpc_error(h.stub().Exec, pb.ExecRequest(id=st.id, argv=["cat"], stdin=True))
+        assert err2.code() is grpc.StatusCode.INVALID_ARGUMENT
+        s = Session(h.stub(), st.id, exec=exec_req, logs=True)
+        assert s.attached.stdin and not s.attached.tty
+        s.send(data=b"echo\n")
+        s.expect(b"echo\n")
+        s.cancel()  # the client vanishes: cat's stdin sees EOF, and cat ends
+        (ex,) = h.engine.get(st.id).execs()
+        assert ex.wait(HANG).exit_code == 0
+        # Its attach socket is gone before its end is written.
+        assert {p.name for p in ex.dir.iterdir()} <= {
+            "end-report",
+            "exec.bin",
+            "output.log",
+            "reserve",
+        }
+        assert not h.in_flight()
+        h.stub().Stop(pb.StopRequest(id=st.id, grace_seconds=0), timeout=HANG)

@@ -50,6 +50,8 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from ..execs import Exec as Execd  # `Exec` is the RPC's name here
+    from ..job import Job
 
 log = logging.getLogger("tjobs")
 
@@ -226,15 +228,11 @@ class JobService(JobServiceBase):
     async def Exec(self, stream: Stream[pb.ExecRequest, pb.ExecResponse]) -> None:
         with self._rpc("exec", stream, streaming=True, logs=True) as caller:
             req = await read_request(stream, pb.ExecRequest, self._receiving(caller))
-            note(job=clip(req.id), argv=argv_field(req.argv))
+            if req.stdin or req.tty:
+                raise InvalidSpec("an exec with stdin or a terminal goes through Attach")
+            note(job=clip(req.id))
             job = self.guard.job(caller, req.id)  # as Stop: the owner or an admin
-            note(job=job.id)
-            # Its output is stored with the job's: within the owner's disk quota.
-            mine = [j for j in self._engine.jobs() if j.owner == job.owner]
-            disk = dataclasses.replace(self.policy.store, jobs=None)
-            await quotas.check_async(disk, mine, 0)
-            ex = await job.exec_async(list(req.argv), dict(req.env), req.workdir or None)
-            log.info("exec %s %s/%d %s", caller, job.short_id, ex.n, shown_argv(req.argv))
+            ex = await self._exec(caller, job, req, None)
             loop = asyncio.get_running_loop()
             with ex.follower(loop=loop) as follower, self.observe.following() as sent:
                 await send_output(
@@ -259,18 +257,41 @@ class JobService(JobServiceBase):
             note(job=clip(first.start.id))
             job = self.guard.job(caller, first.start.id)
             note(job=job.id)
+            target: Job | Execd = job
+            if first.start.HasField("exec"):  # tjob exec -i/-t (issue 16)
+                target = await self._exec(caller, job, first.start.exec, first.start.size)
             await job.started_async()  # a queued job: attach once it starts
-            if not job.running and not first.start.logs:
+            if not target.running and not first.start.logs:
                 raise JobFinished(f"job {job.short_id} has ended: tjob logs shows its output")
             with self.observe.following() as sent:
                 await self._session.run(
                     stream,
-                    job,
+                    target,
                     first.start,
                     functools.partial(read_next, stream, pb.AttachRequest, receiving),
                     client=caller.name,
                     sent=sent,
                 )
+
+    async def _exec(
+        self, caller: Caller, job: Job, req: pb.ExecRequest, size: pb.WindowSize | None
+    ) -> Execd:
+        """Start an exec into ``job`` (Exec, or Attach with ``exec``): its output is stored
+        with the job's, so within the owner's disk quota."""
+        note(job=job.id, argv=argv_field(req.argv))
+        mine = [j for j in self._engine.jobs() if j.owner == job.owner]
+        await quotas.check_async(dataclasses.replace(self.policy.store, jobs=None), mine, 0)
+        rows, cols = (size.rows, size.cols) if size is not None else (0, 0)
+        ex = await job.exec_async(
+            list(req.argv),
+            dict(req.env),
+            req.workdir or None,
+            stdin=req.stdin,
+            tty=req.tty,
+            tty_size=(rows, cols) if rows or cols else None,
+        )
+        log.info("exec %s %s %s", caller, ex.short_id, shown_argv(req.argv))
+        return ex
 
     # --- the one place requests become answers --------------------------------------------------
 

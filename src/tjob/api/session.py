@@ -35,6 +35,7 @@ from .tjob.v1 import tjob_pb2 as pb
 if TYPE_CHECKING:
     from grpclib.server import Stream as GrpcStream
 
+    from ..execs import ExecFollower, ExecResult
     from ..job import Follower
 
     Receive = Callable[[], Awaitable[pb.AttachRequest | None]]
@@ -54,9 +55,9 @@ class Target(Protocol):
 
     def follower(
         self, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> Follower: ...
+    ) -> Follower | ExecFollower: ...
 
-    async def wait_async(self, timeout: float | None = None) -> JobStatus: ...
+    async def wait_async(self, timeout: float | None = None) -> JobStatus | ExecResult: ...
 
 
 class Session:
@@ -125,8 +126,11 @@ class Session:
                 sent=sent,
                 wrap=lambda chunk: pb.AttachReply(output=chunk),
             )
-        st = await target.wait_async()
-        await stream.send_message(pb.AttachReply(exit=convert.status_to_pb(st)))
+        end = await target.wait_async()
+        if isinstance(end, JobStatus):
+            await stream.send_message(pb.AttachReply(exit=convert.status_to_pb(end)))
+        else:  # an exec's (issue 16)
+            await stream.send_message(pb.AttachReply(exec_exit=convert.exec_exit_to_pb(end)))
 
 
 async def _take(target: Target, start: pb.AttachStart) -> stdio.Lease | None:

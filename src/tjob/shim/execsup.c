@@ -9,24 +9,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "command.h"
 #include "join.h"
 #include "jobfile.h"
+#include "jobstdin.h"
 #include "logwriter.h"
 #include "msg.h"
 #include "protocol.h"
 #include "util.h"
 
-/* What the exec supervisor holds: the command's exec.bin, its cgroup files, its pipes. */
+/* What the exec supervisor holds: the command's exec.bin, its cgroup files, its pipes; with
+ * -i/-t its stdin, lent over the attach socket in its directory (jobstdin.c, as a job's). */
 struct execsup {
     const char *dir;
     char *blob;
     struct job job;
     int *procs;
     int out[2], err[2], ex[2];
+    int in, pty[2]; /* a stdin pipe's read end; the channel the child's pty master comes on */
+    struct jobstdin io;
 };
 
 /* exec.bin (the job's own, with the exec's argv, env and cwd), and the job's cgroup.procs
@@ -56,10 +61,29 @@ static int load(struct execsup *x, const char *cgroup_root, struct failure *f) {
     }
     close(root);
     if (!x->procs) return fail(f, "exec", "calloc", NULL);
-    if (pipe2(x->out, O_CLOEXEC) || pipe2(x->err, O_CLOEXEC) || pipe2(x->ex, O_CLOEXEC))
-        return fail(f, "exec", "pipe2", NULL);
+    if (pipe2(x->ex, O_CLOEXEC)) return fail(f, "exec", "pipe2", NULL);
+    char tag;
+    if ((x->io.input || x->io.tty) && jobstdin_open(&x->io, x->dir, &x->in, &tag, f)) return -1;
+    if (x->io.tty) { /* one stream, from the pty's master (made by the child, in the job) */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, x->pty))
+            return fail(f, "exec", "socketpair", NULL);
+        return 0;
+    }
+    if (pipe2(x->out, O_CLOEXEC) || pipe2(x->err, O_CLOEXEC)) return fail(f, "exec", "pipe2", NULL);
     if (fcntl(x->out[0], F_SETPIPE_SZ, PIPE_SIZE) < 0 || fcntl(x->err[0], F_SETPIPE_SZ, PIPE_SIZE) < 0) {
     } /* above pipe-max-size the default size still works */
+    return 0;
+}
+
+/* In the child, in the job: its stdin, stdout and stderr. With -t, a pty of the job's own
+ * devpts (its master goes to the supervisor), as init makes a TTY job's. */
+static int child_stdio(struct execsup *x, int stdio[3], struct failure *f) {
+    if (!x->io.tty) {
+        stdio[0] = x->in, stdio[1] = x->out[1], stdio[2] = x->err[1];
+        return 0;
+    }
+    if (jobstdin_make_pty(x->pty[1], &stdio[0], f)) return -1;
+    stdio[1] = stdio[2] = stdio[0];
     return 0;
 }
 
@@ -71,11 +95,12 @@ static pid_t spawn(struct execsup *x, int init_pidfd, struct failure *f) {
     if (pid == 0) {
         struct failure mine;
         char line[512];
-        close(x->out[0]);
-        close(x->err[0]);
+        int stdio[3];
+        close_quietly(x->out[0]);
+        close_quietly(x->err[0]);
         close(x->ex[0]);
-        if (join_job(init_pidfd, &mine) == 0)
-            exec_command(&x->job, x->procs, (int[3]){-1, x->out[1], x->err[1]}, 0, x->ex[1]);
+        if (join_job(init_pidfd, &mine) == 0 && child_stdio(x, stdio, &mine) == 0)
+            exec_command(&x->job, x->procs, stdio, x->io.tty, x->ex[1]);
         if (write_all(x->ex[1], line, format_failure(line, sizeof line, &mine))) _exit(126);
         _exit(127);
     }
@@ -85,14 +110,15 @@ static pid_t spawn(struct execsup *x, int init_pidfd, struct failure *f) {
 /* Copy output into the log until the command exits, then what its pipes still hold (a
  * process it left behind keeps them open: the exec ends with its command, as docker exec's
  * does). The command's wait status. */
-static int pump(struct capture *c, int out_r, int err_r, pid_t child) {
+static int pump(struct capture *c, int out_r, int err_r, pid_t child, struct jobstdin *io) {
     int pidfd = pidfd_open(child), wstatus = -1;
-    struct pollfd p[3] = {{pidfd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
+    struct pollfd p[5] = {{pidfd, POLLIN, 0}, {out_r, POLLIN, 0}, {err_r, POLLIN, 0}};
     if (pidfd < 0) log_error("exec", "pidfd_open"); /* then: until the pipes close */
     /* After the exit: at most a few reads per pipe (more than the 1 MiB each holds), however
      * fast a process left behind writes. */
     for (int exited = 0, rounds = 0; !exited || rounds++ < 8;) {
-        int ready = poll(p, 3, exited ? 0 : -1);
+        jobstdin_poll(io, p + 3); /* both -1 (ignored) but with -i/-t */
+        int ready = poll(p, exited ? 3 : 5, exited ? 0 : -1);
         if (ready < 0 && errno == EINTR) continue;
         if (ready < 0) log_error("exec", "poll");
         if (ready <= 0) break; /* exited, and nothing more is there now */
@@ -106,6 +132,7 @@ static int pump(struct capture *c, int out_r, int err_r, pid_t child) {
                 p[i].fd = -1;
             }
         }
+        if (!exited) jobstdin_ready(io, p + 3);
         if (p[0].fd < 0 && p[1].fd < 0 && p[2].fd < 0) break;
     }
     for (int i = 1; i < 3; i++) close_quietly(p[i].fd);
@@ -123,6 +150,9 @@ static int write_end(const char *dir, const char *end) {
     if (rc && join_path(reserve, sizeof reserve, dir, TJOB_RESERVE_FILE) == 0 && unlink(reserve) == 0)
         rc = write_file(dir, TJOB_END_FILE, end);
     if (rc) log_error("exec", "write " TJOB_END_FILE);
+    else if (join_path(reserve, sizeof reserve, dir, TJOB_RESERVE_FILE) == 0 && unlink(reserve) &&
+             errno != ENOENT) /* the end is written: the room kept for it goes back */
+        log_error("exec", "unlink " TJOB_RESERVE_FILE);
     return rc ? 1 : 0;
 }
 
@@ -151,25 +181,34 @@ static void answer(int reply, pid_t child, double started_at) {
     close(reply);
 }
 
-int exec_supervise(int reply, int init_pidfd, const char *dir, long long cap,
+int exec_supervise(int reply, int init_pidfd, const char *dir, long long cap, const char *stdio,
                    const char *cgroup_root) {
     const char *title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_EXEC_SUPERVISOR_ARGV1, dir, NULL};
-    struct execsup x = {.dir = dir, .out = {-1, -1}, .err = {-1, -1}, .ex = {-1, -1}};
+    struct execsup x = {.dir = dir, .out = {-1, -1}, .err = {-1, -1}, .ex = {-1, -1}, .in = -1,
+                        .pty = {-1, -1}};
     struct capture c = {.log = -1, .devnull = -1};
     struct failure f;
     keep_only(reply, init_pidfd);
     set_title(title);
     if (setsid() < 0) log_error("exec", "setsid");
     reset_signals();
+    if (jobstdin_parse(&x.io, stdio)) return exec_failed(&c, dir, &f, TJOB_REPORT_FAILED, reply);
     if (capture_open(&c, dir, cap, &f) || load(&x, cgroup_root, &f))
-        return exec_failed(&c, dir, &f, NULL, reply);
+        return jobstdin_close(&x.io), exec_failed(&c, dir, &f, NULL, reply);
     pid_t child = spawn(&x, init_pidfd, &f);
     close(init_pidfd);
-    close(x.out[1]);
-    close(x.err[1]);
+    close_quietly(x.out[1]);
+    close_quietly(x.err[1]);
+    close_quietly(x.in);
+    close_quietly(x.pty[1]);
     close(x.ex[1]);
     for (int i = 0; i < x.job.nprocs; i++) close(x.procs[i]);
-    if (child < 0) return exec_failed(&c, dir, &f, NULL, reply);
+    if (child >= 0 && x.io.tty && jobstdin_take_master(&x.io, x.pty[0]) == 0) {
+        x.out[0] = x.io.out_r; /* the pump owns the master's reading end from here */
+        x.io.out_r = -1;
+    }
+    close_quietly(x.pty[0]);
+    if (child < 0) return jobstdin_close(&x.io), exec_failed(&c, dir, &f, NULL, reply);
     char line[512];
     ssize_t got;
     do got = read(x.ex[0], line, sizeof line - 1);
@@ -179,12 +218,16 @@ int exec_supervise(int reply, int init_pidfd, const char *dir, long long cap,
         line[got] = 0;
         while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
         }
+        close_quietly(x.out[0]);
+        close_quietly(x.err[0]);
+        jobstdin_close(&x.io);
         return exec_failed(&c, dir, &f, line, reply);
     }
     double started_at = now();
     answer(reply, child, started_at);
     capture_reserve(&c);
-    int wstatus = pump(&c, x.out[0], x.err[0], child);
+    int wstatus = pump(&c, x.out[0], x.err[0], child, &x.io);
+    jobstdin_close(&x.io); /* before the end: no attach finds an exec that has ended */
     capture_close(&c);
     char end[256];
     format_end_exited(end, sizeof end, wstatus, (long)child, started_at, c.cut);

@@ -6,11 +6,12 @@
 
 /* The life of an exec supervisor, forked by the zygote: `dir` (the exec's directory, holding
  * its exec.bin) and `cap` from the fork server's handoff; `reply` the engine's socket;
- * `init_pidfd` the job's init. Starts the command, answers the engine (protocol.StartReply
+ * `init_pidfd` the job's init; `stdio` -i/-t's "FLAGS ROWS COLS" (jobstdin.h; NULL: none: stdin
+ * is /dev/null). Starts the command, answers the engine (protocol.StartReply
  * with a pidfd of itself; on failure the socket is closed and end-report says why), copies the
  * output into dir/output.log, and writes the end (protocol.EndReport) into dir/end-report.
  * Returns the exit status. */
-int exec_supervise(int reply, int init_pidfd, const char *dir, long long cap,
+int exec_supervise(int reply, int init_pidfd, const char *dir, long long cap, const char *stdio,
                    const char *cgroup_root);
 
 #endif

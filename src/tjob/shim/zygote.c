@@ -25,7 +25,7 @@ static void fork_exec(int ctl, const char *handoff, size_t len, const int fds[2]
     pid_t pid = fork();
     if (pid == 0) {
         close(ctl);
-        _exit(exec_supervise(fds[0], fds[1], dir, cap, root));
+        _exit(exec_supervise(fds[0], fds[1], dir, cap, stdio, root));
     }
     if (pid < 0) log_error("zygote", "fork");
 }

@@ -170,7 +170,10 @@ def encode_start_request(req: StartRequest) -> bytes:
 
 
 def decode_start_request(msg: bytes) -> StartRequest:
-    d = _json(msg)
+    return _start_request(_json(msg))
+
+
+def _start_request(d: dict[str, Any]) -> StartRequest:
     try:
         lim = d["limits"]
         dev = lim["device"]
@@ -210,9 +213,9 @@ def encode_exec_request(req: ExecRequest) -> bytes:
 
 def decode_request(msg: bytes) -> StartRequest | ExecRequest:
     """What the engine sends the fork server: a job to start, or an exec into one."""
-    d = _json(msg)
+    d = _json(msg)  # parsed once: this is every job start's path
     if d.get("op") != EXEC_OP:
-        return decode_start_request(msg)
+        return _start_request(d)
     try:
         io = d.get("stdio")
         stdio = Stdio(bool(io[0]), bool(io[1]), int(io[2]), int(io[3])) if io else None

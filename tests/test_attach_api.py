@@ -53,6 +53,7 @@ def test_a_terminal_job_survives_a_restart_and_is_attached_again(certs: Path, st
         first.send(data=b"echo before\r")
         first.expect(b"\r\nbefore\r\n")
         assert server.stop() == 0  # tjobs ends; the supervisor keeps the terminal
+        first.cancel()  # its call failed with the server: let its threads go
         server = Tjobs(certs, state, pump=True)
         server.listening()
         stub = server.stub("cli")

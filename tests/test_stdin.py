@@ -1,5 +1,6 @@
 """A job's stdin and terminal through the library (issue 16): the supervisor's stdin pipe or pty,
-lent to one writer at a time over the attach socket (tjob.stdio)."""
+lent to one writer at a time over the attach socket (tjob.stdio). The small cases also run on
+cgroup v2 (``make test-cgroup2``: software emulation, where 100 MB would take minutes)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tjob import Engine, JobSpec, Stream
 from tjob.errors import StdinUnavailable
 from tjob.protocol import ATTACH_SOCKET
 
-pytestmark = [pytest.mark.root, pytest.mark.cgroup2]
+pytestmark = pytest.mark.root
 
 MB = 1 << 20
 
@@ -38,6 +39,7 @@ def test_random_bytes_reach_the_job_exactly(engine: Engine) -> None:
     assert out(job).split()[0].decode() == digest.hexdigest()
 
 
+@pytest.mark.cgroup2
 def test_eof_closes_the_jobs_stdin_and_no_second_writer(engine: Engine) -> None:
     job = engine.start(JobSpec(["cat"], stdin=True))
     lease = job.stdin()
@@ -55,6 +57,7 @@ def test_eof_closes_the_jobs_stdin_and_no_second_writer(engine: Engine) -> None:
     assert not (job.dir / ATTACH_SOCKET).exists()
 
 
+@pytest.mark.cgroup2
 def test_a_writer_that_vanishes_is_eof(engine: Engine) -> None:
     """A lease dropped without a word (its holder died): the job's stdin sees EOF."""
     job = engine.start(JobSpec(["cat"], stdin=True))
@@ -67,6 +70,7 @@ def test_a_writer_that_vanishes_is_eof(engine: Engine) -> None:
         job.stdin()
 
 
+@pytest.mark.cgroup2
 def test_a_plain_job_has_no_stdin(engine: Engine) -> None:
     job = engine.start(JobSpec(["sh", "-c", "cat; echo $?"]))
     with pytest.raises(StdinUnavailable, match="was not run with stdin"):
@@ -76,6 +80,7 @@ def test_a_plain_job_has_no_stdin(engine: Engine) -> None:
     assert not (job.dir / ATTACH_SOCKET).exists()
 
 
+@pytest.mark.cgroup2
 def test_a_tty_job_gets_a_controlling_terminal(engine: Engine) -> None:
     script = "tty; stty size; echo $TERM; ps -o sid=,pgid=,tpgid= -p $$; read x; echo got $x"
     job = engine.start(JobSpec(["sh", "-c", script], stdin=True, tty=True, tty_size=(33, 101)))
@@ -101,6 +106,7 @@ def test_a_tty_job_gets_a_controlling_terminal(engine: Engine) -> None:
     assert "got typed" in text
 
 
+@pytest.mark.cgroup2
 def test_resize_and_ctrl_c_reach_a_tty_job(engine: Engine) -> None:
     script = "trap 'stty size; exit 7' INT; echo ready; while :; do sleep 0.05; done"
     job = engine.start(JobSpec(["sh", "-c", script], tty=True, stdin=True))

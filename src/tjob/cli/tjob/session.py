@@ -34,6 +34,10 @@ class Options:
     logs: bool = False  # output from byte 0 (run), not from now (attach)
     detach_keys: bytes = b""
     exec: Any = None  # an ExecRequest: start this exec into the job and attach to it (issue 16)
+    # Another call with the same stream after its first request (replies AttachReply, later
+    # requests AttachRequest): the method, and its first request instead of an AttachStart.
+    method: str = "Attach"
+    first: Any = None
 
 
 def attach(c: Client, opts: Options) -> int | None:
@@ -59,12 +63,12 @@ def attach(c: Client, opts: Options) -> int | None:
                 pass  # the next SIGWINCH (or none: a missed resize of a busy session)
 
     def requests() -> Iterator[Any]:
-        yield pb.AttachRequest(start=start)
+        yield pb.AttachRequest(start=start) if opts.first is None else opts.first
         while (msg := q.get()) is not None:
             yield msg
 
     call = c.channel.stream_stream(
-        "/tjob.v1.JobService/Attach",
+        "/tjob.v1.JobService/" + opts.method,
         request_serializer=lambda m: m.SerializeToString(),
         response_deserializer=pb.AttachReply.FromString,
     )(requests())

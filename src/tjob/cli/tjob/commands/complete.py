@@ -29,7 +29,7 @@ FILES, DIRS, COMMAND_NAMES = ":files", ":dirs", ":commands"
 LIST_TIMEOUT = 1.0  # seconds: a TAB may wait this long for job ids, no longer
 SENTINEL = "\x01"  # marks the cursor when splitting bash's line
 # Which jobs make sense as an argument: running ones to stop, ended ones to remove.
-RUNNING_ONLY, ENDED_ONLY = {"stop", "stats", "kill"}, {"rm"}
+RUNNING_ONLY, ENDED_ONLY = {"stop", "stats", "kill", "attach"}, {"rm"}
 TOP_OPTIONS = {
     "--host": "server address",
     "--ca": "CA cert file",

@@ -32,7 +32,7 @@ test-faults: install
 test-cgroup2: install
 	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py \
 		tests/test_clients.py tests/test_tenants.py tests/test_volumes.py \
-		tests/adversarial/test_adv6_jail.py tests/test_stdin.py
+		tests/adversarial/test_adv6_jail.py tests/test_stdin.py tests/test_exec.py
 
 # tjob on a Ray cluster (root, issue 18): installs the cluster extra (Ray) into the venv, then
 # starts a Ray head, two tjobs nodes and a gateway in a private network namespace per module.

@@ -12,8 +12,7 @@ from support.oldlogs import as_version, offset_of
 from support.timeouts import HANG
 
 from tjob import Engine, JobSpec
-from tjob.api.output import _TRUNCATED, _nest, encode_chunk
-from tjob.api.session import ATTACH_OUTPUT
+from tjob.api.output import _TRUNCATED, IN_FIELD_1, _nest, encode_chunk
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.jobdir import LOG_FILE
 from tjob.logstore import (
@@ -263,12 +262,16 @@ def test_the_servers_truncation_mark_parses() -> None:
 
 def test_chunks_inside_an_attach_reply_parse() -> None:
     for data in (b"", b"x", bytes(range(256)) * 600):
-        message = encode_chunk(pb.STREAM_STDERR, data, 7, True, ATTACH_OUTPUT)
+        message = encode_chunk(pb.STREAM_STDERR, data, 7, True, IN_FIELD_1)
         assert int.from_bytes(message[1:5], "big") == len(message) - 5
         got = pb.AttachReply.FromString(message[5:])
         assert got.output == pb.LogChunk(stream=pb.STREAM_STDERR, data=data, time_unix_nanos=7)
-    mark = pb.AttachReply.FromString(_nest(ATTACH_OUTPUT, _TRUNCATED)[5:])
+    mark = pb.AttachReply.FromString(_nest(IN_FIELD_1, _TRUNCATED)[5:])
     assert mark.output == pb.LogChunk(truncated=True)
+    message = encode_chunk(pb.STREAM_STDOUT, b"out", 0, False, IN_FIELD_1)
+    assert pb.ExecResponse.FromString(message[5:]).output == pb.LogChunk(
+        stream=pb.STREAM_STDOUT, data=b"out"
+    )
 
 
 def test_a_view_beginning_inside_a_damaged_frame_is_marked(path: Path) -> None:

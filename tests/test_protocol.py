@@ -356,3 +356,15 @@ def test_a_failed_step_is_reported_by_stage_and_call(
         (tmp_path / p.LOG_FILE).write_bytes(b"")  # the supervisor makes it, and only it
     end = _start(zygote, tmp_path)
     assert isinstance(end, p.Failed) and end.message().startswith(want)
+
+
+def test_exec_request_round_trip_and_routing() -> None:
+    """The fork server tells an exec (issue 16) from a start by its ``op``."""
+    req = p.ExecRequest("/state/jobs/ab/execs/3", 1 << 20)
+    assert p.decode_request(p.encode_exec_request(req)) == req
+    req = p.ExecRequest("/d/execs/1", 5, p.Stdio(True, True, 30, 100))
+    assert p.decode_request(p.encode_exec_request(req)) == req
+    start = p.StartRequest("/d", 5, "ab", p.Limits(1, 2, 3, 4, 5, None))
+    assert p.decode_request(p.encode_start_request(start)) == start
+    with pytest.raises(p.ProtocolError):
+        p.decode_request(b'{"v": 1, "op": "exec"}')

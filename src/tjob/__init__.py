@@ -16,12 +16,14 @@ if TYPE_CHECKING:
         CgroupError,
         EngineClosed,
         InvalidSpec,
+        JobFinished,
         JobNotFound,
         JobRunning,
         SpawnError,
         StateDirInUse,
         TjobError,
     )
+    from .execs import Exec, ExecResult
     from .spec import DEFAULT_LIMITS, JobSpec, Limits
     from .status import JobState, JobStatus, Stream, Usage
     from .volumes import Volume
@@ -30,6 +32,9 @@ _WHERE = {
     "Chunk": "engine",
     "Engine": "engine",
     "Job": "engine",
+    "Exec": "execs",
+    "ExecResult": "execs",
+    "JobFinished": "errors",
     "AmbiguousJobId": "errors",
     "CgroupError": "errors",
     "EngineClosed": "errors",
@@ -56,8 +61,11 @@ __all__ = [
     "Chunk",
     "Engine",
     "EngineClosed",
+    "Exec",
+    "ExecResult",
     "InvalidSpec",
     "Job",
+    "JobFinished",
     "JobNotFound",
     "JobRunning",
     "JobSpec",

@@ -33,6 +33,7 @@ from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
 from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
 from .events import EventLog, end_kind
+from .execs import Execs
 from .flows import Flow, Step, blocking, drive, drive_async
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Follower, Job
@@ -167,12 +168,14 @@ class Engine:
         self._queue = Dispatcher(self._start_queued, max_running, owner_max_running)
         self.events = EventLog(store)
         self._ends.on_end = self._ended
+        self._execs = Execs(None, self._hub, output_cap)  # its launcher once there is one
         for job in adopt.load(self._store, self._ends, self._make_job, self.jobs_dir):
             self._index.add(job)
             self._names.take(job.owner, job.name, job.id)
             self._watch_deadline(job)  # one that passed while no engine ran: stopped now
             self._queue.running(job.id, job.owner, _settled(job), recorded=_recorded(job))
         self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
+        self._execs.launcher = self._launcher
         queued.load(self)  # the dispatcher may start them at once: after the launcher
 
     @property
@@ -180,7 +183,9 @@ class Engine:
         return self._cg.version
 
     def _make_job(self, facts: JobFacts, spec: JobSpec) -> Job:
-        return Job(facts, spec, self.jobs_dir / facts.id, self._cg, self._hub)
+        job = Job(facts, spec, self.jobs_dir / facts.id, self._cg, self._hub)
+        job._execs = self._execs
+        return job
 
     # ---------------------------------------------------------------- start
 
@@ -427,6 +432,7 @@ class Engine:
         self._queue.close()
         self._deadlines.close()
         self._launcher.close()
+        self._execs.close()
         self._hub.close()  # after this, no end step runs
         for job in self._index.all():
             self._ends.forget(job)

@@ -51,6 +51,10 @@ class JobFinished(TjobError):
     """The job has ended, and the operation needs it running (a signal)."""
 
 
+class ExecLimit(TjobError):
+    """As many execs run in the job as the engine allows at once (issue 16)."""
+
+
 class NameInUse(TjobError):
     """Another of the owner's jobs (not removed) has this name."""
 

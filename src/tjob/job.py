@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +27,13 @@ from .flows import Flow, Step, blocking, drive, drive_async
 from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, TRUNCATION_MARK, Chunk, LogReader
 from .logtail import find_start
+from .protocol import Stdio
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
 from .watch import Hub
 
 if TYPE_CHECKING:
+    from .execs import Exec, Execs
     from .queue import Gate
     from .stdio import Lease
 
@@ -78,6 +80,7 @@ class Job:
         # offsets): a thousand followers of one job cost one descriptor, not a thousand.
         self._log_fd = -1
         self._log_users = 0
+        self._execs: Execs | None = None  # the engine's, for exec (issue 16)
 
     @property
     def unconfirmed(self) -> bool:
@@ -334,6 +337,46 @@ class Job:
         """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
         return await asyncio.to_thread(self.signal, sig, all)
 
+    # ---------------------------------------------------------------- exec (issue 16)
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        tty_size: tuple[int, int] | None = None,
+    ) -> Exec:
+        """Run ``argv`` inside this running job (its namespaces, cgroup, user and jail), with
+        the job's environment updated by ``env``, in ``cwd`` (default the job's); ``stdin``,
+        ``tty``, ``tty_size`` as for a job (``Exec.stdin()``). Returns once it runs or failed
+        to (``result().error``); :class:`JobFinished` if the job is not running. See
+        :mod:`tjob.execs`."""
+        assert self._execs is not None, "a job from an engine"
+        return self._execs.start(self, argv, env or {}, cwd, _stdio(stdin, tty, tty_size))
+
+    async def exec_async(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        tty_size: tuple[int, int] | None = None,
+    ) -> Exec:
+        """Like :meth:`exec`, awaiting the start."""
+        assert self._execs is not None, "a job from an engine"
+        io = _stdio(stdin, tty, tty_size)
+        return await self._execs.start_async(self, argv, env or {}, cwd, io)
+
+    def execs(self) -> list[Exec]:
+        """Every exec into this job, oldest first (a read of its directory)."""
+        assert self._execs is not None, "a job from an engine"
+        return self._execs.of(self)
+
     # ---------------------------------------------------------------- stdin (issue 16)
 
     def stdin(self) -> Lease:
@@ -440,6 +483,10 @@ class Job:
         """A reader of this job's output paced by its caller: a server serving many readers
         decides how much each one takes and when (see :class:`Follower`)."""
         return Follower(self, streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
+
+
+def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:
+    return Stdio(stdin, tty, *(size or (0, 0))) if stdin or tty else None
 
 
 class Follower:

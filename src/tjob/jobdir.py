@@ -13,6 +13,8 @@ stop-requested  present if the job was stopped on request
 end-report      the supervisor's end report, left when no launcher recorded it (the engine was
                 down): the next engine records it and removes the file
 timed-out       present if that stop was its timeout's (written before stop-requested)
+execs/N/        one directory per exec into the job (issue 16, execs.py): exec.bin, output.log,
+                reserve and end-report, as above, written by its exec supervisor
 
 The names are protocol.py's: the shim uses them too.
 """

@@ -19,6 +19,7 @@ attached; launcher -> supervisor: a ``Handoff`` with that socket; supervisor -> 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -36,15 +37,17 @@ from .jobdir import STATUS_FILE
 from .protocol import (
     ACK_DECLINED,
     ACK_RECORDED,
+    EXEC_REQUEST,
     NO_STDIO,
     REPORT_EXITED,
     SPARE_REQUEST,
     ZYGOTE_ARGV,
+    ExecRequest,
     Exited,
     Handoff,
     StartReply,
     decode_end_report,
-    decode_start_request,
+    decode_request,
     encode_handoff,
     encode_start_reply,
 )
@@ -142,15 +145,20 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
                 _record_reported(chan, jdir, name, rec)
         if sock.fileno() not in ready:
             continue
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+        msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
         if not msg:
             if spare is not None:
                 spare.chan.close()  # the spare sees the end and exits with its init
             return
         if not fds:
             continue
+        req = decode_request(msg)
+        if isinstance(req, ExecRequest):
+            zygote = _exec(zygote, cg, conf, req, fds)
+            continue
+        for fd in fds[1:]:
+            os.close(fd)
         reply = socket.socket(fileno=fds[0])
-        req = decode_start_request(msg)
         jdir = Path(req.dir)
         cpu, mem, pids, rbps, wbps, dev = req.limits
         limits = ResolvedLimits(cpu, mem, pids, rbps, wbps, f"{dev[0]}:{dev[1]}" if dev else None)
@@ -181,6 +189,31 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
         starting = spare.busy
         sel.register(starting, selectors.EVENT_READ)
         spare = None
+
+
+def _exec(
+    zygote: _Zygote, cg: CgroupBackend, conf: str, req: ExecRequest, fds: list[int]
+) -> _Zygote:
+    """Have the zygote fork an exec supervisor (issue 16), with the engine's reply socket and
+    the job's init's pidfd; nothing to record: the exec supervisor writes its own end. A
+    zygote that is gone is started again, once; if that fails too, the reply socket closes
+    unanswered. Returns the zygote in use."""
+    msg = EXEC_REQUEST + encode_handoff(
+        Handoff(os.fsencode(req.dir), req.cap, req.stdio or NO_STDIO)
+    )
+    try:
+        if len(fds) == 2:
+            try:
+                socket.send_fds(zygote.ctl, [msg], fds)
+            except OSError:
+                zygote.ctl.close()
+                zygote = _Zygote(cg, conf)
+                with contextlib.suppress(OSError):
+                    socket.send_fds(zygote.ctl, [msg], fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return zygote
 
 
 def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) -> None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,21 +108,22 @@ class LauncherClient:
         theirs.close()
         self._ctl = ours
 
-    def send(self, request: bytes) -> socket.socket:
-        """Hand ``request`` to the launcher; the returned socket gets the supervisor's answer."""
+    def send(self, request: bytes, fds: Sequence[int] = ()) -> socket.socket:
+        """Hand ``request`` (with ``fds``, which stay the caller's) to the launcher; the
+        returned socket gets the supervisor's answer."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._lock:
                 if self._closed or self._ctl is None:
                     raise EngineClosed("the engine is closed")
                 try:
-                    socket.send_fds(self._ctl, [request], [theirs.fileno()])
+                    socket.send_fds(self._ctl, [request], [theirs.fileno(), *fds])
                 except OSError:
                     # The launcher died (killed by hand?): start another, once.
                     self._stop()
                     self._start()
                     assert self._ctl is not None
-                    socket.send_fds(self._ctl, [request], [theirs.fileno()])
+                    socket.send_fds(self._ctl, [request], [theirs.fileno(), *fds])
         except OSError as e:
             ours.close()
             raise SpawnError(f"cannot reach the launcher: {e.strerror}") from None

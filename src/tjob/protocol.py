@@ -20,6 +20,18 @@ The messages, in the order a job meets them (``→`` is who sends to whom):
    ``X WSTATUS PID STARTED_AT CUT`` or ``F STAGE SYSCALL ERRNO TARGET`` (``F`` alone: init died
    before it reported). Answered by ``ACK_RECORDED`` or ``ACK_DECLINED``.
 
+Exec into a running job (issue 16), a small job of its own in ``EXECS_DIR/N`` of the job's
+directory (its ``exec.bin``, ``output.log`` and ``end-report``):
+
+8. ``ExecRequest``: engine → fork server, JSON (``op`` ``exec``), with the reply socket and a
+   pidfd of the job's init attached.
+9. ``EXEC_REQUEST`` + ``Handoff`` (the exec's directory; -i/-t's ``stdio``): fork server →
+   zygote, with the same two fds; the zygote forks an exec supervisor
+   (``EXEC_SUPERVISOR_ARGV``), which lends -i/-t's stdin as a job's supervisor does.
+10. ``StartReply`` on the reply socket once the command runs, with a pidfd of the exec
+   supervisor; on failure the socket is closed unanswered and the ``EndReport`` (``F ...``) is
+   in ``end-report``. At the end, the exec supervisor writes its ``EndReport`` (``X ...``) there
+   itself: nobody records an exec's end for it.
 An interactive job (issue 16; ``Handoff.stdio``) has a stdin pipe or a pseudo-terminal whose
 write end / master the supervisor holds, and a unix socket ``ATTACH_SOCKET`` in its directory
 where it lends that descriptor to one writer at a time (see "the attach channel" below).
@@ -106,6 +118,13 @@ TARGET_MAX = 200  # bytes of a failure's target kept (newlines become spaces)
 MAX_LIST = 1 << 20  # entries in one exec.bin list
 
 
+# ------------------------------------------------------------------ exec (issue 16)
+EXECS_DIR = "execs"  # in a job's directory: one numbered directory per exec
+EXEC_REQUEST = b"e"  # fork server → zygote, then a Handoff, with a reply socket and init's pidfd
+EXEC_SUPERVISOR_ARGV = (b"tjob-shim", b"exec")  # then the exec's directory; never a job's mark
+EXEC_OP = "exec"
+
+
 class ProtocolError(ValueError):
     """A message that does not follow this contract."""
 
@@ -164,7 +183,10 @@ def encode_start_request(req: StartRequest) -> bytes:
 
 
 def decode_start_request(msg: bytes) -> StartRequest:
-    d = _json(msg)
+    return _start_request(_json(msg))
+
+
+def _start_request(d: dict[str, Any]) -> StartRequest:
     try:
         lim = d["limits"]
         dev = lim["device"]
@@ -182,6 +204,37 @@ def decode_start_request(msg: bytes) -> StartRequest:
         return StartRequest(str(d["dir"]), int(d["cap"]), str(d["id"]), limits, cgroup, stdio)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProtocolError(f"malformed start request: {e!r}") from None
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """Run the exec prepared in ``dir`` (its exec.bin) in the job whose init's pidfd comes
+    with the request; ``cap`` bounds its output.log as a job's; ``stdio``: its stdin or
+    terminal (-i/-t), as an interactive job's, lent over the attach socket in ``dir``."""
+
+    dir: str
+    cap: int
+    stdio: Stdio | None = None
+
+
+def encode_exec_request(req: ExecRequest) -> bytes:
+    d: dict[str, Any] = {"v": VERSION, "op": EXEC_OP, "dir": req.dir, "cap": req.cap}
+    if req.stdio:
+        d["stdio"] = list(req.stdio)
+    return json.dumps(d).encode()
+
+
+def decode_request(msg: bytes) -> StartRequest | ExecRequest:
+    """What the engine sends the fork server: a job to start, or an exec into one."""
+    d = _json(msg)  # parsed once: this is every job start's path
+    if d.get("op") != EXEC_OP:
+        return _start_request(d)
+    try:
+        io = d.get("stdio")
+        stdio = Stdio(bool(io[0]), bool(io[1]), int(io[2]), int(io[3])) if io else None
+        return ExecRequest(str(d["dir"]), int(d["cap"]), stdio)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ProtocolError(f"malformed exec request: {e!r}") from None
 
 
 # ------------------------------------------------------------------ 2. fork server → supervisor

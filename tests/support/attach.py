@@ -18,11 +18,19 @@ from tjob.api.tjob.v1 import tjob_pb2 as pb
 class Session:
     """One Attach call: :meth:`send` requests, :meth:`expect` output, :meth:`exit` the end."""
 
-    def __init__(self, stub: Any, job: str, *, stdin: bool = True, logs: bool = False) -> None:
+    def __init__(
+        self,
+        stub: Any,
+        job: str,
+        *,
+        stdin: bool = True,
+        logs: bool = False,
+        exec: pb.ExecRequest | None = None,
+    ) -> None:
         self._requests: queue.Queue[pb.AttachRequest | None] = queue.Queue(4)
         self._replies: queue.Queue[pb.AttachReply | grpc.RpcError | None] = queue.Queue()
         self.output = b""
-        start = pb.AttachStart(id=job, stdin=stdin, logs=logs)
+        start = pb.AttachStart(id=job, stdin=stdin, logs=logs, exec=exec)  # exec: issue 16
         self._requests.put(pb.AttachRequest(start=start))
         self._iterated = threading.Event()  # grpcio's thread reading our requests is done
         self.call = stub.Attach(self._iterate(), timeout=None)

@@ -34,6 +34,7 @@ from grpclib.server import Stream
 from ..errors import (
     AmbiguousJobId,
     EngineClosed,
+    ExecLimit,
     InvalidSpec,
     JobFinished,
     JobNotFound,
@@ -150,7 +151,7 @@ def answer(exc: Exception) -> tuple[Code, str]:
         return Code.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, Unauthenticated):
         return Code.UNAUTHENTICATED, str(exc)
-    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded | NoSpace):
+    if isinstance(exc, QuotaExceeded | TooLarge | LimitExceeded | NoSpace | ExecLimit):
         return Code.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, Unsupported):
         return Code.UNIMPLEMENTED, str(exc)

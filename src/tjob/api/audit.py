@@ -27,7 +27,7 @@ from typing import IO, Any
 
 log = logging.getLogger("tjobs")
 
-AUDITED = frozenset({"run", "stop", "kill", "remove"})
+AUDITED = frozenset({"run", "stop", "kill", "remove", "exec"})
 DEFAULT_MAX_SIZE = 64 << 20
 DEFAULT_KEEP = 5
 MAX_FIELD = 1024  # characters of a client-given string (a job reference) kept in a line
@@ -120,7 +120,7 @@ def argv_field(argv: Iterable[str]) -> list[str]:
 
 # The API's methods by their audit and metrics names.
 METHODS = frozenset(
-    {"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill", "attach"}
+    {"run", "stop", "status", "list", "wait", "logs", "stats", "remove", "kill", "attach", "exec"}
 )
 SERVICE = "/tjob.v1.JobService/"
 

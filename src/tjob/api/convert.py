@@ -16,6 +16,7 @@ from .tjob.v1 import tjob_pb2 as pb
 
 if TYPE_CHECKING:
     from ..events import Event
+    from ..execs import ExecResult
 
 _STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -223,3 +224,13 @@ def event_to_pb(e: Event) -> pb.Event:
         error=e.error or "",
         **_present(exit_code=e.exit_code, signal=e.signal),
     )
+
+
+def exec_exit_to_pb(end: ExecResult) -> pb.ExecExit:
+    """How an exec ended (issue 16)."""
+    msg = pb.ExecExit(error=end.error, output_truncated=end.output_truncated)
+    if end.exit_code is not None:
+        msg.exit_code = end.exit_code
+    if end.signal is not None:
+        msg.signal = end.signal
+    return msg

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from grpclib.server import Stream
 
     from ..engine import Follower
+    from ..execs import ExecFollower
 
 log = logging.getLogger("tjobs")
 
@@ -86,7 +87,7 @@ class OutputShares:
 
 async def send_output(
     stream: Stream[Any, Any],
-    follower: Follower,
+    follower: Follower | ExecFollower,
     *,
     follow: bool,
     timestamps: bool = False,
@@ -99,7 +100,7 @@ async def send_output(
     """Send what the job writes, within the client's share: one follower takes big reads
     (throughput), a thousand take small ones. ``sent`` is told the bytes of each chunk sent;
     ``within`` is the tag of the field that holds each LogChunk in the stream's message
-    (Attach's ``AttachReply.output``), empty when the LogChunk is the message."""
+    (``AttachReply.output``, ``ExecResponse.output``), empty when the LogChunk is the message."""
     shares.add(client)
     try:
         while True:
@@ -125,7 +126,9 @@ async def send_output(
 _TAG_STREAM = b"\x08"
 _TAG_DATA = b"\x12"
 _TAG_TIME = b"\xf0\x01"  # field 30, varint
-_GRPC_PREFIX = struct.Struct(">?I")  # gRPC's message prefix: compressed flag, length
+_GRPC_PREFIX = struct.Struct(">?I")
+# The tag of field 1, length-delimited: where AttachReply and ExecResponse hold their output.
+IN_FIELD_1 = b"\x0a"  # gRPC's message prefix: compressed flag, length
 
 
 def encode_chunk(

@@ -34,14 +34,17 @@ class StoreQuota:
     disk: int | None = None
 
 
-def dir_bytes(path: Path) -> int:
-    """Disk space the files of one job directory take (allocated blocks, not lengths)."""
+def dir_bytes(path: Path, depth: int = 2) -> int:
+    """Disk space the files of one job directory take (allocated blocks, not lengths), its
+    execs' (``execs/N/``, issue 16) included."""
     total = 0
     try:
         with os.scandir(path) as it:
             for entry in it:
                 try:
                     total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    if depth and entry.is_dir(follow_symlinks=False):
+                        total += dir_bytes(Path(entry.path), depth - 1)
                 except OSError:
                     pass
     except OSError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -41,7 +42,7 @@ from .limits import ClientQuota
 from .logtext import shown, shown_argv
 from .metrics import Metrics
 from .observe import Observer, Outcome, note
-from .output import OutputShares, Stalled, send_output, view_from_pb
+from .output import IN_FIELD_1, OutputShares, Stalled, send_output, view_from_pb
 from .policy import CAP_FLAGS, Policy
 from .session import Session
 from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
@@ -50,6 +51,7 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 
 if TYPE_CHECKING:
     from ..engine import Engine
+    from ..execs import Exec as Execd  # `Exec` is the RPC's name here
     from ..job import Follower, Job
     from ..status import Stream as Streams
 
@@ -237,6 +239,29 @@ class JobService(JobServiceBase):
             req = await read_request(stream, pb.EventsRequest, self._receiving(caller))
             await eventstream.serve(self._engine.events, caller, req, stream)
 
+    async def Exec(self, stream: Stream[pb.ExecRequest, pb.ExecResponse]) -> None:
+        with self._rpc("exec", stream, streaming=True, logs=True) as caller:
+            req = await read_request(stream, pb.ExecRequest, self._receiving(caller))
+            if req.stdin or req.tty:
+                raise InvalidSpec("an exec with stdin or a terminal goes through Attach")
+            note(job=clip(req.id))
+            job = self.guard.job(caller, req.id)  # as Stop: the owner or an admin
+            ex = await self._exec(caller, job, req, None)
+            loop = asyncio.get_running_loop()
+            with ex.follower(loop=loop) as follower, self.observe.following() as sent:
+                await send_output(
+                    stream,
+                    follower,
+                    follow=True,
+                    client=caller.name,
+                    shares=self._shares,
+                    stall_timeout=self.policy.limits.stall_timeout,
+                    sent=sent,
+                    within=IN_FIELD_1,
+                )
+            end = await ex.wait_async()
+            await stream.send_message(pb.ExecResponse(exit=convert.exec_exit_to_pb(end)))
+
     async def Attach(self, stream: Stream[pb.AttachRequest, pb.AttachReply]) -> None:
         with self._rpc("attach", stream, streaming=True, logs=True) as caller:
             receiving = self._receiving(caller)
@@ -246,13 +271,16 @@ class JobService(JobServiceBase):
             note(job=clip(first.start.id))
             job = self.guard.job(caller, first.start.id)
             note(job=job.id)
+            target: Job | Execd = job
+            if first.start.HasField("exec"):  # tjob exec -i/-t (issue 16)
+                target = await self._exec(caller, job, first.start.exec, first.start.size)
             await job.started_async()  # a queued job: attach once it starts
-            if not job.running and not first.start.logs:
+            if not target.running and not first.start.logs:
                 raise JobFinished(f"job {job.short_id} has ended: tjob logs shows its output")
             with self.observe.following() as sent:
                 await self._session.run(
                     stream,
-                    job,
+                    target,
                     first.start,
                     functools.partial(read_next, stream, pb.AttachRequest, receiving),
                     client=caller.name,
@@ -264,6 +292,26 @@ class JobService(JobServiceBase):
     ) -> Follower:
         """The reader of a Logs call (a gateway's reads the node's stream, issue 18)."""
         return job.follower(streams, req.skip, loop, **view_from_pb(req))
+
+    async def _exec(
+        self, caller: Caller, job: Job, req: pb.ExecRequest, size: pb.WindowSize | None
+    ) -> Execd:
+        """Start an exec into ``job`` (Exec, or Attach with ``exec``): its output is stored
+        with the job's, so within the owner's disk quota."""
+        note(job=job.id, argv=argv_field(req.argv))
+        mine = [j for j in self._engine.jobs() if j.owner == job.owner]
+        await quotas.check_async(dataclasses.replace(self.policy.store, jobs=None), mine, 0)
+        rows, cols = (size.rows, size.cols) if size is not None else (0, 0)
+        ex = await job.exec_async(
+            list(req.argv),
+            dict(req.env),
+            req.workdir or None,
+            stdin=req.stdin,
+            tty=req.tty,
+            tty_size=(rows, cols) if rows or cols else None,
+        )
+        log.info("exec %s %s %s", caller, ex.short_id, shown_argv(req.argv))
+        return ex
 
     # --- the one place requests become answers --------------------------------------------------
 

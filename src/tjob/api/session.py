@@ -29,15 +29,13 @@ from ..errors import InvalidSpec, StdinUnavailable
 from ..spec import check_window_size
 from ..status import JobStatus, Stream
 from . import convert
-from .output import OutputShares, send_output
+from .output import IN_FIELD_1, OutputShares, send_output
 from .tjob.v1 import tjob_pb2 as pb
-
-# AttachReply.output's tag (field 1, length-delimited): output chunks are sent encoded whole.
-ATTACH_OUTPUT = b"\x0a"
 
 if TYPE_CHECKING:
     from grpclib.server import Stream as GrpcStream
 
+    from ..execs import ExecFollower, ExecResult
     from ..job import Follower
 
     Receive = Callable[[], Awaitable[pb.AttachRequest | None]]
@@ -57,9 +55,9 @@ class Target(Protocol):
 
     def follower(
         self, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> Follower: ...
+    ) -> Follower | ExecFollower: ...
 
-    async def wait_async(self, timeout: float | None = None) -> JobStatus: ...
+    async def wait_async(self, timeout: float | None = None) -> JobStatus | ExecResult: ...
 
 
 class Session:
@@ -126,10 +124,13 @@ class Session:
                 shares=self.shares,
                 stall_timeout=self.stall_timeout,
                 sent=sent,
-                within=ATTACH_OUTPUT,
+                within=IN_FIELD_1,
             )
-        st = await target.wait_async()
-        await stream.send_message(pb.AttachReply(exit=convert.status_to_pb(st)))
+        end = await target.wait_async()
+        if isinstance(end, JobStatus):
+            await stream.send_message(pb.AttachReply(exit=convert.status_to_pb(end)))
+        else:  # an exec's (issue 16)
+            await stream.send_message(pb.AttachReply(exec_exit=convert.exec_exit_to_pb(end)))
 
 
 async def _take(target: Target, start: pb.AttachStart) -> stdio.Lease | None:

@@ -119,6 +119,8 @@ class ClusterEngine:
         same request id (a client's retry) gets the first one's job, wherever Ray put it.
         ``capped``: counted against the gateway's running-job caps from the check on
         (:class:`NoRoom` over one), as a single host's engine does."""
+        if spec.stdin or spec.tty:
+            raise InvalidSpec("-i/-t (a job's stdin, a terminal) are not served through a gateway")
         if not capped:
             return await self._start_once(spec)
         self._reserve(spec.owner)

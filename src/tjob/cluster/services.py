@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from ..api.answers import read_request
@@ -91,3 +93,17 @@ class GatewayService(JobService):
                 await stream.send_message(pb.StatsResponse(jobs=out))
                 if not req.stream or (named and all(s.state not in alive for s in out)):
                     return
+
+    async def Attach(self, stream: Stream[pb.AttachRequest, pb.AttachReply]) -> None:
+        await _not_through_a_gateway(stream, "attach (and run -i/-t, exec -i/-t)")
+
+    async def Exec(self, stream: Stream[pb.ExecRequest, pb.ExecResponse]) -> None:
+        await _not_through_a_gateway(stream, "exec")
+
+
+async def _not_through_a_gateway(stream: Stream[Any, Any], what: str) -> None:
+    """Refused in one line: a gateway does not relay interactive sessions or execs (yet)."""
+    raise GRPCError(
+        Status.UNIMPLEMENTED,
+        f"{what} is not served through a tjobs gateway (only on a single host, for now)",
+    )

@@ -35,6 +35,7 @@ JOB_COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("JOB...", "remove finished jobs and their output"),
     "kill": ("[-s SIGNAL] JOB...", "send a signal to jobs (default SIGKILL)"),
     "events": ("[OPTIONS]", "stream your jobs' lifecycle events"),
+    "exec": ("[OPTIONS] JOB COMMAND [ARG...]", "run a command inside a running job"),
     "attach": ("[OPTIONS] JOB", "connect to a running -i/-t job's stdin and output"),
 }
 SETUP_COMMANDS: dict[str, tuple[str, str]] = {
@@ -86,6 +87,12 @@ def completion_parser() -> Parser:
     return completion_parser()
 
 
+def exec_parser() -> Parser:
+    from .execargs import exec_parser
+
+    return exec_parser()
+
+
 def version_parser() -> Parser:
     from .setupargs import version_parser
 
@@ -102,6 +109,7 @@ PARSERS: dict[str, Callable[[], Parser]] = {
     "rm": rm_parser,
     "kill": kill_parser,
     "events": events_parser,
+    "exec": exec_parser,
     "attach": attach_parser,
     "context": context_parser,
     "completion": completion_parser,
@@ -161,6 +169,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.parse_args(opts, namespace=args)
         if not args.argv:
             raise CliError("run needs a COMMAND (see 'tjob run -h')", EXIT_USAGE)
+    elif command == "exec":
+        opts, words = split_options(parser, rest)
+        parser.parse_args(opts + words[:1], namespace=args)
+        args.argv = words[1:]
+        if not args.argv:
+            raise CliError("exec needs a JOB and a COMMAND (see 'tjob exec -h')", EXIT_USAGE)
     else:
         parser.parse_args(rest, namespace=args)
         if command in ("stop", "rm") and not args.jobs and not args.filters:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import terminal
 from .client import Client, cancel, status
-from .errors import exit_code
+from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, CliError, exit_code
 from .render import warn, write_bytes
 
 READ_SIZE = 1 << 20  # stdin per message at most: the server takes up to 1 MiB (MAX_ATTACH_DATA)
@@ -33,6 +33,7 @@ class Options:
     tty: bool = False  # our terminal raw, detach keys, window size
     logs: bool = False  # output from byte 0 (run), not from now (attach)
     detach_keys: bytes = b""
+    exec: Any = None  # an ExecRequest: start this exec into the job and attach to it (issue 16)
     # Another call with the same stream after its first request (replies AttachReply, later
     # requests AttachRequest): the method, and its first request instead of an AttachStart.
     method: str = "Attach"
@@ -50,6 +51,8 @@ def attach(c: Client, opts: Options) -> int | None:
         logs=opts.logs,
         size=pb.WindowSize(rows=size[0], cols=size[1]),
     )
+    if opts.exec is not None:
+        start.exec.CopyFrom(opts.exec)
 
     def resized() -> None:
         rows, cols = terminal.window_size()
@@ -100,12 +103,24 @@ def _replies(c: Client, replies: Iterator[Any], *, tty: bool) -> int | None:
     for reply in replies:
         if reply.WhichOneof("msg") == "exit":
             return exit_code(status(reply.exit))
+        if reply.WhichOneof("msg") == "exec_exit":
+            return exec_exit_code(reply.exec_exit)
         chunk = reply.output
         if chunk.truncated:
             warn("the rest of this job's output was not kept (output cap or full disk)")
         elif chunk.data:
             write_bytes(2 if chunk.stream == c.pb.STREAM_STDERR and not tty else 1, chunk.data)
     return None  # the call ended without the job's exit: a detach
+
+
+def exec_exit_code(end: Any) -> int:
+    """An exec's code as a shell gives it; one that did not start is a one-line error."""
+    if end.HasField("exit_code"):
+        return int(end.exit_code)
+    if end.HasField("signal"):
+        return 128 + int(end.signal)
+    code = EXIT_NOT_FOUND if "No such file or directory" in end.error else EXIT_CANNOT_EXEC
+    raise CliError(end.error or "the command did not start", code)
 
 
 def _read_stdin(pb: Any, q: queue.Queue[Any], keys: terminal.DetachKeys) -> None:

@@ -58,6 +58,10 @@ class JobServiceBase(abc.ABC):
     async def Attach(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.AttachRequest, tjob.api.tjob.v1.tjob_pb2.AttachReply]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Exec(self, stream: 'grpclib.server.Stream[tjob.api.tjob.v1.tjob_pb2.ExecRequest, tjob.api.tjob.v1.tjob_pb2.ExecResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/tjob.v1.JobService/Run': grpclib.const.Handler(
@@ -125,6 +129,12 @@ class JobServiceBase(abc.ABC):
                 grpclib.const.Cardinality.STREAM_STREAM,
                 tjob.api.tjob.v1.tjob_pb2.AttachRequest,
                 tjob.api.tjob.v1.tjob_pb2.AttachReply,
+            ),
+            '/tjob.v1.JobService/Exec': grpclib.const.Handler(
+                self.Exec,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                tjob.api.tjob.v1.tjob_pb2.ExecRequest,
+                tjob.api.tjob.v1.tjob_pb2.ExecResponse,
             ),
         }
 
@@ -197,4 +207,10 @@ class JobServiceStub:
             '/tjob.v1.JobService/Attach',
             tjob.api.tjob.v1.tjob_pb2.AttachRequest,
             tjob.api.tjob.v1.tjob_pb2.AttachReply,
+        )
+        self.Exec = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/tjob.v1.JobService/Exec',
+            tjob.api.tjob.v1.tjob_pb2.ExecRequest,
+            tjob.api.tjob.v1.tjob_pb2.ExecResponse,
         )

@@ -364,16 +364,18 @@ class WindowSize(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
 
 class AttachStart(_message.Message):
-    __slots__ = ("id", "stdin", "logs", "size")
+    __slots__ = ("id", "stdin", "logs", "size", "exec")
     ID_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
     id: str
     stdin: bool
     logs: bool
     size: WindowSize
-    def __init__(self, id: _Optional[str] = ..., stdin: _Optional[bool] = ..., logs: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+    exec: ExecRequest
+    def __init__(self, id: _Optional[str] = ..., stdin: _Optional[bool] = ..., logs: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ..., exec: _Optional[_Union[ExecRequest, _Mapping]] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
     __slots__ = ("start", "data", "eof", "resize", "detach")
@@ -390,14 +392,16 @@ class AttachRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[AttachStart, _Mapping]] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., detach: _Optional[bool] = ...) -> None: ...
 
 class AttachReply(_message.Message):
-    __slots__ = ("output", "exit", "attached")
+    __slots__ = ("output", "exit", "attached", "exec_exit")
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    EXEC_EXIT_FIELD_NUMBER: _ClassVar[int]
     output: LogChunk
     exit: JobStatus
     attached: Attached
-    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[JobStatus, _Mapping]] = ..., attached: _Optional[_Union[Attached, _Mapping]] = ...) -> None: ...
+    exec_exit: ExecExit
+    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[JobStatus, _Mapping]] = ..., attached: _Optional[_Union[Attached, _Mapping]] = ..., exec_exit: _Optional[_Union[ExecExit, _Mapping]] = ...) -> None: ...
 
 class Attached(_message.Message):
     __slots__ = ("tty", "stdin")
@@ -406,3 +410,46 @@ class Attached(_message.Message):
     tty: bool
     stdin: bool
     def __init__(self, tty: _Optional[bool] = ..., stdin: _Optional[bool] = ...) -> None: ...
+
+class ExecRequest(_message.Message):
+    __slots__ = ("id", "argv", "env", "workdir", "stdin", "tty")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    workdir: str
+    stdin: bool
+    tty: bool
+    def __init__(self, id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., workdir: _Optional[str] = ..., stdin: _Optional[bool] = ..., tty: _Optional[bool] = ...) -> None: ...
+
+class ExecExit(_message.Message):
+    __slots__ = ("exit_code", "signal", "error", "output_truncated")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    signal: int
+    error: str
+    output_truncated: bool
+    def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., error: _Optional[str] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
+
+class ExecResponse(_message.Message):
+    __slots__ = ("output", "exit")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    output: LogChunk
+    exit: ExecExit
+    def __init__(self, output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[ExecExit, _Mapping]] = ...) -> None: ...

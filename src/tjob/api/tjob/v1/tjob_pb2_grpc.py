@@ -98,6 +98,11 @@ class JobServiceStub:
                 request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.SerializeToString,
                 response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_stream(
+                '/tjob.v1.JobService/Exec',
+                request_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecRequest.SerializeToString,
+                response_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -185,6 +190,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request, context):
+        """Exec (issue 16): run a command inside a running job (its namespaces, cgroup, user and
+        jail); streams its output, then its exit, as the last message. Authorization as for
+        Stop; FAILED_PRECONDITION if the job is queued or has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +256,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Attach,
                     request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.FromString,
                     response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.SerializeToString,
+            ),
+            'Exec': grpc.unary_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecRequest.FromString,
+                    response_serializer=tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -550,6 +569,33 @@ class JobService:
             '/tjob.v1.JobService/Attach',
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachRequest.SerializeToString,
             tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.AttachReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tjob.v1.JobService/Exec',
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecRequest.SerializeToString,
+            tjob_dot_api_dot_tjob_dot_v1_dot_tjob__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,8 +35,9 @@ from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobErr
 from .events import EventLog, end_kind
 from .execs import Execs
 from .flows import Flow, Step, blocking, drive, drive_async
+from .follower import Follower
 from .index import JobIndex
-from .job import KILL_TIMEOUT, Follower, Job
+from .job import KILL_TIMEOUT, Job
 from .jobdir import STOP_FILE
 from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk

@@ -202,7 +202,7 @@ class Exec:
 class ExecFollower:
     """One reader of an exec's output: ``take(n)`` never waits, ``wait()``/``wait_async()``
     sleep on the engine's watcher until there may be more (the interface of
-    :class:`tjob.job.Follower`)."""
+    :class:`tjob.follower.Follower`)."""
 
     def __init__(
         self, ex: Exec, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None

@@ -52,7 +52,8 @@ from .tjob.v1.tjob_grpc import JobServiceBase
 if TYPE_CHECKING:
     from ..engine import Engine
     from ..execs import Exec as Execd  # `Exec` is the RPC's name here
-    from ..job import Follower, Job
+    from ..follower import Follower
+    from ..job import Job
     from ..status import Stream as Streams
 
 log = logging.getLogger("tjobs")

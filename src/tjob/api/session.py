@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from grpclib.server import Stream as GrpcStream
 
     from ..execs import ExecFollower, ExecResult
-    from ..job import Follower
+    from ..follower import Follower
 
     Receive = Callable[[], Awaitable[pb.AttachRequest | None]]
 

@@ -16,6 +16,7 @@ from apiharness import HANG, needs_root
 from support.net import free_port  # noqa: F401 (see Running)
 from support.tjobs import TJOBS, Tjobs, startup_refusal
 
+from tjob import JobSpec
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.cli.tjobs import parse_host
 from tjob.cli.tjobsargs import build_parser
@@ -209,3 +210,21 @@ def test_running_server_refuses_and_logs(server: Tjobs) -> None:
     server.channel.close()
     os.kill(server.proc.pid, signal.SIGTERM)
     assert server.proc.wait(HANG) == 0
+
+
+@needs_root
+@pytest.mark.parametrize(("flags", "durable"), [([], True), (["--no-fsync"], False)])
+def test_no_fsync_gives_an_engine_that_answers_without_the_disk(
+    tmp_path: Path, flags: list[str], durable: bool
+) -> None:
+    from tjob.cli import service, tjobs
+
+    parser = build_parser()
+    service.add_flags(parser)
+    args = parser.parse_args(["--state-dir", str(tmp_path / "state"), *flags])
+    engine = tjobs._engine(args, tjobs._policy(args))
+    try:
+        assert engine.durable is durable
+        assert engine.start(JobSpec(["true"])).wait(HANG).exit_code == 0
+    finally:
+        engine.close()

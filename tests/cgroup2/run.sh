@@ -5,7 +5,7 @@
 # Why a VM: these machines run cgroup v1 (hybrid); only a real v2 kernel shows what it refuses.
 # Needs root (apt-get, and 9p passthrough must read every file of /). Arguments, if any, replace
 # the guest pytest's default `tests` (e.g. tests/test_cgroup2_real.py -k cpu). Environment:
-# TJOB_CG2_TIMEOUT (seconds, default 360), TJOB_CG2_SMP (default 2), TJOB_CG2_MEM (MiB, 2048).
+# TJOB_CG2_TIMEOUT (seconds, default 600), TJOB_CG2_SMP (default 2), TJOB_CG2_MEM (MiB, 2048).
 #
 # `run.sh --systemd` (make test-systemd) boots the host's systemd as the guest's init instead,
 # over a writable overlay of the shared root, and runs systemd-test.sh as a unit: tjobs as a
@@ -19,7 +19,7 @@ if [ "${1:-}" = --systemd ]; then
     mode=systemd
     shift
 fi
-timeout_s=${TJOB_CG2_TIMEOUT:-$([ $mode = systemd ] && echo 600 || echo 360)}
+timeout_s=${TJOB_CG2_TIMEOUT:-600}
 marker=TJOB-CGROUP2-PYTEST-EXIT
 
 if [ "$(id -u)" != 0 ]; then

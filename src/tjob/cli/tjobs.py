@@ -243,6 +243,7 @@ def _engine(args: argparse.Namespace, policy: Policy) -> Engine:
             volumes=_volumes(args.volume),
             max_running=policy.max_running,
             owner_max_running=policy.max_jobs,
+            durable=not args.no_fsync,
         )
         try:
             placement.settle()

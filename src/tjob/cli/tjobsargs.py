@@ -192,6 +192,14 @@ def _lifecycle_flags(p: argparse.ArgumentParser) -> None:
     )
     _flag(
         p,
+        "no-fsync",
+        dest="no_fsync",
+        action="store_true",
+        help="answer a Run without waiting on the disk: faster starts; a job's record survives "
+        "a crash of tjobs, not a power cut (default: every answer is on the disk first)",
+    )
+    _flag(
+        p,
         "queue",
         action="store_true",
         help="over a running-job limit, queue a job rather than refuse it (as tjob run --queue)",

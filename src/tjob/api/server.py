@@ -9,7 +9,6 @@ enforces TLS 1.3 only (grpcio's server cannot).
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import logging
 import socket
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-import hyperframe.frame
 from grpclib.const import Status as Code
 from grpclib.events import SendInitialMetadata, listen
 from grpclib.health.check import ServiceStatus
@@ -27,6 +25,7 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 
 from ..errors import TjobError
+from . import h2fixes
 from .audit import AuditLog, method_of
 from .conn import GuardedServer
 from .metrics import Metrics
@@ -39,29 +38,8 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 log = logging.getLogger("tjobs")
+h2fixes.install()
 SWITCH_INTERVAL = 0.001  # seconds; see ApiServer.start
-
-
-def _cheap_frame_reprs() -> None:
-    """h2 formats ``repr(frame)`` of every frame it receives for a trace log line, whether or
-    not anything logs it, and hyperframe's repr hex-encodes a frame's whole body to show its
-    first 10 bytes: a 16 KiB DATA frame cost a 32 KiB string (7% of the event loop's time
-    under B9's flood of large requests). Only what is shown is encoded now (same text)."""
-
-    def raw_data_repr(data: bytes | memoryview | None) -> str:
-        if not data:
-            return "None"
-        r = binascii.hexlify(bytes(data[:11])).decode("ascii")
-        return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
-
-    def data_body_repr(self: hyperframe.frame.DataFrame) -> str:
-        return raw_data_repr(self.data)
-
-    hyperframe.frame._raw_data_repr = raw_data_repr
-    hyperframe.frame.DataFrame._body_repr = data_body_repr  # type: ignore[method-assign,assignment]
-
-
-_cheap_frame_reprs()
 
 
 @dataclass(frozen=True)

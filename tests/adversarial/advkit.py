@@ -234,6 +234,7 @@ class RawGrpc:
         self.h2.initiate_connection()
         self.streams: dict[int, Reply] = {}
         self.ack = True  # give flow-control credit back as data arrives
+        self.hold: set[int] = set()  # streams given no credit of their own (the connection's only)
         self._flush()
 
     @classmethod
@@ -279,7 +280,9 @@ class RawGrpc:
                     )
                 elif isinstance(ev, DataReceived):
                     self.streams[ev.stream_id].data += ev.data
-                    if self.ack:
+                    if self.ack and ev.stream_id in self.hold:
+                        self.h2.increment_flow_control_window(ev.flow_controlled_length)
+                    elif self.ack:
                         self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, StreamEnded):
                     self.streams[ev.stream_id].ended = True
@@ -291,6 +294,12 @@ class RawGrpc:
         sid = self.send(path, payload)
         self.pump(lambda: self.streams[sid].ended)
         return self.streams[sid]
+
+    def release(self, sid: int) -> None:
+        """Give a held stream the credit it was kept from: the server sends it more."""
+        self.hold.discard(sid)
+        self.h2.increment_flow_control_window(len(self.streams[sid].data), stream_id=sid)
+        self._flush()
 
     def cancel(self, sid: int) -> None:
         self.h2.reset_stream(sid, error_code=8)  # CANCEL

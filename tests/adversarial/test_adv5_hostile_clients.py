@@ -286,6 +286,41 @@ def test_followers_that_never_read_starve_no_one_and_are_reset(srv: Server) -> N
     stuck.close()
 
 
+def _output_bytes(grpc_body: bytes) -> int:
+    """The output bytes in a Logs stream's whole gRPC messages (each a LogChunk)."""
+    total, at = 0, 0
+    while at + 5 <= len(grpc_body):
+        size = int.from_bytes(grpc_body[at + 1 : at + 5], "big")
+        if at + 5 + size > len(grpc_body):
+            break  # the rest of this message is still to come
+        total += len(pb.LogChunk.FromString(grpc_body[at + 5 : at + 5 + size]).data)
+        at += 5 + size
+    return total
+
+
+def test_a_stream_waiting_its_turn_on_a_busy_connection_is_not_reset(srv: Server) -> None:
+    """Stalled is a connection that takes nothing, not a stream its client reads later: a
+    client following two jobs' logs on one connection, reading one, keeps the other (B3)."""
+    alice = srv.stubs[ALICE]
+    # About 8 s of steady output (over twice the 3 s stall timeout): the stream read keeps the
+    # connection moving all along, while the other waits for its client's credit.
+    steady = "for i in $(seq 80); do head -c 65536 /dev/zero; sleep 0.1; done"
+    job = alice.Run(pb.RunRequest(argv=["sh", "-c", steady]), timeout=HANG)
+    c = srv.tjobs.raw(ALICE)
+    req = frame(pb.LogsRequest(id=job.id, follow=True).SerializeToString())
+    read = c.send(SERVICE + "Logs", req)
+    held = c.send(SERVICE + "Logs", req)
+    c.hold.add(held)
+    c.pump(lambda: c.streams[read].ended)
+    assert not c.streams[held].reset and not c.streams[held].ended
+    assert _output_bytes(c.streams[held].data) < 80 * 65536  # it did wait for credit
+    c.release(held)
+    c.pump(lambda: c.streams[held].ended)
+    assert not c.streams[held].reset
+    assert _output_bytes(c.streams[held].data) == _output_bytes(c.streams[read].data) == 80 * 65536
+    c.close()
+
+
 # --- 4. connections, followers and rate per client --------------------------------------------
 
 

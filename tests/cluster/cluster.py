@@ -31,6 +31,9 @@ RAY_ENV = {
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_timeout_ms": "1000",
     "RAY_health_check_failure_threshold": "3",
+    # A raylet has 30 s to register by default: two starting at once on a loaded 2-core machine
+    # missed it now and then (the node's `ray start` then failed, and the node with it).
+    "RAY_raylet_start_wait_time_s": "120",
 }
 STARTUP = 120.0  # seconds: Ray's head takes ~15 s on a quiet 2-core machine, more under load
 
@@ -73,12 +76,16 @@ class Proc:
                 if text in self.seen[i]:
                     return self.seen[i]
                 if self.seen[i] == "":
-                    raise AssertionError(f"{self.name} ended before {text!r}: {self.log}")
+                    tail = self.log.read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"{self.name} ended before {text!r}; log:\n{tail}")
                 i += 1
             try:
                 self.seen.append(self.lines.get(timeout=max(0.0, end - time.monotonic())))
             except queue.Empty:
-                raise AssertionError(f"{self.name}: no {text!r} in {timeout}s") from None
+                tail = self.log.read_text(errors="replace")[-3000:]  # for a failure in CI
+                raise AssertionError(
+                    f"{self.name}: no {text!r} in {timeout}s; log:\n{tail}"
+                ) from None
 
     def kill(self) -> None:
         """SIGKILL to its whole process group (a node: its agent, its Ray, Ray's processes)."""
@@ -189,6 +196,7 @@ class Cluster:
             ],
         )
         proc.wait_line("listen on")
+        proc.wait_line("Ray runtime started")  # one raylet starting at a time
         return proc
 
     def gateway(self, *extra: str) -> Proc:

@@ -142,16 +142,8 @@ class Exec:
     def wait(self, timeout: float | None = None) -> ExecResult:
         """Until it has ended; TimeoutError after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._hub.subscribe(str(self.dir)) as w:
-            while True:
-                w.clear()
-                result = self.result()
-                if result is not None:
-                    return result
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"exec {self.n} still running after {timeout}s")
-                w.wait(left)
+        late = f"exec {self.n} still running after {timeout}s"
+        return self._hub.wait_until(str(self.dir), self.result, deadline, late)
 
     async def wait_async(self, timeout: float | None = None) -> ExecResult:
         """Like :meth:`wait`, without blocking the event loop."""
@@ -245,16 +237,7 @@ class ExecFollower:
 
     def skip_to_end(self) -> None:
         """Leave out the output written so far (an attach's live view)."""
-        r = self._reader
-        streams, r.streams = r.streams, Stream(0)
-        try:
-            while True:
-                before = r.offset
-                r.read()
-                if r.offset == before or r.ended:
-                    break
-        finally:
-            r.streams = streams
+        self._reader.skip_to_end()
 
     def wait(self, timeout: float | None = None) -> None:
         self._waiter.wait(timeout)

@@ -116,16 +116,7 @@ class Follower:
     def skip_to_end(self) -> None:
         """Leave out the output written so far: read on from now (an attach's live view).
         Steps over the frames' payloads without reading them."""
-        r = self._reader
-        streams, r.streams = r.streams, Stream(0)
-        try:
-            while True:
-                before = r.offset
-                r.read()
-                if r.offset == before or r.ended:
-                    break
-        finally:
-            r.streams = streams
+        self._reader.skip_to_end()
 
     def _unended(self, r: LogReader) -> list[Chunk] | None:
         """A finished job's log that stops short of its end frame: the rest of it was lost

@@ -196,16 +196,8 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._gate is not None and not self._gate.wait(timeout):
             raise TimeoutError(f"job {self.short_id} still queued after {timeout}s")
-        with self._hub.subscribe(str(self.dir)) as w:
-            while True:
-                w.clear()
-                final = self._final_status()
-                if final is not None:
-                    return final
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"job {self.short_id} still running after {timeout}s")
-                w.wait(left)
+        late = f"job {self.short_id} still running after {timeout}s"
+        return self._hub.wait_until(str(self.dir), self._final_status, deadline, late)
 
     async def wait_async(self, timeout: float | None = None) -> JobStatus:
         """Like :meth:`wait`, without blocking the event loop."""

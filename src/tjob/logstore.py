@@ -198,6 +198,19 @@ class LogReader:
         self.bytes_read += len(data)
         return data
 
+    def skip_to_end(self) -> None:
+        """Step over what is written so far without reading its payloads: the next read gets
+        what comes after it (an attach's live view)."""
+        streams, self.streams = self.streams, Stream(0)
+        try:
+            while True:
+                before = self.offset
+                self.read()
+                if self.offset == before or self.ended:
+                    break
+        finally:
+            self.streams = streams
+
     def read(self) -> list[Chunk]:
         """What is available now, up to ``read_size`` bytes; sets ``ended`` at the end.
 

@@ -16,9 +16,13 @@ import os
 import select
 import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 IN_MODIFY = 0x002
 IN_CLOSE_WRITE = 0x008
@@ -149,6 +153,22 @@ class Hub:
                 k.waiters.discard(waiter)
                 if not k.waiters and self._keys.get(key) is k:
                     self._drop(key, k)
+
+    def wait_until(
+        self, key: str, ready: Callable[[], T | None], deadline: float | None, late: str
+    ) -> T:
+        """Block until ``ready()`` gives something, checked again at each change in directory
+        ``key``; TimeoutError(``late``) once ``deadline`` (time.monotonic) has passed."""
+        with self.subscribe(key) as w:
+            while True:
+                w.clear()  # before checking: a change after the check wakes the wait
+                got = ready()
+                if got is not None:
+                    return got
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(late)
+                w.wait(left)
 
     def _drop(self, key: str, k: _Key) -> None:
         del self._keys[key]

@@ -4,4 +4,7 @@
 
 int selftest(int argc, char **argv);
 
+/* `tjob-shim selftest seccomp` (selftest_seccomp.c): the jobs' filter probed on this machine. */
+int selftest_seccomp(void);
+
 #endif

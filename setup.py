@@ -26,7 +26,7 @@ PROTOCOL = "src/tjob/protocol.py"
 PROTOCOL_H = "src/tjob/protocol_h.py"
 # A glob: each concern is a file of its own, and new ones join without an edit here.
 SHIM_SOURCES = sorted(glob.glob(f"{SHIM_DIR}/*.c"))
-SHIM_DEPENDS = sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL, PROTOCOL_H]
+SHIM_DEPENDS = [*sorted(glob.glob(f"{SHIM_DIR}/*.h")), PROTOCOL, PROTOCOL_H]
 SHIM_LIBRARIES = ["seccomp", "z"]  # the jobs' seccomp filter; zlib's crc32 (logwriter.c)
 SHIM_CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 

@@ -28,6 +28,9 @@ DENIED += ["keyctl", "add_key", "bpf", "perf_event_open", "userfaultfd", "io_uri
 DENIED += ["personality(READ_IMPLIES_EXEC)", "reboot", "adjtimex", "open_by_handle_at"]
 ALLOWED = ["getpid", "fork and wait", "pthread_create", "execve (this program)"]
 ALLOWED += ["personality(0xffffffff), a query", "open, read, pipe, write"]
+# Through the machine's 32-bit ABI (i386 here, with int $0x80; AArch32 in the aarch64 lane).
+COMPAT = ["getpid", "personality-query", "unshare-user", "mount", "keyctl", "personality-set"]
+COMPAT += ["bpf", "perf_event_open", "io_uring_setup", "clone3"]
 
 
 def arches(lines: list[str]) -> list[str]:
@@ -132,6 +135,7 @@ def test_the_shipped_filter_holds_on_this_machine() -> None:
     wanted = DENIED + ALLOWED + ["clone3"]
     if platform.machine() == "x86_64":
         wanted.append("getpid through the x32 ABI")
+        wanted += [f"{name} (i386 ABI)" for name in COMPAT]
     assert all(seen.get(what) == "PASS" for what in wanted), "\n".join(lines)
     assert any('"Seccomp:\t2"' in line and line.startswith("PASS") for line in lines)
     assert f"seccomp selftest on {platform.machine()}: {len(seen) + 2} checks" in lines[-1]
@@ -159,3 +163,16 @@ def test_the_selftest_fails_when_the_filter_kills_an_ordinary_call() -> None:
     assert seen["getpid"] == "FAIL"
     assert [what for what in ALLOWED if seen[what] != "PASS"] == ["getpid"]
     assert any(line.startswith("FAIL getpid: killed by signal 31") for line in lines)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the i386 ABI of x86_64")
+def test_the_selftest_fails_when_the_filter_leaves_the_32_bit_abi_out() -> None:
+    """Without "arch x86" every i386 call gets the bad-arch EPERM: the allowed ones fail."""
+    rules = [line for line in jail.profile_rules(jail.DEFAULT_PROFILE) if line != "arch x86"]
+    rc, lines = selftest("\n".join(rules))
+    assert rc == 1
+    seen = verdicts(lines)
+    assert seen["getpid (i386 ABI)"] == seen["personality-query (i386 ABI)"] == "FAIL"
+    assert seen["unshare-user (i386 ABI)"] == "PASS"  # EPERM all the same
+    assert all(seen[what] == "PASS" for what in DENIED + ALLOWED), "\n".join(lines)

@@ -1,10 +1,11 @@
 """The aarch64 guest's initramfs tree (tests/aarch64/run.sh): tjob-shim cross-built from the
 same sources, libraries and flags as setup.py's build (read from setup.py itself), statically
 linked against the arm64 libseccomp and zlib in SYSROOT; guest-init.c as /init; and the jail
-settings jail.py derives from the shipped profile for machine aarch64.
+settings jail.py derives from the shipped profile for machine aarch64; and compat-probe.c,
+built for armhf (AArch32), with which the selftest makes calls through the compat ABI.
 
     .venv/bin/python tests/aarch64/cross_build.py --cc aarch64-linux-gnu-gcc \\
-        --sysroot DIR --out DIR [--profile seccomp.json]
+        --compat-cc arm-linux-gnueabihf-gcc --sysroot DIR --out DIR [--profile seccomp.json]
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def compile_static(cc: str, flags: list[str], sources: list[str], out: Path, *ex
     subprocess.run(cmd, check=True)
 
 
-def build(cc: str, sysroot: Path, out: Path, profile: Path) -> None:
+def build(cc: str, compat_cc: str, sysroot: Path, out: Path, profile: Path) -> None:
     setup = load_setup()
     include = out / "include"
     include.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,8 @@ def build(cc: str, sysroot: Path, out: Path, profile: Path) -> None:
     libs = [f"-l{lib}" for lib in setup.SHIM_LIBRARIES]
     compile_static(cc, setup.SHIM_CFLAGS + paths, setup.SHIM_SOURCES, root / "tjob-shim", *libs)
     compile_static(cc, setup.SHIM_CFLAGS, [str(HERE / "guest-init.c")], root / "init")
+    probe = [str(HERE / "compat-probe.c")]
+    compile_static(compat_cc, setup.SHIM_CFLAGS, probe, root / "compat-probe")
     rules = jail.profile_rules(profile, MACHINE)
     (root / "jail-settings").write_text("\n".join(rules) + "\n")
     print(f"{len(rules)} jail settings lines for {MACHINE} from {profile}")
@@ -64,11 +67,14 @@ def build(cc: str, sysroot: Path, out: Path, profile: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cc", required=True)
+    parser.add_argument("--compat-cc", required=True)
     parser.add_argument("--sysroot", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--profile", type=Path, default=jail.DEFAULT_PROFILE)
     args = parser.parse_args()
-    build(args.cc, args.sysroot.resolve(), args.out.resolve(), args.profile.resolve())
+    build(
+        args.cc, args.compat_cc, args.sysroot.resolve(), args.out.resolve(), args.profile.resolve()
+    )
 
 
 if __name__ == "__main__":

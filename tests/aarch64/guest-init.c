@@ -1,7 +1,8 @@
 /* PID 1 of the aarch64 guest (tests/aarch64/run.sh), from an initramfs holding only itself,
- * /tjob-shim and /jail-settings, all static: no userland of the guest's arch is needed. It
- * mounts /proc and /dev, runs `tjob-shim selftest seccomp < /jail-settings`, prints the
- * marker line with its exit status on the console, and powers the machine off. */
+ * /tjob-shim, /compat-probe (AArch32) and /jail-settings, all static: no userland of the
+ * guest's arch is needed. It mounts /proc and /dev, runs `tjob-shim selftest seccomp
+ * /compat-probe < /jail-settings`, prints the marker line with its exit status on the
+ * console, and powers the machine off. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +38,7 @@ static int selftest(void) {
     if (pid == 0) {
         int in = open("/jail-settings", O_RDONLY);
         if (in >= 0 && dup2(in, 0) == 0)
-            execl("/tjob-shim", "tjob-shim", "selftest", "seccomp", (char *)NULL);
+            execl("/tjob-shim", "tjob-shim", "selftest", "seccomp", "/compat-probe", (char *)NULL);
         perror("guest: /tjob-shim");
         _exit(255);
     }

@@ -3,16 +3,17 @@
 #
 # tjob-shim is cross-built for aarch64 (tests/aarch64/cross_build.py: setup.py's sources and
 # flags, linked statically with Debian's arm64 libseccomp and zlib), and booted with Debian's
-# arm64 kernel under qemu-system-aarch64 (TCG) from an initramfs of three files: the shim, the
-# jail settings jail.py derives from the shipped profile for aarch64, and a static /init
-# (guest-init.c) that runs `tjob-shim selftest seccomp` and prints its exit status after a
-# marker. Exits with that status.
+# arm64 kernel under qemu-system-aarch64 (TCG) from an initramfs of four files: the shim, the
+# jail settings jail.py derives from the shipped profile for aarch64, an AArch32 (armhf)
+# compat-probe.c for the calls through the 32-bit compat ABI, and a static /init
+# (guest-init.c) that runs `tjob-shim selftest seccomp /compat-probe` and prints its exit
+# status after a marker. Exits with that status.
 #
 # Needs root (apt-get). The arm64 packages come through a private apt configuration of their
 # own (lists and .debs kept in the cache directory): the host's dpkg gets no foreign
 # architecture. Environment: TJOB_AARCH64_TIMEOUT (seconds the guest may run, default 300),
 # TJOB_AARCH64_CACHE (default /var/cache/tjob-aarch64), TJOB_AARCH64_MIRROR (default
-# http://deb.debian.org).
+# http://deb.debian.org), TJOB_AARCH64_PROFILE (the seccomp profile, default the shipped one).
 set -euo pipefail
 shopt -s inherit_errexit # a failure inside $(...) ends the script too
 
@@ -23,6 +24,7 @@ cache=${TJOB_AARCH64_CACHE:-/var/cache/tjob-aarch64}
 mirror=${TJOB_AARCH64_MIRROR:-http://deb.debian.org}
 marker=TJOB-AARCH64-SELFTEST-EXIT
 cc=aarch64-linux-gnu-gcc
+compat_cc=arm-linux-gnueabihf-gcc
 
 if [ "$(id -u)" != 0 ]; then
     echo "test-aarch64: needs root (installs packages)" >&2
@@ -38,6 +40,8 @@ need=()
 command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
 command -v $cc >/dev/null || need+=(gcc-aarch64-linux-gnu)
 [ -f /usr/aarch64-linux-gnu/lib/libc.a ] || need+=(libc6-dev-arm64-cross)
+command -v $compat_cc >/dev/null || need+=(gcc-arm-linux-gnueabihf)
+[ -f /usr/arm-linux-gnueabihf/lib/libc.a ] || need+=(libc6-dev-armhf-cross)
 command -v cpio >/dev/null || need+=(cpio)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test-aarch64: installing ${need[*]}"
@@ -106,8 +110,9 @@ dpkg-deb -x "${wanted[1]}" "$work/sysroot"
 dpkg-deb -x "${wanted[2]}" "$work/sysroot"
 dpkg-deb --fsys-tarfile "${wanted[0]}" | tar -x -C "$work" --wildcards './boot/vmlinuz-*'
 kernel=$(printf '%s\n' "$work"/boot/vmlinuz-* | head -n 1)
-"$project/.venv/bin/python" "$here/cross_build.py" --cc $cc --sysroot "$work/sysroot" \
-    --out "$work/build"
+"$project/.venv/bin/python" "$here/cross_build.py" --cc $cc --compat-cc $compat_cc \
+    --sysroot "$work/sysroot" --out "$work/build" \
+    --profile "${TJOB_AARCH64_PROFILE:-$project/src/tjob/seccomp.json}"
 (cd "$work/build/root" && find . -mindepth 1 | cpio -o -H newc --owner=0:0 --quiet) \
     >"$work/initrd.cpio"
 

@@ -7,7 +7,7 @@
  *   end WSTATUS PID STARTED_AT CUT    -> stdout: the supervisor's end report
  *   run SUP INIT PID STARTED_AT       -> stdout: run.json
  *   reply PID STARTED_AT SUP          -> stdout: the start reply
- *   seccomp            stdin: jail settings       -> stdout: PASS/FAIL per check of the jobs'
+ *   seccomp [PROGRAM]  stdin: jail settings       -> stdout: PASS/FAIL per check of the jobs'
  *                      seccomp filter on this machine (selftest_seccomp.c) */
 #define _GNU_SOURCE
 #include "selftest.h"
@@ -84,7 +84,8 @@ int selftest(int argc, char **argv) {
     if (argc == 1 && strcmp(argv[0], "handoff") == 0) return handoff();
     if (argc == 1 && strcmp(argv[0], "exec") == 0) return exec_file();
     if (argc == 1 && strcmp(argv[0], "reports") == 0) return reports();
-    if (argc == 1 && strcmp(argv[0], "seccomp") == 0) return selftest_seccomp();
+    if ((argc == 1 || argc == 2) && strcmp(argv[0], "seccomp") == 0)
+        return selftest_seccomp(argc == 2 ? argv[1] : NULL);
     if (argc == 5 && strcmp(argv[0], "end") == 0)
         n = format_end_exited(text, sizeof text, atoi(argv[1]), atol(argv[2]), atof(argv[3]),
                               argv[4]);

@@ -8,7 +8,8 @@
  * under it. A denial counts only if the control's answer differs from the filter's (root gets
  * EPERM from no kernel check the probes reach, so an EPERM under the filter is the filter's);
  * an allowed call must work both times. Needs root; the probes' mounts stay in a mount
- * namespace made here. */
+ * namespace made here. Then some of the calls again through the machine's 32-bit ABI, which the
+ * filter covers too (see `compat` below). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -219,13 +220,64 @@ static const struct probe {
 };
 #define NPROBES (sizeof probes / sizeof *probes)
 
+/* The machine's 32-bit ABI, which the filter lists too ("arch x86", "arch arm"): some calls
+ * again through it. On x86_64, `int $0x80` from this process (i386 numbers below; no pointer
+ * could be below 4 GiB, so pointers are NULL and the controls answer EFAULT); on aarch64, an
+ * AArch32 program named by `selftest seccomp PROGRAM` (tests/aarch64/compat-probe.c):
+ * `PROGRAM NAME` makes call NAME and exits with its errno. */
+static const struct compat {
+    const char *name;
+    int want;
+    long i386[6]; /* the syscall number, then ebx, ecx, edx, esi, edi */
+} compat[] = {
+    {"getpid", ALLOWED, {20}},
+    {"personality-query", ALLOWED, {136, 0xffffffff}},
+    {"unshare-user", EPERM, {310, CLONE_NEWUSER}},
+    {"setns", EPERM, {346, -1}},
+    {"mount", EPERM, {21}},
+    {"keyctl", EPERM, {288, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING}},
+    {"bpf", EPERM, {357, BPF_MAP_CREATE}},
+    {"perf_event_open", EPERM, {336}},
+    {"userfaultfd", EPERM, {374, O_CLOEXEC}},
+    {"io_uring_setup", EPERM, {425, 1}},
+    {"personality-set", EPERM, {136, READ_IMPLIES_EXEC}},
+    {"socket-vsock", EPERM, {359, AF_VSOCK, SOCK_STREAM}},
+    {"reboot", EPERM, {88}},
+    {"clone3", ENOSYS, {435}},
+};
+#define NCOMPAT (sizeof compat / sizeof *compat)
+static const char *compat_program;
+
+#if defined(__x86_64__)
+#define COMPAT_ABI "i386"
+static int compat_call(const void *arg) {
+    const long *r = ((const struct compat *)arg)->i386;
+    long rc;
+    /* The kernel zeroes r8-r11 on the way back from int $0x80. */
+    __asm__ volatile("int $0x80"
+                     : "=a"(rc)
+                     : "a"(r[0]), "b"(r[1]), "c"(r[2]), "d"(r[3]), "S"(r[4]), "D"(r[5])
+                     : "memory", "r8", "r9", "r10", "r11");
+    return (int)rc < 0 ? -(int)rc : 0;
+}
+#else
+#define COMPAT_ABI "AArch32"
+static int compat_call(const void *arg) {
+    const char *name = ((const struct compat *)arg)->name;
+    if (compat_program) execl(compat_program, compat_program, name, (char *)NULL);
+    return compat_program ? errno : ENOEXEC;
+}
+#endif
+
+static int native_call(const void *arg) { return ((const struct probe *)arg)->run(); }
+
 /* The probe's answer from a child: its errno (0: it worked), or minus the signal it died of. */
-static int in_child(const struct probe *p) {
+static int in_child(int (*call)(const void *), const void *arg) {
     if (fflush(stdout)) return -SIGPIPE;
     pid_t pid = fork();
     if (pid < 0) return errno;
     if (pid == 0) {
-        int e = p->run();
+        int e = call(arg);
         _exit(e < 0 || e > 255 ? 255 : e);
     }
     int status;
@@ -242,13 +294,11 @@ static const char *answer(int e, char *buf, size_t len) {
     return buf;
 }
 
-static int check(const struct probe *p, int control, int got) {
-    char c[96], g[96], w[96];
-    int ok = got == p->want && (p->want == ALLOWED ? control == 0 : control != p->want);
-    if (ok) printf("PASS %s: %s", p->what, answer(got, g, sizeof g));
-    else
-        printf("FAIL %s: %s, want %s", p->what, answer(got, g, sizeof g),
-               answer(p->want, w, sizeof w));
+static int check(const char *what, int want, int control, int got) {
+    char c[64], g[64], w[64];
+    int ok = got == want && (want == ALLOWED ? control == 0 : control != want);
+    if (ok) printf("PASS %s: %s", what, answer(got, g, sizeof g));
+    else printf("FAIL %s: %s, want %s", what, answer(got, g, sizeof g), answer(want, w, sizeof w));
     printf(" (without the filter: %s)\n", answer(control, c, sizeof c));
     return ok;
 }
@@ -271,9 +321,9 @@ static int fail(const char *stage, const char *why) {
     return 1;
 }
 
-int selftest_seccomp(void) {
-    char err[256];
-    int control[NPROBES], failed = 0;
+int selftest_seccomp(const char *program) {
+    char err[256], what[64];
+    int control[NPROBES + NCOMPAT], failed = 0;
     struct utsname uts;
     size_t len;
     char *settings = read_fd(0, &len);
@@ -281,12 +331,21 @@ int selftest_seccomp(void) {
     if (jail_setup(settings, err, sizeof err)) return fail("jail_setup", err);
     if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
         return fail("a mount namespace of its own (root?)", strerror(errno));
-    for (size_t i = 0; i < NPROBES; i++) control[i] = in_child(&probes[i]);
+    compat_program = program;
+    for (size_t i = 0; i < NPROBES; i++) control[i] = in_child(native_call, &probes[i]);
+    for (size_t i = 0; i < NCOMPAT; i++) control[NPROBES + i] = in_child(compat_call, &compat[i]);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return fail("no_new_privs", strerror(errno));
     if (jail_load_filter()) return fail("jail_load_filter", strerror(errno));
     for (size_t i = 0; i < NPROBES; i++)
-        failed += !check(&probes[i], control[i], in_child(&probes[i]));
+        failed += !check(probes[i].what, probes[i].want, control[i],
+                         in_child(native_call, &probes[i]));
+    for (size_t i = 0; i < NCOMPAT; i++) {
+        snprintf(what, sizeof what, "%s (%s ABI)", compat[i].name, COMPAT_ABI);
+        failed += !check(what, compat[i].want, control[NPROBES + i],
+                         in_child(compat_call, &compat[i]));
+    }
     failed += !status_has("\nSeccomp:\t2\n") + !status_has("\nNoNewPrivs:\t1\n");
-    printf("seccomp selftest on %s: %zu checks, %d failed\n", uts.machine, NPROBES + 2, failed);
+    printf("seccomp selftest on %s: %zu checks, %d failed\n", uts.machine, NPROBES + NCOMPAT + 2,
+           failed);
     return fflush(stdout) || failed ? 1 : 0;
 }

@@ -1,8 +1,8 @@
-/* `tjob-shim selftest seccomp`: the jobs' seccomp filter, compiled and loaded by the very code
- * the zygote and the command run (jail_setup, jail_load_filter), then probed on this machine's
- * ABI: tests/test_seccomp_selftest.py on the host (x86_64), tests/aarch64/run.sh on aarch64
- * under qemu. stdin: the jail settings (src/tjob/jail.py's lines). One PASS or FAIL line per
- * check on stdout; the exit status is 0 only if every check passed.
+/* `tjob-shim selftest seccomp [PROGRAM]`: the jobs' seccomp filter, compiled and loaded by the
+ * very code the zygote and the command run (jail_setup, jail_load_filter), then probed on this
+ * machine: tests/test_seccomp_selftest.py on the host (x86_64), tests/aarch64/run.sh on
+ * aarch64 under qemu. stdin: the jail settings (src/tjob/jail.py's lines). One PASS or FAIL
+ * line per check on stdout; the exit status is 0 only if every check passed.
  *
  * Each probe runs in a child of its own twice: first without the filter (the control), then
  * under it. A denial counts only if the control's answer differs from the filter's (root gets

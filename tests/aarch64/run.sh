@@ -96,9 +96,12 @@ if [ -z "$kpkg" ]; then
     echo "test-aarch64: no arm64 kernel package found" >&2
     exit 1
 fi
-wanted=("$(fetch_deb "$kpkg")" "$(fetch_deb libseccomp-dev)" "$(fetch_deb zlib1g-dev)")
+# One assignment each: a failed $(...) inside an array assignment would not end the script.
+kernel_deb=$(fetch_deb "$kpkg")
+seccomp_deb=$(fetch_deb libseccomp-dev)
+zlib_deb=$(fetch_deb zlib1g-dev)
 for deb in "$debs"/*.deb; do # older versions go
-    case " ${wanted[*]} " in *" $deb "*) ;; *) rm -f "$deb" ;; esac
+    case "$deb" in "$kernel_deb" | "$seccomp_deb" | "$zlib_deb") ;; *) rm -f "$deb" ;; esac
 done
 
 work=$(mktemp -d /var/tmp/tjob-aarch64.XXXXXX)
@@ -106,9 +109,9 @@ trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM # so that the EXIT trap runs
 
 # ---------------------------------------------------------------- build
-dpkg-deb -x "${wanted[1]}" "$work/sysroot"
-dpkg-deb -x "${wanted[2]}" "$work/sysroot"
-dpkg-deb --fsys-tarfile "${wanted[0]}" | tar -x -C "$work" --wildcards './boot/vmlinuz-*'
+dpkg-deb -x "$seccomp_deb" "$work/sysroot"
+dpkg-deb -x "$zlib_deb" "$work/sysroot"
+dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*'
 kernel=$(printf '%s\n' "$work"/boot/vmlinuz-* | head -n 1)
 "$project/.venv/bin/python" "$here/cross_build.py" --cc $cc --compat-cc $compat_cc \
     --sysroot "$work/sysroot" --out "$work/build" \
@@ -134,8 +137,8 @@ qemu_rc=${PIPESTATUS[0]}
 set -e
 echo "test-aarch64: guest ran $(($(date +%s) - start))s, qemu exit $qemu_rc"
 
-# The serial console ends lines with CR LF.
-rc=$(tr -d '\r' <"$work/console.log" | sed -n "s/^$marker=\([0-9]\+\)$/\1/p" | tail -n 1)
+# The serial console ends lines with CR LF, and a kernel message may share the marker's line.
+rc=$(tr -d '\r' <"$work/console.log" | sed -n "s/.*$marker=\([0-9]\+\).*/\1/p" | tail -n 1)
 if [ -z "$rc" ]; then
     if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
         echo "test-aarch64: the guest did not finish within ${timeout_s}s" >&2

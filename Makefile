@@ -35,7 +35,7 @@ test-cgroup2: install
 		tests/adversarial/test_adv6_jail.py tests/test_stdin.py tests/test_exec.py
 
 # The aarch64 lane (root): tjob-shim cross-built for aarch64, its seccomp selftest run on Debian's
-# arm64 kernel under qemu (TCG) from a three-file initramfs (tests/aarch64/run.sh; ~1 min).
+# arm64 kernel under qemu (TCG) from a four-file initramfs (tests/aarch64/run.sh; ~20-30 s).
 test-aarch64: install
 	bash tests/aarch64/run.sh
 

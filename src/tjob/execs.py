@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 from . import stdio
 from .errors import ExecLimit, JobFinished, TjobError
 from .flows import Flow, Step, blocking, drive, drive_async
+from .follower import Follower, SharedLog, chunks, chunks_async
 from .jobdir import create_file
 from .launcher_client import LauncherClient, Reply
-from .logstore import READ_SIZE, Chunk, LogReader
+from .logstore import READ_SIZE, Chunk
 from .procs import readable
 from .protocol import (
     END_FILE,
@@ -113,6 +114,7 @@ class Exec:
         self.job, self.n, self.pid, self.started_at = job, n, pid, started_at
         self.dir = job.dir / EXECS_DIR / str(n)
         self._hub = hub
+        self._log = SharedLog(self.dir / LOG_FILE)
 
     def __repr__(self) -> str:
         return f"<tjob.Exec {self.job.short_id}/{self.n} pid={self.pid}>"
@@ -161,89 +163,26 @@ class Exec:
         streams: Stream = Stream.BOTH,
         skip: int = 0,
         loop: asyncio.AbstractEventLoop | None = None,
-    ) -> ExecFollower:
-        """A reader of its output paced by its caller (as :meth:`Job.follower`)."""
-        return ExecFollower(self, streams, skip, loop)
+    ) -> Follower:
+        """A reader of its output paced by its caller (as :meth:`Job.follower`); the log is
+        closed before end-report is written, so once that is there one more read finds all."""
+        ended = self._ended
+        return Follower(self._log, self._hub, ended, streams, skip, loop, mark_lost_end=False)
+
+    def _ended(self) -> bool:
+        return self.result() is not None
 
     def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:
         """Its output from the first byte, until it ends (``follow``) or as it is now."""
-        with self.follower(streams) as f:
-            while True:
-                chunks = f.take(READ_SIZE)
-                if chunks is None or (not chunks and not follow):
-                    return
-                yield from chunks
-                if not chunks:
-                    f.wait()
+        yield from chunks(self.follower(streams), follow, READ_SIZE)
 
     async def output_async(
         self, follow: bool = True, streams: Stream = Stream.BOTH
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio."""
-        with self.follower(streams, 0, asyncio.get_running_loop()) as f:
-            while True:
-                chunks = f.take(READ_SIZE)
-                if chunks is None or (not chunks and not follow):
-                    return
-                for chunk in chunks:
-                    yield chunk
-                if not chunks:
-                    await f.wait_async()
-
-
-class ExecFollower:
-    """One reader of an exec's output: ``take(n)`` never waits, ``wait()``/``wait_async()``
-    sleep on the engine's watcher until there may be more (the interface of
-    :class:`tjob.follower.Follower`)."""
-
-    def __init__(
-        self, ex: Exec, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> None:
-        self._exec = ex
-        self._stack = contextlib.ExitStack()
-        self._waiter = self._stack.enter_context(ex._hub.subscribe(str(ex.dir), loop))
-        try:
-            reader = LogReader(str(ex.dir / LOG_FILE), streams, skip)
-        except FileNotFoundError:  # it never got as far as a log
-            reader = LogReader("/dev/null", streams, skip)
-            reader.offset = 0
-        self._reader = self._stack.enter_context(reader)
-
-    def __enter__(self) -> ExecFollower:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def take(self, size: int) -> list[Chunk] | None:
-        """Up to ``size`` bytes of output now: [] if none yet, None once all is read."""
-        r = self._reader
-        r.read_size = size
-        self._waiter.clear()
-        finished = False
-        while True:
-            before = r.offset
-            chunks = r.read()
-            if chunks:
-                return chunks
-            if r.ended or (finished and r.offset == before):
-                return None
-            if r.offset == before:
-                # The log is closed before end-report is written: once that is there, one more
-                # read finds all there is.
-                finished = self._exec.result() is not None
-                if not finished:
-                    return []
-
-    def skip_to_end(self) -> None:
-        """Leave out the output written so far (an attach's live view)."""
-        self._reader.skip_to_end()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._waiter.wait(timeout)
-
-    async def wait_async(self) -> None:
-        await self._waiter.wait_async()
+        view = self.follower(streams, 0, asyncio.get_running_loop())
+        async for chunk in chunks_async(view, follow, READ_SIZE):
+            yield chunk
 
 
 class Execs:

@@ -24,7 +24,7 @@ from . import stdio
 from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
-from .follower import Follower
+from .follower import Follower, SharedLog, chunks, chunks_async
 from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk
 from .protocol import Stdio
@@ -76,10 +76,7 @@ class Job:
         # once the answer, or its end, says what happened; until then the job is
         # ``starting`` and its output has not begun.
         self._confirmation: Gate | None = None
-        # One descriptor of output.log for all of the job's followers (they read at their own
-        # offsets): a thousand followers of one job cost one descriptor, not a thousand.
-        self._log_fd = -1
-        self._log_users = 0
+        self._log = SharedLog(jdir / LOG_FILE)  # one descriptor for all its followers
         self._execs: Execs | None = None  # the engine's, for exec (issue 16)
 
     @property
@@ -167,6 +164,9 @@ class Job:
     def running(self) -> bool:
         """Cheaper than ``status()`` when that is all one needs to know."""
         return self._final_status() is None
+
+    def _end_recorded(self) -> bool:
+        return self._final_status() is not None
 
     def status(self, usage: bool = True) -> JobStatus:
         """Where the job is now; while it runs, with the cgroup's usage so far (reading it is
@@ -298,32 +298,17 @@ class Job:
         if self.unconfirmed:
             raise JobFinished(f"job {self.short_id} is starting: its start is not confirmed yet")
         try:
-            sent = self._cg.signal(self.cgroup, sig) if all else self._signal_command(sig)
+            if all:
+                sent = self._cg.signal(self.cgroup, sig)
+            else:  # the command alone: any signal goes, SIGKILL and SIGSTOP too, which init
+                # could not forward
+                pid = self.pid
+                sent = 0 if pid is None else self._cg.signal_process(self.cgroup, pid, sig)
         except CgroupError as e:
             raise JobFinished(f"job {self.short_id} has ended ({e})") from None
         if not sent:
             raise JobFinished(f"job {self.short_id}'s command has ended")
         return sent
-
-    def _signal_command(self, sig: int) -> int:
-        """The command's own process, pinned by a pidfd and checked to be in the job's cgroup
-        (a recycled pid is never signalled). Any signal goes, SIGKILL and SIGSTOP too, which
-        init could not forward."""
-        if self.pid is None:
-            return 0
-        try:
-            fd = os.pidfd_open(self.pid)
-        except OSError:
-            return 0
-        try:
-            if self.pid not in self._cg.pids(self.cgroup):
-                return 0
-            signal.pidfd_send_signal(fd, sig)
-            return 1
-        except ProcessLookupError:
-            return 0
-        finally:
-            os.close(fd)
 
     async def signal_async(self, sig: int, all: bool = False) -> int:
         """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
@@ -408,14 +393,7 @@ class Job:
             if gate is not None:
                 gate.wait()  # a queued or starting job: its output starts with its start
         view = self.follower(streams, skip, tail=tail, since_ns=since_ns, until_ns=until_ns)
-        with view as f:
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                yield from chunks
-                if not chunks:
-                    f.wait()
+        yield from chunks(view, follow, read_size)
 
     async def output_async(
         self,
@@ -433,34 +411,8 @@ class Job:
         await self.started_async()
         loop = asyncio.get_running_loop()
         view = self.follower(streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
-        with view as f:
-            await f.position_async()
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                for chunk in chunks:
-                    yield chunk
-                if not chunks:
-                    await f.wait_async()
-
-    @contextlib.contextmanager
-    def _shared_log(self) -> Iterator[int]:
-        """The job's output.log, opened once for every follower while any reads it;
-        FileNotFoundError if it does not exist (yet)."""
-        with self._lock:
-            if not self._log_users:
-                self._log_fd = os.open(self.dir / LOG_FILE, os.O_RDONLY | os.O_CLOEXEC)
-            self._log_users += 1
-            fd = self._log_fd
-        try:
-            yield fd
-        finally:
-            with self._lock:
-                self._log_users -= 1
-                if not self._log_users:
-                    os.close(self._log_fd)
-                    self._log_fd = -1
+        async for chunk in chunks_async(view, follow, read_size):
+            yield chunk
 
     def follower(
         self,
@@ -474,7 +426,17 @@ class Job:
     ) -> Follower:
         """A reader of this job's output paced by its caller: a server serving many readers
         decides how much each one takes and when (see :class:`Follower`)."""
-        return Follower(self, streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
+        return Follower(
+            self._log,
+            self._hub,
+            self._end_recorded,
+            streams,
+            skip,
+            loop,
+            tail=tail,
+            since_ns=since_ns,
+            until_ns=until_ns,
+        )
 
 
 def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:

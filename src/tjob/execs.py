@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stdio
 from .errors import ExecLimit, JobFinished, TjobError
 from .flows import Flow, Step, blocking, drive, drive_async
-from .follower import Follower, SharedLog, chunks, chunks_async
+from .follower import chunks, chunks_async
 from .jobdir import create_file
 from .launcher_client import LauncherClient, Reply
 from .logstore import READ_SIZE, Chunk
@@ -39,7 +38,6 @@ from .protocol import (
     END_FILE,
     EXEC_FILE,
     EXECS_DIR,
-    LOG_FILE,
     ExecRequest,
     Exited,
     ProtocolError,
@@ -53,11 +51,11 @@ from .protocol import (
 )
 from .spec import JobSpec, check_window_size
 from .status import Stream
+from .supervised import Supervised
 from .watch import Hub
 
 if TYPE_CHECKING:
     from .job import Job
-    from .stdio import Lease
 
 LOST = "the exec's supervisor died before the command ended"
 # Execs running in one job at once. Each has a supervisor outside the job's cgroup, and moving
@@ -104,17 +102,18 @@ def read_result(xdir: Path) -> ExecResult | None:
     return ExecResult(exit_code=os.WEXITSTATUS(end.wstatus), output_truncated=truncated)
 
 
-class Exec:
+class Exec(Supervised):
     """A command exec'd into a running job: its output and how it ended. From
     :meth:`Job.exec`; ``n`` numbers the job's execs from 1."""
+
+    kind = "exec"
+    marks_lost_end = False
 
     def __init__(
         self, job: Job, n: int, hub: Hub, pid: int | None = None, started_at: float | None = None
     ) -> None:
+        super().__init__(job.dir / EXECS_DIR / str(n), hub)
         self.job, self.n, self.pid, self.started_at = job, n, pid, started_at
-        self.dir = job.dir / EXECS_DIR / str(n)
-        self._hub = hub
-        self._log = SharedLog(self.dir / LOG_FILE)
 
     def __repr__(self) -> str:
         return f"<tjob.Exec {self.job.short_id}/{self.n} pid={self.pid}>"
@@ -123,19 +122,6 @@ class Exec:
     def short_id(self) -> str:
         """``JOB/N``: how messages name it."""
         return f"{self.job.short_id}/{self.n}"
-
-    @property
-    def running(self) -> bool:
-        return self.result() is None
-
-    def stdin(self) -> Lease:
-        """Its stdin, for one writer at a time (an exec started with ``stdin`` or ``tty``): see
-        :class:`tjob.stdio.Lease`; ``StdinUnavailable`` if it has none open or has ended."""
-        return stdio.take(self.dir, f"exec {self.short_id}")
-
-    async def stdin_async(self) -> Lease:
-        """:meth:`stdin` without blocking the event loop."""
-        return await stdio.take_async(self.dir, f"exec {self.short_id}")
 
     def result(self) -> ExecResult | None:
         """How it ended, or None while it runs."""
@@ -150,26 +136,9 @@ class Exec:
     async def wait_async(self, timeout: float | None = None) -> ExecResult:
         """Like :meth:`wait`, without blocking the event loop."""
         async with asyncio.timeout(timeout):
-            with self._hub.subscribe(str(self.dir), asyncio.get_running_loop()) as w:
-                while True:
-                    w.clear()
-                    result = self.result()
-                    if result is not None:
-                        return result
-                    await w.wait_async()
+            return await self._until_async(self.result)
 
-    def follower(
-        self,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Follower:
-        """A reader of its output paced by its caller (as :meth:`Job.follower`); the log is
-        closed before end-report is written, so once that is there one more read finds all."""
-        ended = self._ended
-        return Follower(self._log, self._hub, ended, streams, skip, loop, mark_lost_end=False)
-
-    def _ended(self) -> bool:
+    def _end_recorded(self) -> bool:
         return self.result() is not None
 
     def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:

@@ -20,16 +20,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stdio
 from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
-from .follower import Follower, SharedLog, chunks, chunks_async
-from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
+from .follower import chunks, chunks_async
+from .jobdir import STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk
 from .protocol import Stdio
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
+from .supervised import Supervised
 from .watch import Hub
 
 if TYPE_CHECKING:
@@ -45,24 +45,25 @@ async def _nothing() -> None:
 KILL_TIMEOUT = 30.0
 
 
-class Job:
+class Job(Supervised):
     """One job. Obtain from :meth:`Engine.start` or :meth:`Engine.get`; never build directly."""
+
+    kind = "job"
 
     def __init__(
         self, facts: JobFacts, spec: JobSpec, jdir: Path, cg: CgroupBackend, hub: Hub
     ) -> None:
+        super().__init__(jdir, hub)
         self.facts = facts
         self.id = facts.id
         self.spec = spec
         self.created_at = facts.created_at
         self.limits = facts.limits
-        self.dir = jdir
         self.pid: int | None = None
         self.started_at: float | None = None
         self._cg = cg
         # Its cgroup, relative to the engine's parent: "<client>/<job>" (or "<job>", made before).
         self.cgroup = cg.name_of(facts.owner, facts.id)
-        self._hub = hub
         self._final: JobStatus | None = None  # the recorded end, once seen (a cache)
         self._settled = False  # the engine's end step is done: pidfds closed, row written
         self._sup_pidfd = -1
@@ -76,7 +77,6 @@ class Job:
         # once the answer, or its end, says what happened; until then the job is
         # ``starting`` and its output has not begun.
         self._confirmation: Gate | None = None
-        self._log = SharedLog(jdir / LOG_FILE)  # one descriptor for all its followers
         self._execs: Execs | None = None  # the engine's, for exec (issue 16)
 
     @property
@@ -160,11 +160,6 @@ class Job:
         its directory, for inspection; ``rm`` removes it)."""
         return JobStatus.of(self.facts, JobState.DAMAGED, error=f"damaged: {reason}")
 
-    @property
-    def running(self) -> bool:
-        """Cheaper than ``status()`` when that is all one needs to know."""
-        return self._final_status() is None
-
     def _end_recorded(self) -> bool:
         return self._final_status() is not None
 
@@ -204,16 +199,9 @@ class Job:
         final = self._final_status()
         if final is not None:
             return final
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             await self.started_async()
-            with self._hub.subscribe(str(self.dir), loop) as w:
-                while True:
-                    w.clear()
-                    final = self._final_status()
-                    if final is not None:
-                        return final
-                    await w.wait_async()
+            return await self._until_async(self._final_status)
 
     # ---------------------------------------------------------------- stop
 
@@ -356,16 +344,10 @@ class Job:
 
     # ---------------------------------------------------------------- stdin (issue 16)
 
-    def stdin(self) -> Lease:
-        """This job's stdin, for one writer at a time (``JobSpec(stdin=True)`` or ``tty``):
-        see :class:`tjob.stdio.Lease`. ``StdinUnavailable`` if the job has none open, has
-        ended, or another writer holds it."""
-        return stdio.take(self.dir, f"job {self.short_id}")
-
     async def stdin_async(self) -> Lease:
-        """:meth:`stdin` without blocking the event loop (use the lease's ``write_async``)."""
+        """:meth:`stdin` (``JobSpec(stdin=True)`` or ``tty``) once a queued job has started."""
         await self.started_async()
-        return await stdio.take_async(self.dir, f"job {self.short_id}")
+        return await super().stdin_async()
 
     # ---------------------------------------------------------------- output
 
@@ -413,30 +395,6 @@ class Job:
         view = self.follower(streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
         async for chunk in chunks_async(view, follow, read_size):
             yield chunk
-
-    def follower(
-        self,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        tail: int | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-    ) -> Follower:
-        """A reader of this job's output paced by its caller: a server serving many readers
-        decides how much each one takes and when (see :class:`Follower`)."""
-        return Follower(
-            self._log,
-            self._hub,
-            self._end_recorded,
-            streams,
-            skip,
-            loop,
-            tail=tail,
-            since_ns=since_ns,
-            until_ns=until_ns,
-        )
 
 
 def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:

@@ -137,14 +137,5 @@ qemu_rc=${PIPESTATUS[0]}
 set -e
 echo "test-aarch64: guest ran $(($(date +%s) - start))s, qemu exit $qemu_rc"
 
-# The serial console ends lines with CR LF, and a kernel message may share the marker's line.
-rc=$(tr -d '\r' <"$work/console.log" | sed -n "s/.*$marker=\([0-9]\+\).*/\1/p" | tail -n 1)
-if [ -z "$rc" ]; then
-    if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-        echo "test-aarch64: the guest did not finish within ${timeout_s}s" >&2
-    else
-        echo "test-aarch64: the guest ended without reporting the selftest's exit status" >&2
-    fi
-    exit 1
-fi
-exit "$rc"
+. "$here/../guest-exit.sh"
+guest_exit test-aarch64 "$marker" "$work/console.log" "$qemu_rc" "$timeout_s" "the selftest's exit status"

@@ -266,3 +266,26 @@ def test_a_start_repeated_with_its_request_id_returns_the_same_job(
         assert eng.start(JobSpec(["true"], owner="alice", request_id="r1")).id != first.id
     finally:
         eng.close()
+
+
+def test_an_acknowledged_start_is_on_the_disk_and_no_fsync_of_it_waits_in_the_supervisor(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before start() returns, the engine has fsynced the job's store record (the WAL), its
+    spec.json, its directory, the jobs directory and the run.json the supervisor wrote
+    (unsynced, to go on with the job: a short job's end no longer waits for the disk)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    job = engine.start(JobSpec(["sleep", "30"]))
+    jdir, jobs = str(job.dir), str(job.dir.parent)
+    assert str(engine.state_dir / "jobs.db-wal") in synced
+    for path in (f"{jdir}/spec.json", jdir, jobs, f"{jdir}/run.json"):
+        assert path in synced, (path, synced)
+    assert synced.index(f"{jdir}/run.json") > synced.index(jobs)  # after the reply
+    job.stop(grace=0)

@@ -43,7 +43,7 @@ from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
-from .prepare import Prepared, make_durable, prepare
+from .prepare import Prepared, make_durable, prepare, sync_run
 from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
@@ -199,7 +199,7 @@ class Engine:
         prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
         # While the launcher and the supervisor start it: the disk's waits overlap theirs.
-        unsynced = make_durable(prepared, self.jobs_dir) if self.durable else None
+        unsynced = make_durable(prepared, self._store, self.jobs_dir) if self.durable else None
         if queued is not None:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
             # and the next engine queues it again if it never ran (queued.load).
@@ -285,6 +285,9 @@ class Engine:
             elif unsynced is not None:
                 # Not to be acknowledged (a power cut could lose it): killed, its end recorded.
                 yield blocking(job._kill)
+            elif self.durable and reply.pending is None:
+                # The supervisor left run.json to us, to go on with the job meanwhile.
+                yield blocking(lambda: sync_run(job.dir))
         except BaseException:
             if reserved is not None:
                 self._queue.ended(reserved)  # the slot is free again

@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test test-faults test-cgroup2 test-systemd test-cluster lint demo bench clean
+.PHONY: install test test-faults test-cgroup2 test-aarch64 test-systemd test-cluster lint demo bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test-cgroup2: install
 	bash tests/cgroup2/run.sh tests/test_cgroup2_real.py tests/test_engine.py \
 		tests/test_clients.py tests/test_tenants.py tests/test_volumes.py \
 		tests/adversarial/test_adv6_jail.py tests/test_stdin.py tests/test_exec.py
+
+# The aarch64 lane (root): tjob-shim cross-built for aarch64, its seccomp selftest run on Debian's
+# arm64 kernel under qemu (TCG) from a four-file initramfs (tests/aarch64/run.sh; ~20-30 s).
+test-aarch64: install
+	bash tests/aarch64/run.sh
 
 # tjob on a Ray cluster (root, issue 18): installs the cluster extra (Ray) into the venv, then
 # starts a Ray head, two tjobs nodes and a gateway in a private network namespace per module.

@@ -4,7 +4,10 @@ the package next to the Python modules. Everything else about the project is in 
 setuptools has no kind of target for a plain executable, so the shim is declared as an
 extension and this build_ext links it as a program instead of a Python module. Before it
 compiles, it writes the shim's protocol.h from src/tjob/protocol.py with src/tjob/protocol_h.py
-(both loaded by path: under pip's build isolation the package is not importable)."""
+(both loaded by path: under pip's build isolation the package is not importable).
+
+The shim's sources, libraries and flags are module constants, and setup() runs only as a
+script: tests/aarch64/cross_build.py imports this file to build the same shim for aarch64."""
 
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ SHIM = "tjob.tjob-shim"
 SHIM_DIR = "src/tjob/shim"
 PROTOCOL = "src/tjob/protocol.py"
 PROTOCOL_H = "src/tjob/protocol_h.py"
+# A glob: each concern is a file of its own, and new ones join without an edit here.
+SHIM_SOURCES = sorted(glob.glob(f"{SHIM_DIR}/*.c"))
+SHIM_DEPENDS = [*sorted(glob.glob(f"{SHIM_DIR}/*.h")), PROTOCOL, PROTOCOL_H]
+SHIM_LIBRARIES = ["seccomp", "z"]  # the jobs' seccomp filter; zlib's crc32 (logwriter.c)
+SHIM_CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 
 
 def _load(name: str, path: str) -> types.ModuleType:
@@ -32,7 +40,7 @@ def _load(name: str, path: str) -> types.ModuleType:
     return module
 
 
-def _protocol_header() -> str:
+def protocol_header() -> str:
     protocol = _load("_tjob_protocol", PROTOCOL)
     return str(_load("_tjob_protocol_h", PROTOCOL_H).c_header(protocol))
 
@@ -50,7 +58,7 @@ class BuildShim(build_ext):
         include = os.path.join(self.build_temp, "tjob-shim-include")
         os.makedirs(include, exist_ok=True)
         with open(os.path.join(include, "protocol.h"), "w") as f:
-            f.write(_protocol_header())
+            f.write(protocol_header())
         objects = self.compiler.compile(
             ext.sources,
             output_dir=self.build_temp,
@@ -67,16 +75,16 @@ class BuildShim(build_ext):
         )
 
 
-setup(
-    ext_modules=[
-        Extension(
-            SHIM,
-            # A glob: each concern is a file of its own, and new ones join without an edit here.
-            sources=sorted(glob.glob(f"{SHIM_DIR}/*.c")),
-            depends=sorted(glob.glob(f"{SHIM_DIR}/*.h")) + [PROTOCOL, PROTOCOL_H],
-            libraries=["seccomp", "z"],  # the jobs' seccomp filter; zlib's crc32 (logwriter.c)
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
-        )
-    ],
-    cmdclass={"build_ext": BuildShim},
-)
+if __name__ == "__main__":  # as pip's build backend runs it too
+    setup(
+        ext_modules=[
+            Extension(
+                SHIM,
+                sources=SHIM_SOURCES,
+                depends=SHIM_DEPENDS,
+                libraries=SHIM_LIBRARIES,
+                extra_compile_args=SHIM_CFLAGS,
+            )
+        ],
+        cmdclass={"build_ext": BuildShim},
+    )

@@ -6,7 +6,9 @@
  *   reports            stdin: init's report lines -> stdout: each re-encoded by init's code
  *   end WSTATUS PID STARTED_AT CUT    -> stdout: the supervisor's end report
  *   run SUP INIT PID STARTED_AT       -> stdout: run.json
- *   reply PID STARTED_AT SUP          -> stdout: the start reply */
+ *   reply PID STARTED_AT SUP          -> stdout: the start reply
+ *   seccomp [PROGRAM]  stdin: jail settings       -> stdout: PASS/FAIL per check of the jobs'
+ *                      seccomp filter on this machine (selftest_seccomp.c) */
 #define _GNU_SOURCE
 #include "selftest.h"
 
@@ -82,6 +84,8 @@ int selftest(int argc, char **argv) {
     if (argc == 1 && strcmp(argv[0], "handoff") == 0) return handoff();
     if (argc == 1 && strcmp(argv[0], "exec") == 0) return exec_file();
     if (argc == 1 && strcmp(argv[0], "reports") == 0) return reports();
+    if ((argc == 1 || argc == 2) && strcmp(argv[0], "seccomp") == 0)
+        return selftest_seccomp(argc == 2 ? argv[1] : NULL);
     if (argc == 5 && strcmp(argv[0], "end") == 0)
         n = format_end_exited(text, sizeof text, atoi(argv[1]), atol(argv[2]), atof(argv[3]),
                               argv[4]);
@@ -91,7 +95,8 @@ int selftest(int argc, char **argv) {
     else if (argc == 4 && strcmp(argv[0], "reply") == 0)
         n = format_start_reply(text, sizeof text, atol(argv[1]), atof(argv[2]), atoi(argv[3]));
     else {
-        fprintf(stderr, "usage: tjob-shim selftest constants|handoff|exec|reports|end|run|reply\n");
+        fprintf(stderr, "usage: tjob-shim selftest constants|handoff|exec|reports|end|run|reply|"
+                        "seccomp\n");
         return 2;
     }
     return write_all(1, text, n) ? 1 : 0;

@@ -4,4 +4,8 @@
 
 int selftest(int argc, char **argv);
 
+/* `tjob-shim selftest seccomp [PROGRAM]` (selftest_seccomp.c): the jobs' filter probed on this
+ * machine; PROGRAM makes the calls of its 32-bit ABI where that needs another program. */
+int selftest_seccomp(const char *program);
+
 #endif

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import shutil
 import socket
@@ -31,7 +30,7 @@ from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
-from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
+from .errors import InvalidSpec, JobNotFound, JobRunning, TjobError
 from .events import EventLog, end_kind
 from .execs import Execs
 from .flows import Flow, Step, blocking, drive, drive_async
@@ -48,6 +47,7 @@ from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
+from .statedir import StateDir
 from .status import JobFacts
 from .store import Store
 from .tenants import Tenants
@@ -136,22 +136,7 @@ class Engine:
         self._hidden = [os.path.realpath(p) for p in hidden]
         jail.check(self._jail)
         self._cg.setup()
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
-        self.jobs_dir.mkdir(mode=0o700, exist_ok=True)
-        self._lockfd = os.open(
-            self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        # The directory itself is locked (deleting a file cannot undo that); the lock file too,
-        # for engines of earlier releases.
-        self._dirfd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lockfd)
-            os.close(self._dirfd)
-            raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
+        self._state = StateDir(self.state_dir)
         self._store = Store(self.state_dir / "jobs.db", durable)
         self._tenants = None
         if uid_range:
@@ -160,8 +145,7 @@ class Engine:
                 self._tenants = Tenants(*uid_range, self._store.client_uid, given)
             except TjobError:
                 self._store.close()
-                os.close(self._lockfd)  # a refused start leaves the state dir free
-                os.close(self._dirfd)
+                self._state.release()  # a refused start leaves the state dir free
                 raise
         self._hub = Hub()
         store = self._store
@@ -442,8 +426,7 @@ class Engine:
             self._ends.forget(job)
         self.events.close()
         self._store.close()
-        os.close(self._lockfd)
-        os.close(self._dirfd)
+        self._state.release()
 
     def _stop_all(self, grace: float) -> None:
         """Stop every running job within one grace period in all (not one per job)."""

@@ -191,7 +191,8 @@ class Engine:
         return prepared, sock, unsynced if queued is None else None
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
-        """Attach the job from the supervisor's answer; the error if it did not start."""
+        """Attach the job from the supervisor's answer; the error if it did not start. The
+        caller watches for its end once the start is said (the end's event comes after)."""
         if reply.pending is not None:
             # No answer in time (a stalled launcher?): the job may still start, so it is not
             # reported lost. It is "starting" until the answer comes, then becomes what
@@ -209,7 +210,6 @@ class Engine:
             answer = StartReply(False, error=_NO_ANSWER)
         if answer.ok and len(reply.fds) == 2:
             job._attach(answer.pid, answer.started_at, reply.fds[0], reply.fds[1])
-            self._ends.watch(job)
             return None
         for fd in reply.fds:
             os.close(fd)
@@ -221,10 +221,12 @@ class Engine:
             error = self._finish(job, LauncherClient.late_reply(sock))
             if error is not None:
                 self._ends.settle(job, self._who_died(error))
-            elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
+                return
+            if job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
                 job._kill()  # stopped while it was starting
             else:
                 self._started(job)  # its timeout runs from now, and events say it
+            self._ends.watch(job)
         finally:
             if job._confirmation is not None:
                 job._confirmation.release()  # no longer "starting"; its followers begin
@@ -252,6 +254,7 @@ class Engine:
                 return self._started_by(known)
         # A capped start holds its slot from here (no wait between the check and the count).
         reserved = self._queue.reserve(spec.owner) if capped else None
+        attached: Job | None = None  # started, its end not watched yet
         try:
             prepared, sock, unsynced = yield blocking(lambda: self._prepare_and_send(spec, queued))
             reply = yield Step(
@@ -263,6 +266,8 @@ class Engine:
                 job = queued
                 job.facts, job.limits = prepared.facts, prepared.facts.limits
             error = self._finish(job, reply)
+            if error is None and reply.pending is None:
+                attached = job
             if error is not None:
                 # The launcher recorded the failure before answering, or nobody did: the end step.
                 yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
@@ -273,15 +278,19 @@ class Engine:
                 # The supervisor left run.json to us, to go on with the job meanwhile.
                 yield blocking(lambda: sync_run(job.dir))
         except BaseException:
+            if attached is not None:
+                self._ends.watch(attached)  # its end is recorded all the same
             if reserved is not None:
                 self._queue.ended(reserved)  # the slot is free again
             raise
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job), reserved, _recorded(job))
+        if attached is not None:
+            if unsynced is None:
+                self._started(job)
+            self._ends.watch(job)  # after the start is said: the end's event never comes first
         if unsynced is not None and error is None:
             raise TjobError(unsynced)
-        if error is None and reply.pending is None:  # not a start still unanswered
-            self._started(job)
         return job
 
     def _started(self, job: Job) -> None:

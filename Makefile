@@ -9,9 +9,9 @@ STAMP   := $(VENV)/.installed
 install: $(STAMP)
 
 # setup.py builds tjob-shim from src/tjob/shim/*.c and the protocol.h it generates from
-# src/tjob/protocol.py into the package (needs a C compiler); scripts/sysdeps.sh first installs
+# src/tjob/protocol/constants.py into the package (needs a C compiler); scripts/sysdeps.sh first installs
 # the system packages that and the tests need, if missing.
-$(STAMP): pyproject.toml setup.py src/tjob/protocol.py src/tjob/protocol_h.py $(wildcard src/tjob/shim/*.c src/tjob/shim/*.h) scripts/sysdeps.sh
+$(STAMP): pyproject.toml setup.py src/tjob/protocol/constants.py src/tjob/protocol_h.py $(wildcard src/tjob/shim/*.c src/tjob/shim/*.h) scripts/sysdeps.sh
 	PY=$(PY) bash scripts/sysdeps.sh
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip

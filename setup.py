@@ -3,8 +3,9 @@ the package next to the Python modules. Everything else about the project is in 
 
 setuptools has no kind of target for a plain executable, so the shim is declared as an
 extension and this build_ext links it as a program instead of a Python module. Before it
-compiles, it writes the shim's protocol.h from src/tjob/protocol.py with src/tjob/protocol_h.py
-(both loaded by path: under pip's build isolation the package is not importable).
+compiles, it writes the shim's protocol.h from src/tjob/protocol/constants.py with
+src/tjob/protocol_h.py (both loaded by path: under pip's build isolation the package is not
+importable).
 
 The shim's sources, libraries and flags are module constants, and setup() runs only as a
 script: tests/aarch64/cross_build.py imports this file to build the same shim for aarch64."""
@@ -22,7 +23,7 @@ from setuptools.command.build_ext import build_ext
 
 SHIM = "tjob.tjob-shim"
 SHIM_DIR = "src/tjob/shim"
-PROTOCOL = "src/tjob/protocol.py"
+PROTOCOL = "src/tjob/protocol/constants.py"
 PROTOCOL_H = "src/tjob/protocol_h.py"
 # A glob: each concern is a file of its own, and new ones join without an edit here.
 SHIM_SOURCES = sorted(glob.glob(f"{SHIM_DIR}/*.c"))

@@ -18,7 +18,7 @@ from support.tjobs import TJOBS, Tjobs, startup_refusal
 
 from tjob import JobSpec
 from tjob.api.tjob.v1 import tjob_pb2 as pb
-from tjob.cli.tjobs import parse_host
+from tjob.cli.startup import parse_host
 from tjob.cli.tjobsargs import build_parser
 
 # The names test files imported from here before tests/support (some may still be written so).
@@ -217,12 +217,12 @@ def test_running_server_refuses_and_logs(server: Tjobs) -> None:
 def test_no_fsync_gives_an_engine_that_answers_without_the_disk(
     tmp_path: Path, flags: list[str], durable: bool
 ) -> None:
-    from tjob.cli import service, tjobs
+    from tjob.cli import service, startup
 
     parser = build_parser()
     service.add_flags(parser)
     args = parser.parse_args(["--state-dir", str(tmp_path / "state"), *flags])
-    engine = tjobs._engine(args, tjobs._policy(args))
+    engine = startup.engine(args, startup.policy(args))
     try:
         assert engine.durable is durable
         assert engine.start(JobSpec(["true"])).wait(HANG).exit_code == 0

@@ -35,9 +35,9 @@ def shim(*args: str, data: bytes = b"", ok: bool = True) -> bytes:
 # ------------------------------------------------------------------ constants
 
 
-def test_the_built_shim_has_every_constant_of_protocol_py() -> None:
-    """A protocol.py changed without rebuilding the shim (or a header not generated from it)
-    fails here."""
+def test_the_built_shim_has_every_constant_of_the_protocol() -> None:
+    """A protocol/constants.py changed without rebuilding the shim (or a header not generated
+    from it) fails here."""
     got = dict(line.split("=", 1) for line in shim("constants").decode().splitlines())
     want = {
         k: str(v) if isinstance(v, int) else v.hex() for k, v in protocol_h.c_constants(p).items()

@@ -27,18 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stdio
 from .errors import ExecLimit, JobFinished, TjobError
 from .flows import Flow, Step, blocking, drive, drive_async
+from .follower import chunks, chunks_async
 from .jobdir import create_file
 from .launcher_client import LauncherClient, Reply
-from .logstore import READ_SIZE, Chunk, LogReader
+from .logstore import READ_SIZE, Chunk
 from .procs import readable
 from .protocol import (
     END_FILE,
     EXEC_FILE,
     EXECS_DIR,
-    LOG_FILE,
     ExecRequest,
     Exited,
     ProtocolError,
@@ -52,11 +51,11 @@ from .protocol import (
 )
 from .spec import JobSpec, check_window_size
 from .status import Stream
+from .supervised import Supervised
 from .watch import Hub
 
 if TYPE_CHECKING:
     from .job import Job
-    from .stdio import Lease
 
 LOST = "the exec's supervisor died before the command ended"
 # Execs running in one job at once. Each has a supervisor outside the job's cgroup, and moving
@@ -103,16 +102,18 @@ def read_result(xdir: Path) -> ExecResult | None:
     return ExecResult(exit_code=os.WEXITSTATUS(end.wstatus), output_truncated=truncated)
 
 
-class Exec:
+class Exec(Supervised):
     """A command exec'd into a running job: its output and how it ended. From
     :meth:`Job.exec`; ``n`` numbers the job's execs from 1."""
+
+    kind = "exec"
+    marks_lost_end = False
 
     def __init__(
         self, job: Job, n: int, hub: Hub, pid: int | None = None, started_at: float | None = None
     ) -> None:
+        super().__init__(job.dir / EXECS_DIR / str(n), hub)
         self.job, self.n, self.pid, self.started_at = job, n, pid, started_at
-        self.dir = job.dir / EXECS_DIR / str(n)
-        self._hub = hub
 
     def __repr__(self) -> str:
         return f"<tjob.Exec {self.job.short_id}/{self.n} pid={self.pid}>"
@@ -121,19 +122,6 @@ class Exec:
     def short_id(self) -> str:
         """``JOB/N``: how messages name it."""
         return f"{self.job.short_id}/{self.n}"
-
-    @property
-    def running(self) -> bool:
-        return self.result() is None
-
-    def stdin(self) -> Lease:
-        """Its stdin, for one writer at a time (an exec started with ``stdin`` or ``tty``): see
-        :class:`tjob.stdio.Lease`; ``StdinUnavailable`` if it has none open or has ended."""
-        return stdio.take(self.dir, f"exec {self.short_id}")
-
-    async def stdin_async(self) -> Lease:
-        """:meth:`stdin` without blocking the event loop."""
-        return await stdio.take_async(self.dir, f"exec {self.short_id}")
 
     def result(self) -> ExecResult | None:
         """How it ended, or None while it runs."""
@@ -148,102 +136,22 @@ class Exec:
     async def wait_async(self, timeout: float | None = None) -> ExecResult:
         """Like :meth:`wait`, without blocking the event loop."""
         async with asyncio.timeout(timeout):
-            with self._hub.subscribe(str(self.dir), asyncio.get_running_loop()) as w:
-                while True:
-                    w.clear()
-                    result = self.result()
-                    if result is not None:
-                        return result
-                    await w.wait_async()
+            return await self._until_async(self.result)
 
-    def follower(
-        self,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> ExecFollower:
-        """A reader of its output paced by its caller (as :meth:`Job.follower`)."""
-        return ExecFollower(self, streams, skip, loop)
+    def _end_recorded(self) -> bool:
+        return self.result() is not None
 
     def output(self, follow: bool = True, streams: Stream = Stream.BOTH) -> Iterator[Chunk]:
         """Its output from the first byte, until it ends (``follow``) or as it is now."""
-        with self.follower(streams) as f:
-            while True:
-                chunks = f.take(READ_SIZE)
-                if chunks is None or (not chunks and not follow):
-                    return
-                yield from chunks
-                if not chunks:
-                    f.wait()
+        yield from chunks(self.follower(streams), follow, READ_SIZE)
 
     async def output_async(
         self, follow: bool = True, streams: Stream = Stream.BOTH
     ) -> AsyncIterator[Chunk]:
         """Like :meth:`output`, for asyncio."""
-        with self.follower(streams, 0, asyncio.get_running_loop()) as f:
-            while True:
-                chunks = f.take(READ_SIZE)
-                if chunks is None or (not chunks and not follow):
-                    return
-                for chunk in chunks:
-                    yield chunk
-                if not chunks:
-                    await f.wait_async()
-
-
-class ExecFollower:
-    """One reader of an exec's output: ``take(n)`` never waits, ``wait()``/``wait_async()``
-    sleep on the engine's watcher until there may be more (the interface of
-    :class:`tjob.follower.Follower`)."""
-
-    def __init__(
-        self, ex: Exec, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> None:
-        self._exec = ex
-        self._stack = contextlib.ExitStack()
-        self._waiter = self._stack.enter_context(ex._hub.subscribe(str(ex.dir), loop))
-        try:
-            reader = LogReader(str(ex.dir / LOG_FILE), streams, skip)
-        except FileNotFoundError:  # it never got as far as a log
-            reader = LogReader("/dev/null", streams, skip)
-            reader.offset = 0
-        self._reader = self._stack.enter_context(reader)
-
-    def __enter__(self) -> ExecFollower:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def take(self, size: int) -> list[Chunk] | None:
-        """Up to ``size`` bytes of output now: [] if none yet, None once all is read."""
-        r = self._reader
-        r.read_size = size
-        self._waiter.clear()
-        finished = False
-        while True:
-            before = r.offset
-            chunks = r.read()
-            if chunks:
-                return chunks
-            if r.ended or (finished and r.offset == before):
-                return None
-            if r.offset == before:
-                # The log is closed before end-report is written: once that is there, one more
-                # read finds all there is.
-                finished = self._exec.result() is not None
-                if not finished:
-                    return []
-
-    def skip_to_end(self) -> None:
-        """Leave out the output written so far (an attach's live view)."""
-        self._reader.skip_to_end()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._waiter.wait(timeout)
-
-    async def wait_async(self) -> None:
-        await self._waiter.wait_async()
+        view = self.follower(streams, 0, asyncio.get_running_loop())
+        async for chunk in chunks_async(view, follow, READ_SIZE):
+            yield chunk
 
 
 class Execs:

@@ -20,16 +20,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import stdio
 from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
-from .follower import Follower
-from .jobdir import LOG_FILE, STATUS_FILE, STOP_FILE, TIMEOUT_FILE
+from .follower import chunks, chunks_async
+from .jobdir import STATUS_FILE, STOP_FILE, TIMEOUT_FILE
 from .logstore import READ_SIZE, Chunk
 from .protocol import Stdio
 from .spec import JobSpec
 from .status import JobFacts, JobState, JobStatus, Stream, Usage
+from .supervised import Supervised
 from .watch import Hub
 
 if TYPE_CHECKING:
@@ -45,24 +45,25 @@ async def _nothing() -> None:
 KILL_TIMEOUT = 30.0
 
 
-class Job:
+class Job(Supervised):
     """One job. Obtain from :meth:`Engine.start` or :meth:`Engine.get`; never build directly."""
+
+    kind = "job"
 
     def __init__(
         self, facts: JobFacts, spec: JobSpec, jdir: Path, cg: CgroupBackend, hub: Hub
     ) -> None:
+        super().__init__(jdir, hub)
         self.facts = facts
         self.id = facts.id
         self.spec = spec
         self.created_at = facts.created_at
         self.limits = facts.limits
-        self.dir = jdir
         self.pid: int | None = None
         self.started_at: float | None = None
         self._cg = cg
         # Its cgroup, relative to the engine's parent: "<client>/<job>" (or "<job>", made before).
         self.cgroup = cg.name_of(facts.owner, facts.id)
-        self._hub = hub
         self._final: JobStatus | None = None  # the recorded end, once seen (a cache)
         self._settled = False  # the engine's end step is done: pidfds closed, row written
         self._sup_pidfd = -1
@@ -76,10 +77,6 @@ class Job:
         # once the answer, or its end, says what happened; until then the job is
         # ``starting`` and its output has not begun.
         self._confirmation: Gate | None = None
-        # One descriptor of output.log for all of the job's followers (they read at their own
-        # offsets): a thousand followers of one job cost one descriptor, not a thousand.
-        self._log_fd = -1
-        self._log_users = 0
         self._execs: Execs | None = None  # the engine's, for exec (issue 16)
 
     @property
@@ -163,10 +160,8 @@ class Job:
         its directory, for inspection; ``rm`` removes it)."""
         return JobStatus.of(self.facts, JobState.DAMAGED, error=f"damaged: {reason}")
 
-    @property
-    def running(self) -> bool:
-        """Cheaper than ``status()`` when that is all one needs to know."""
-        return self._final_status() is None
+    def _end_recorded(self) -> bool:
+        return self._final_status() is not None
 
     def status(self, usage: bool = True) -> JobStatus:
         """Where the job is now; while it runs, with the cgroup's usage so far (reading it is
@@ -204,16 +199,9 @@ class Job:
         final = self._final_status()
         if final is not None:
             return final
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
             await self.started_async()
-            with self._hub.subscribe(str(self.dir), loop) as w:
-                while True:
-                    w.clear()
-                    final = self._final_status()
-                    if final is not None:
-                        return final
-                    await w.wait_async()
+            return await self._until_async(self._final_status)
 
     # ---------------------------------------------------------------- stop
 
@@ -298,32 +286,17 @@ class Job:
         if self.unconfirmed:
             raise JobFinished(f"job {self.short_id} is starting: its start is not confirmed yet")
         try:
-            sent = self._cg.signal(self.cgroup, sig) if all else self._signal_command(sig)
+            if all:
+                sent = self._cg.signal(self.cgroup, sig)
+            else:  # the command alone: any signal goes, SIGKILL and SIGSTOP too, which init
+                # could not forward
+                pid = self.pid
+                sent = 0 if pid is None else self._cg.signal_process(self.cgroup, pid, sig)
         except CgroupError as e:
             raise JobFinished(f"job {self.short_id} has ended ({e})") from None
         if not sent:
             raise JobFinished(f"job {self.short_id}'s command has ended")
         return sent
-
-    def _signal_command(self, sig: int) -> int:
-        """The command's own process, pinned by a pidfd and checked to be in the job's cgroup
-        (a recycled pid is never signalled). Any signal goes, SIGKILL and SIGSTOP too, which
-        init could not forward."""
-        if self.pid is None:
-            return 0
-        try:
-            fd = os.pidfd_open(self.pid)
-        except OSError:
-            return 0
-        try:
-            if self.pid not in self._cg.pids(self.cgroup):
-                return 0
-            signal.pidfd_send_signal(fd, sig)
-            return 1
-        except ProcessLookupError:
-            return 0
-        finally:
-            os.close(fd)
 
     async def signal_async(self, sig: int, all: bool = False) -> int:
         """Like :meth:`signal`, from a thread (it reads the cgroup's process list)."""
@@ -371,16 +344,10 @@ class Job:
 
     # ---------------------------------------------------------------- stdin (issue 16)
 
-    def stdin(self) -> Lease:
-        """This job's stdin, for one writer at a time (``JobSpec(stdin=True)`` or ``tty``):
-        see :class:`tjob.stdio.Lease`. ``StdinUnavailable`` if the job has none open, has
-        ended, or another writer holds it."""
-        return stdio.take(self.dir, f"job {self.short_id}")
-
     async def stdin_async(self) -> Lease:
-        """:meth:`stdin` without blocking the event loop (use the lease's ``write_async``)."""
+        """:meth:`stdin` (``JobSpec(stdin=True)`` or ``tty``) once a queued job has started."""
         await self.started_async()
-        return await stdio.take_async(self.dir, f"job {self.short_id}")
+        return await super().stdin_async()
 
     # ---------------------------------------------------------------- output
 
@@ -408,14 +375,7 @@ class Job:
             if gate is not None:
                 gate.wait()  # a queued or starting job: its output starts with its start
         view = self.follower(streams, skip, tail=tail, since_ns=since_ns, until_ns=until_ns)
-        with view as f:
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                yield from chunks
-                if not chunks:
-                    f.wait()
+        yield from chunks(view, follow, read_size)
 
     async def output_async(
         self,
@@ -433,48 +393,8 @@ class Job:
         await self.started_async()
         loop = asyncio.get_running_loop()
         view = self.follower(streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
-        with view as f:
-            await f.position_async()
-            while True:
-                chunks = f.take(read_size)
-                if chunks is None or (not chunks and not follow):
-                    return
-                for chunk in chunks:
-                    yield chunk
-                if not chunks:
-                    await f.wait_async()
-
-    @contextlib.contextmanager
-    def _shared_log(self) -> Iterator[int]:
-        """The job's output.log, opened once for every follower while any reads it;
-        FileNotFoundError if it does not exist (yet)."""
-        with self._lock:
-            if not self._log_users:
-                self._log_fd = os.open(self.dir / LOG_FILE, os.O_RDONLY | os.O_CLOEXEC)
-            self._log_users += 1
-            fd = self._log_fd
-        try:
-            yield fd
-        finally:
-            with self._lock:
-                self._log_users -= 1
-                if not self._log_users:
-                    os.close(self._log_fd)
-                    self._log_fd = -1
-
-    def follower(
-        self,
-        streams: Stream = Stream.BOTH,
-        skip: int = 0,
-        loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        tail: int | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-    ) -> Follower:
-        """A reader of this job's output paced by its caller: a server serving many readers
-        decides how much each one takes and when (see :class:`Follower`)."""
-        return Follower(self, streams, skip, loop, tail=tail, since_ns=since_ns, until_ns=until_ns)
+        async for chunk in chunks_async(view, follow, read_size):
+            yield chunk
 
 
 def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:

@@ -16,7 +16,7 @@ timed-out       present if that stop was its timeout's (written before stop-requ
 execs/N/        one directory per exec into the job (issue 16, execs.py): exec.bin, output.log,
                 reserve and end-report, as above, written by its exec supervisor
 
-The names are protocol.py's: the shim uses them too.
+The names are :mod:`tjob.protocol`'s: the shim uses them too.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .protocol import (
     encode_exec,
 )
 
-# The engine's alone (the shim never reads it), so not in protocol.py.
+# The engine's alone (the shim never reads it), so not in the protocol.
 TIMEOUT_FILE = "timed-out"
 
 __all__ = [

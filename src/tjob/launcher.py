@@ -11,7 +11,7 @@ launcher, warm, records the end (:mod:`tjob.recorder`). A supervisor whose launc
 (the engine closed or died) leaves its report in the job's directory for the next engine
 (supervisors of earlier releases exec :func:`record_main` instead).
 
-Messages (all in protocol.py): engine -> launcher: a ``StartRequest`` with the reply socket
+Messages (all in the protocol package): engine -> launcher: a ``StartRequest`` with the reply socket
 attached; launcher -> supervisor: a ``Handoff`` with that socket; supervisor -> engine: a
 ``StartReply`` on it, with pidfds of itself and of init; supervisor -> launcher: an
 ``EndReport``, answered ``ACK_RECORDED`` or ``ACK_DECLINED``.

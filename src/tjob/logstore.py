@@ -1,6 +1,6 @@
 """Append-only framed output of one job, and readers that parse it from any frame boundary.
 
-The format (``TJOBLOG3``; protocol.py has it byte by byte): the magic and the *committed end*,
+The format (``TJOBLOG3``; tjob.protocol has it byte by byte): the magic and the *committed end*,
 then frames of a header ``<stream:u8> <0:3> <length:u32le> <time:u64le>``, the payload, and a
 trailer ``<crc:u32le> <length:u32le>`` (zlib's CRC-32 of header then payload). ``time`` is when
 the supervisor read the bytes (CLOCK_REALTIME, ns). The trailer's length lets a reader walk

@@ -1,9 +1,9 @@
-"""The shim's ``protocol.h``, generated from :mod:`tjob.protocol`: every constant the shim uses
-as a macro, and an X-macro table of them for ``tjob-shim selftest``.
+"""The shim's ``protocol.h``, generated from :mod:`tjob.protocol.constants`: every constant the
+shim uses as a macro, and an X-macro table of them for ``tjob-shim selftest``.
 
-Free of imports from the package, like protocol.py: ``setup.py`` loads both files by path (under
-pip's build isolation the package is not importable) and hands this one the other. To print
-the header: ``python3 -m tjob.protocol_h``.
+Free of imports from the package, like protocol/constants.py: ``setup.py`` loads both files by
+path (under pip's build isolation the package is not importable) and hands this one the other.
+To print the header: ``python3 -m tjob.protocol_h``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import ModuleType
 
 def c_constants(p: ModuleType) -> dict[str, int | bytes]:
     """Every constant the shim uses, by its C name (without the ``TJOB_`` prefix), from the
-    protocol module ``p``."""
+    protocol's constants ``p`` (:mod:`tjob.protocol.constants`, or the package)."""
     out: dict[str, int | bytes] = {"PROTOCOL_VERSION": p.VERSION}
     for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
         out[f"{name}_FILE"] = getattr(p, f"{name}_FILE").encode()
@@ -50,11 +50,11 @@ def _c_literal(v: int | bytes) -> str:
 
 
 def c_header(p: ModuleType) -> str:
-    """``protocol.h`` of the protocol module ``p``."""
+    """``protocol.h`` of the protocol's constants ``p``."""
     consts = c_constants(p)
     lines = [
-        "/* Generated from src/tjob/protocol.py by `python3 -m tjob.protocol_h`:",
-        " * do not edit; change protocol.py. */",
+        "/* Generated from src/tjob/protocol/constants.py by `python3 -m tjob.protocol_h`:",
+        " * do not edit; change constants.py. */",
         "#ifndef TJOB_PROTOCOL_H",
         "#define TJOB_PROTOCOL_H",
     ]
@@ -67,6 +67,6 @@ def c_header(p: ModuleType) -> str:
 
 
 if __name__ == "__main__":
-    from tjob import protocol
+    from tjob.protocol import constants
 
-    sys.stdout.write(c_header(protocol))
+    sys.stdout.write(c_header(constants))

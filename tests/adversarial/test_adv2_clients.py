@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from tjob.api import pki, tls
 from tjob.api.answers import MAX_REQUEST
-from tjob.api.service import MAX_INTERVAL, MIN_INTERVAL
+from tjob.api.checks import MAX_INTERVAL, MIN_INTERVAL
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 
 pytestmark = ROOT

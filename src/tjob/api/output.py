@@ -28,8 +28,7 @@ from .tjob.v1 import tjob_pb2 as pb
 if TYPE_CHECKING:
     from grpclib.server import Stream
 
-    from ..engine import Follower
-    from ..execs import ExecFollower
+    from ..follower import Follower
 
 log = logging.getLogger("tjobs")
 
@@ -87,7 +86,7 @@ class OutputShares:
 
 async def send_output(
     stream: Stream[Any, Any],
-    follower: Follower | ExecFollower,
+    follower: Follower,
     *,
     follow: bool,
     timestamps: bool = False,

@@ -1,6 +1,6 @@
 """The gRPC servicer (``tjob.v1.JobService``): translates RPCs into engine calls, and nothing
-more. Every job access goes through the guard; how a failure is answered is
-:mod:`.answers`'s."""
+more. Every job access goes through the guard; what a request may ask is :mod:`.checks`'s, how
+a failure is answered :mod:`.answers`'s."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Stream
 
 from ..errors import InvalidSpec, JobFinished
-from ..naming import check_labels, check_name, check_timeout, parse_signal
+from ..naming import parse_signal
 from ..queue import NoRoom
 from ..spec import JobSpec
 from ..status import JobState, JobStatus
-from . import convert, eventstream, listing, quotas, stats
+from . import checks, convert, eventstream, listing, quotas, stats
 from .answers import (
     SHUTTING_DOWN,
     QuotaExceeded,
@@ -43,9 +42,9 @@ from .logtext import shown, shown_argv
 from .metrics import Metrics
 from .observe import Observer, Outcome, note
 from .output import IN_FIELD_1, OutputShares, Stalled, send_output, view_from_pb
-from .policy import CAP_FLAGS, Policy
+from .policy import Policy
 from .session import Session
-from .stats import MAX_STATS_JOBS, SAMPLE_FLOOR, Sampler
+from .stats import MAX_STATS_JOBS, Sampler
 from .tjob.v1 import tjob_pb2 as pb
 from .tjob.v1.tjob_grpc import JobServiceBase
 
@@ -58,11 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tjobs")
 
-MAX_IDS = 1000  # ids in one Stats request
-DEFAULT_GRACE = 10.0
-MAX_GRACE = 24 * 3600.0
-DEFAULT_INTERVAL = 1.0
-MIN_INTERVAL, MAX_INTERVAL = SAMPLE_FLOOR, 3600.0
 QUEUE_REPLY_WAIT = 1.0  # seconds a queued Run waits to answer "running" if it starts at once
 
 
@@ -107,7 +101,8 @@ class JobService(JobServiceBase):
         with self._rpc("run", stream) as caller:
             req = await read_request(stream, pb.RunRequest, self._receiving(caller))
             note(argv=argv_field(req.argv), env_keys=sorted(req.env)[:256])
-            spec = self._spec(caller, req)
+            places_jobs = getattr(self._engine, "places_jobs", False)
+            spec = checks.run_spec(req, self.policy, caller.name, places_jobs=places_jobs)
             # Before the running-job cap: nothing may wait between that check and the count.
             mine = [j for j in self._engine.jobs() if j.owner == caller.name]
             await quotas.check_async(self.policy.store, mine, self._starting[caller.name])
@@ -123,7 +118,7 @@ class JobService(JobServiceBase):
                 start = self._engine.start_async(spec, capped=True)
                 job = await asyncio.shield(start)
             except NoRoom as e:
-                raise self._no_room(e) from None
+                raise checks.no_room(e) from None
             finally:
                 self._starting[caller.name] -= 1
                 if not self._starting[caller.name]:
@@ -137,9 +132,7 @@ class JobService(JobServiceBase):
     async def Stop(self, stream: Stream[pb.StopRequest, pb.JobStatus]) -> None:
         with self._rpc("stop", stream) as caller:
             req = await read_request(stream, pb.StopRequest, self._receiving(caller))
-            grace = req.grace_seconds if req.HasField("grace_seconds") else DEFAULT_GRACE
-            if not math.isfinite(grace) or not 0 <= grace <= MAX_GRACE:
-                raise InvalidSpec(f"grace must be 0 to {MAX_GRACE:.0f} seconds, not {grace}")
+            grace = checks.grace(req)
             note(job=clip(req.id))
             job = self.guard.job(caller, req.id)
             note(job=job.id)
@@ -194,13 +187,7 @@ class JobService(JobServiceBase):
     async def Stats(self, stream: Stream[pb.StatsRequest, pb.StatsResponse]) -> None:
         with self._rpc("stats", stream, streaming=True, stats=True) as caller:
             req = await read_request(stream, pb.StatsRequest, self._receiving(caller))
-            interval = req.interval_seconds or DEFAULT_INTERVAL
-            if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
-                raise InvalidSpec(
-                    f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds, not {interval}"
-                )
-            if len(req.ids) > MAX_IDS:
-                raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
+            interval = checks.stats_interval(req)
             named = list({job.id: job for job in self.guard.resolve(caller, req.ids)}.values())
             sampler = self._sampler
             while True:
@@ -390,68 +377,6 @@ class JobService(JobServiceBase):
         self, caller: Caller
     ) -> Callable[[int], contextlib.AbstractContextManager[None]]:
         return functools.partial(self._quota.receiving, caller.name)
-
-    def _spec(self, caller: Caller, req: pb.RunRequest) -> JobSpec:
-        limits = convert.limits_from_pb(req.limits)
-        if limits.device is not None:
-            raise InvalidSpec("the throttled device is chosen by the server (tjobs --mnt)")
-        limits.validate()
-        over = limits.exceeding(self.policy.caps, CAP_FLAGS)
-        if over:
-            raise InvalidSpec("; ".join(over))
-        if req.name:
-            check_name(req.name)
-        if req.node:  # Cluster (issue 18): a placement constraint only a gateway can honour
-            check_name(req.node)
-            if not getattr(self._engine, "places_jobs", False):
-                raise InvalidSpec("--node needs a tjobs gateway: this server runs jobs itself")
-        spec = JobSpec(
-            argv=tuple(req.argv),
-            env=dict(req.env),
-            cwd=req.workdir or "/",
-            user=self.policy.job_user,
-            owner=caller.name,
-            limits=limits,
-            volumes=tuple(convert.volume_from_pb(v) for v in req.volumes),
-            request_id=req.request_id,
-            name=req.name,
-            labels=dict(check_labels(req.labels)),
-            timeout=self._timeout(req),
-            stdin=req.stdin,
-            tty=req.tty,
-            tty_size=(req.tty_size.rows, req.tty_size.cols)
-            if req.tty_size.rows or req.tty_size.cols
-            else None,
-            node=req.node,
-        )
-        return spec.validate()
-
-    def _timeout(self, req: pb.RunRequest) -> float | None:
-        p = self.policy
-        if not req.HasField("timeout_seconds"):
-            return p.default_timeout or p.max_timeout
-        timeout = check_timeout(req.timeout_seconds)
-        if p.max_timeout is not None and timeout is not None and timeout > p.max_timeout:
-            raise InvalidSpec(
-                f"timeout {timeout:g}s is above the server's cap of {p.max_timeout:g}s "
-                "(tjobs --max-timeout)"
-            )
-        return timeout
-
-    @staticmethod
-    def _no_room(e: NoRoom) -> QuotaExceeded:
-        """The refusal of a Run over a running-job limit, saying which (unless it queues).
-        The engine's caps are the policy's (tjobs makes it with max_running, and max_jobs
-        as its owner_max_running); admins are capped for their own jobs."""
-        if e.scope == "owner":
-            return QuotaExceeded(
-                f"you have {e.running} running jobs, the most this server allows one client "
-                f"(tjobs --max-jobs {e.limit}); stop or wait for one first, or run with --queue"
-            )
-        return QuotaExceeded(
-            f"{e.running} jobs are running on this server, the most it allows "
-            f"(tjobs --max-running {e.limit}); run with --queue to wait for a slot"
-        )
 
     async def _queue(
         self, caller: Caller, spec: JobSpec, stream: Stream[pb.RunRequest, pb.JobStatus]

@@ -35,7 +35,7 @@ from .tjob.v1 import tjob_pb2 as pb
 if TYPE_CHECKING:
     from grpclib.server import Stream as GrpcStream
 
-    from ..execs import ExecFollower, ExecResult
+    from ..execs import ExecResult
     from ..follower import Follower
 
     Receive = Callable[[], Awaitable[pb.AttachRequest | None]]
@@ -55,7 +55,7 @@ class Target(Protocol):
 
     def follower(
         self, streams: Stream, skip: int, loop: asyncio.AbstractEventLoop | None
-    ) -> Follower | ExecFollower: ...
+    ) -> Follower: ...
 
     async def wait_async(self, timeout: float | None = None) -> JobStatus | ExecResult: ...
 

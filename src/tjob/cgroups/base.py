@@ -122,8 +122,17 @@ class CgroupBackend(abc.ABC):
         reused only once its process is gone, and the pidfd of a gone one signals nothing).
         Two reads of the cgroup, however many processes (not one /proc file each).
         """
+        return self._send(job_id, self.pids(job_id), sig)
+
+    def signal_process(self, job_id: str, pid: int, sig: int) -> int:
+        """Send ``sig`` to process ``pid`` if it is in the job's cgroup (1, else 0), pinned and
+        checked as :meth:`signal` does: a recycled pid is never signalled."""
+        return self._send(job_id, [pid], sig)
+
+    def _send(self, job_id: str, pids: list[int], sig: int) -> int:
+        """``sig`` to those of ``pids`` the job's cgroup lists once each is pinned by a pidfd."""
         pinned: dict[int, int] = {}
-        for pid in self.pids(job_id):
+        for pid in pids:
             with contextlib.suppress(OSError):
                 pinned[pid] = os.pidfd_open(pid)
         sent = 0

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli import tjobs
+from ..cli import serving, startup
 from ..cli.tjobsargs import PROG, build_parser
 from ..errors import TjobError
 from .placement import LABEL_NODE, LABEL_PORT, SLOT, node_resource
@@ -48,11 +48,11 @@ def main(kind: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         if importlib.util.find_spec("ray") is None:
-            tjobs._fail("the cluster needs Ray: pip install 'tjob[cluster]'")
+            startup.fail("the cluster needs Ray: pip install 'tjob[cluster]'")
         return _node(args) if kind == "node" else _gateway(args)
-    except (tjobs.Refusal, TjobError) as err:
+    except (startup.Refusal, TjobError) as err:
         print(f"{PROG} {kind}: {err}", file=sys.stderr)
-        return tjobs.EXIT_REFUSED
+        return startup.EXIT_REFUSED
 
 
 # --- tjobs node ---------------------------------------------------------------------------------
@@ -72,12 +72,12 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
 def _node(args: argparse.Namespace) -> int:
     from .services import NodeService
 
-    _, port = tjobs.parse_host(args.host)
+    _, port = startup.parse_host(args.host)
     node_service = type("NodeService", (NodeService,), {"gateway": args.gateway})
     args.service = {"service": node_service}
     ray = _join_ray(args, port)
     try:
-        return tjobs._serve(args)
+        return serving.serve(args)
     finally:
         if ray.poll() is None:
             ray.terminate()  # leaves the Ray cluster: the gateway sees the node go
@@ -138,12 +138,12 @@ def _gateway(args: argparse.Namespace) -> int:
     from ..cli import logfmt
     from .raycluster import RayCluster
 
-    tjobs.parse_host(args.host)
-    policy = tjobs._policy(args)
+    startup.parse_host(args.host)
+    policy = startup.policy(args)
     policy = type(policy)(**{**policy.__dict__, "store": StoreQuota(), "job_user": None})
-    tls, files = tjobs._tls(args)
+    tls, files = startup.tls(args)
     if not args.node_cert:
-        tjobs._fail("--node-cert: the gateway's client certificate to the nodes is needed")
+        startup.fail("--node-cert: the gateway's client certificate to the nodes is needed")
     from ..api.tls import client_context
 
     node_key = args.node_key or str(Path(args.node_cert).with_suffix(".key"))
@@ -185,7 +185,7 @@ async def _serve_gateway(
     )
     await backend.start()
     api = ApiServer(cast(Any, backend), policy, tls[0], files=tls[1], service=GatewayService)
-    host, port = tjobs.parse_host(args.host)
+    host, port = startup.parse_host(args.host)
     await api.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,13 +19,13 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from ..api import checks
 from ..api.answers import read_request
 from ..api.authz import Caller, Unauthenticated
-from ..api.service import DEFAULT_INTERVAL, MAX_IDS, MAX_INTERVAL, MIN_INTERVAL, JobService
+from ..api.service import JobService
 from ..api.stats import MAX_STATS_JOBS
 from ..api.tjob.v1 import tjob_pb2 as pb
 from ..api.tls import usable_identity
-from ..errors import InvalidSpec
 from .nodes import OWNER_HEADER
 from .remote import RemoteFollower, RemoteJob
 
@@ -78,11 +78,7 @@ class GatewayService(JobService):
         """Each job's sample from its node, over the same interval, in one reply."""
         with self._rpc("stats", stream, streaming=True, stats=True) as caller:
             req = await read_request(stream, pb.StatsRequest, self._receiving(caller))
-            interval = req.interval_seconds or DEFAULT_INTERVAL
-            if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
-                raise InvalidSpec(f"interval must be {MIN_INTERVAL} to {MAX_INTERVAL:.0f} seconds")
-            if len(req.ids) > MAX_IDS:
-                raise InvalidSpec(f"{len(req.ids)} ids: a Stats request takes at most {MAX_IDS}")
+            interval = checks.stats_interval(req)
             named = list({j.id: j for j in self.guard.resolve(caller, req.ids)}.values())
             backend = cast("ClusterEngine", self._engine)
             alive = (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)

@@ -1,4 +1,4 @@
-/* An exec's supervisor (see execsup.h). Messages: protocol.py (ExecRequest and after). */
+/* An exec's supervisor (see execsup.h). Messages: protocol/requests.py (ExecRequest and after). */
 #define _GNU_SOURCE
 #include "execsup.h"
 

@@ -1,6 +1,6 @@
 /* An interactive job's stdin (issue 16): a pipe, or a pseudo-terminal from the job's own devpts,
  * whose write end / master the supervisor keeps and lends to one writer at a time over the
- * attach socket in the job's directory (protocol.py, "the attach channel"). */
+ * attach socket in the job's directory (protocol/constants.py, "the attach channel"). */
 #ifndef TJOB_JOBSTDIN_H
 #define TJOB_JOBSTDIN_H
 #include <poll.h>

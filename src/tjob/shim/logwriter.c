@@ -1,4 +1,4 @@
-/* The job's log, format TJOBLOG3 (protocol.py says it byte by byte, logstore.py reads it):
+/* The job's log, format TJOBLOG3 (protocol/constants.py has its constants, logstore.py reads it):
  * the magic and the committed end, then frames of header <stream:u8><0:3><length:u32le>
  * <time:u64le>, the payload, and a trailer <crc:u32le><length:u32le> (zlib's CRC-32 of header
  * then payload). The trailer lets a reader step back a frame at a time (`logs --tail`). */

@@ -10,7 +10,7 @@
  *            +- init (init.c): PID 1 of new PID/mount/net/UTS/IPC namespaces; reaps, forwards
  *                 +- the command (command.c): joins the job cgroup, drops privileges, execs
  *
- * Every message and constant that crosses a process boundary is in src/tjob/protocol.py;
+ * Every message and constant that crosses a process boundary is in src/tjob/protocol/;
  * protocol.h is generated from it at build time, and msg.c / jobfile.c encode and decode.
  * `tjob-shim selftest` exposes those to the tests. */
 #define _GNU_SOURCE

@@ -1,4 +1,4 @@
-/* Messages between the shim's processes and the engine's side; formats are protocol.py's. */
+/* Messages between the shim's processes and the engine's side; formats are the protocol package's. */
 #define _GNU_SOURCE
 #include "msg.h"
 

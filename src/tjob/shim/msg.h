@@ -1,4 +1,4 @@
-/* Messages between the shim's processes and the engine's side (see protocol.py, whose
+/* Messages between the shim's processes and the engine's side (see the protocol package, whose
  * constants are in protocol.h): datagrams with fds, init's report lines, the supervisor's
  * handoff, start reply, run.json and end report. */
 #ifndef TJOB_MSG_H

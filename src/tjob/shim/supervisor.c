@@ -1,4 +1,4 @@
-/* A job's supervisor (see supervisor.h). Messages: protocol.py. */
+/* A job's supervisor (see supervisor.h). Messages: the protocol package (src/tjob/protocol/). */
 #define _GNU_SOURCE
 #include "supervisor.h"
 

@@ -18,7 +18,7 @@ import pytest
 from apiharness import ADMIN, ALICE, BOB, HANG, Harness
 from test_cli import Server, server
 
-import tjob.engine
+import tjob
 from tjob import Engine, JobSpec
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.events import BUFFER, Event, EventLog
@@ -94,19 +94,21 @@ def test_a_short_jobs_end_is_never_said_before_its_start(
     tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The end is watched for only once the start is said: a job that ends, and whose
-    supervisor exits, while its start is still being made durable (a slow disk, here made
-    certain) has its "exited" after its "started" all the same."""
-    real = tjob.engine.sync_run
+    supervisor exits, before its start is said (a loaded machine; made certain here) has its
+    "exited" after its "started" all the same."""
+    real = Engine._started
 
-    def slow_disk(jdir: Path) -> None:
-        real(jdir)
-        pid = json.loads((jdir / "run.json").read_text())["supervisor_pid"]
+    def late(self: Engine, job: tjob.Job) -> None:
+        pid = json.loads((job.dir / "run.json").read_text())["supervisor_pid"]
         with contextlib.suppress(ProcessLookupError):
             fd = os.pidfd_open(pid)
             assert select.select([fd], [], [], HANG)[0]
             os.close(fd)
+        # Not watched yet, so no end step can run (and say "exited") before this one.
+        assert self._hub.counts()[1] == 0
+        real(self, job)
 
-    monkeypatch.setattr(tjob.engine, "sync_run", slow_disk)
+    monkeypatch.setattr(Engine, "_started", late)
     with Engine(tmp_path / "s", cgroup_parent=cgroup_parent) as eng:
         jobs = [eng.start(JobSpec(["true"])) for _ in range(5)]
         until_events(eng.events, lambda seen: sum(e.kind == "exited" for e in seen) == 5)

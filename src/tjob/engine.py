@@ -42,7 +42,7 @@ from .launcher_client import LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
-from .prepare import Prepared, make_durable, prepare, sync_run
+from .prepare import Prepared, make_durable, prepare
 from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
@@ -274,9 +274,6 @@ class Engine:
             elif unsynced is not None:
                 # Not to be acknowledged (a power cut could lose it): killed, its end recorded.
                 yield blocking(job._kill)
-            elif self.durable and reply.pending is None:
-                # The supervisor left run.json to us, to go on with the job meanwhile.
-                yield blocking(lambda: sync_run(job.dir))
         except BaseException:
             if attached is not None:
                 self._ends.watch(attached)  # its end is recorded all the same

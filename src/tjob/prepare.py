@@ -6,7 +6,6 @@ durable. Everything here blocks; the engine runs it off the loop.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import json
@@ -25,7 +24,6 @@ from .devices import check_block_device
 from .errors import EngineClosed, InvalidSpec, NoSpace, TjobError
 from .jobdir import (
     EXEC_FILE,
-    RUN_FILE,
     SPEC_FILE,
     create_file,
     exec_blob,
@@ -199,14 +197,6 @@ def make_durable(prepared: Prepared, store: Store, jobs_dir: Path) -> str | None
         where = f"{prepared.dir}: {e.strerror}"
         return f"cannot put the job's files on the disk in {where}; it was killed"
     return None
-
-
-def sync_run(jdir: Path) -> None:
-    """Put the run.json the supervisor wrote (unsynced, to go on with the job) on the disk,
-    before the start is acknowledged: a power cut then still finds that the job ran. A
-    supervisor that could not write it (a full disk) logged why; the job runs all the same."""
-    with contextlib.suppress(OSError):
-        sync_file(jdir / RUN_FILE)
 
 
 def resolve_limits(limits: Limits, device: str | None) -> ResolvedLimits:

@@ -212,8 +212,8 @@ static void started(struct sup *s, long pid, double started_at) {
     char text[256];
     /* Before the reply: once start() returns, a later engine can find the job running.
      * Without it (a full disk) the job runs, but a restarted engine finds it lost. Not
-     * fsynced here: the engine does that before it acknowledges the start, while this
-     * supervisor goes on with the job (a short job's end waited for the disk before). */
+     * fsynced (a short job's end waited for the disk): it says where living processes are,
+     * and a power cut leaves none; an engine after one finds the job lost (adopt.py). */
     format_run(text, sizeof text, (int)s->me, (int)s->init, pid, started_at);
     if (write_file_whole(s->dir, TJOB_RUN_FILE, text))
         log_error("supervisor", "write " TJOB_RUN_FILE);

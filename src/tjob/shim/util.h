@@ -16,8 +16,7 @@ int join_path(char *buf, size_t size, const char *dir, const char *name);
  * too), its name fsynced (it survives a power cut); -1 and errno. */
 int write_file(const char *dir, const char *name, const char *text);
 /* Like write_file, but nothing is fsynced (readers see the whole file or none): run.json,
- * which the engine that acknowledges the start puts on the disk itself, while this process
- * goes on with the job. */
+ * which says where living processes are, and a power cut leaves none. */
 int write_file_whole(const char *dir, const char *name, const char *text);
 /* Whether files are fsynced (an engine made with durable=False says no). */
 int sync_wanted(void);

@@ -307,7 +307,7 @@ def test_a_job_with_no_files_from_before_a_reboot_is_lost_not_never_started(
     os.close(fd)
     for name in ("run.json", "output.log"):
         (job.dir / name).unlink()  # never on the disk
-    monkeypatch.setattr("tjob.adopt.boot_time", lambda: time.time())  # booted since
+    monkeypatch.setattr("tjob.adopt.boot_time", time.time)  # booted since
     with Engine(state, cgroup_parent=cgroup_parent) as eng:
         st = eng.get(job.id).status()
         assert st.state is JobState.LOST, st

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import tjob
+from tjob import jail
 
 from .common import BENCH_DIR, Figure, Result, run_quiet, timed
 
 NS = ["--pid", "--net", "--mount", "--uts", "--ipc", "--fork", "--mount-proc"]
 GIB = 1 << 30
 ON_TMPFS = "tjob, state on tmpfs"
+NO_FILTER = "tjob, no seccomp filter"
 HEAD_CAT = f"head -c {GIB} /dev/zero | cat"
 
 
@@ -80,6 +82,17 @@ def _unmount_runc(tmp: Path) -> None:
         subprocess.run(["umount", str(rootfs)], check=False)
 
 
+def _remove_cgroups(parent: str) -> None:
+    """An engine's cgroup parent, with the client cgroups it keeps, in every hierarchy."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / parent
+        with contextlib.suppress(OSError):
+            for client in top.iterdir():
+                if client.is_dir():
+                    client.rmdir()
+            top.rmdir()
+
+
 def _true_job(eng: tjob.Engine) -> None:
     eng.start(tjob.JobSpec(["/bin/true"])).wait(30)
 
@@ -100,26 +113,29 @@ def _engine_on_tmpfs(tmp: Path) -> Iterator[tjob.Engine]:
             yield eng
     finally:
         run_quiet(["umount", str(mem)])
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            with contextlib.suppress(OSError):
-                (hierarchy / "tjob-bench-tmpfs").rmdir()
+        _remove_cgroups("tjob-bench-tmpfs")
 
 
 def b1(eng: tjob.Engine, mem_eng: tjob.Engine, tmp: Path, n: int) -> Result:
-    """Library start of /bin/true -> exit observed, interleaved with the floor and peers, and
-    with the same start by an engine whose state is on a tmpfs (``mem_eng``)."""
+    """Library start of /bin/true -> exit observed, interleaved with the floor and peers, with
+    the same start by an engine whose state is on a tmpfs (``mem_eng``), and by one with no
+    seccomp filter (what loading the filter costs; the jail's mounts are made in the spare,
+    before the job is known)."""
     peers = _peers(tmp)
+    bare = tjob.Engine(tmp / "bare", cgroup_parent="tjob-bench-bare", seccomp=jail.UNCONFINED)
     try:
         runs: dict[str, Callable[[], object]] = {"tjob": functools.partial(_true_job, eng)}
         runs.update({name: functools.partial(run_quiet, argv) for name, argv in peers.items()})
         runs[ON_TMPFS] = functools.partial(_true_job, mem_eng)
+        runs[NO_FILTER] = functools.partial(_true_job, bare)
         samples: dict[str, list[float]] = {k: [] for k in runs}
-        start_latency(eng, 10)  # warm-up
-        start_latency(mem_eng, 10)
+        for warm in (eng, mem_eng, bare):
+            start_latency(warm, 10)
         order = random.Random(1)
+        always = ("tjob", "unshare", "bwrap", ON_TMPFS, NO_FILTER)
         for i in range(n):
             # The slow peers get fewer runs; their medians are stable at a quarter of n.
-            names = [k for k in runs if k in ("tjob", "unshare", "bwrap", ON_TMPFS) or i % 4 == 0]
+            names = [k for k in runs if k in always or i % 4 == 0]
             # A random order each round: the kernel is still tearing down what the last one
             # made (runc's and firejail's cgroups and namespaces), and no one should always
             # come right after the heaviest.
@@ -127,7 +143,9 @@ def b1(eng: tjob.Engine, mem_eng: tjob.Engine, tmp: Path, n: int) -> Result:
             for name in names:
                 samples[name].append(timed(runs[name]))
     finally:
+        bare.close()
         _unmount_runc(tmp)
+        _remove_cgroups("tjob-bench-bare")
     figs = [Figure(k, v, "ms") for k, v in samples.items()]
     floor = figs[1].p50
     ratio = figs[0].p50 / floor
@@ -268,7 +286,5 @@ def run(selected: set[str], quick: bool) -> list[Result]:
             if "B7" in selected:
                 # A trend over minutes: on the disk, its slow spells would hide or fake one.
                 out.append(b7(mem_eng, 30 if quick else 100))
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            with contextlib.suppress(OSError):
-                (hierarchy / "tjob-bench").rmdir()
+        _remove_cgroups("tjob-bench")
     return out

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,47 @@ def test_a_start_repeated_with_its_request_id_returns_the_same_job(
         assert eng.start(JobSpec(["true"], owner="alice", request_id="r1")).id != first.id
     finally:
         eng.close()
+
+
+def test_an_acknowledged_start_is_on_the_disk(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before start() returns, the engine has fsynced the job's store record (the WAL), its
+    spec.json, its directory and the jobs directory; not run.json (where living processes are,
+    which a power cut leaves none of: an engine after one finds the job lost)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    job = engine.start(JobSpec(["sleep", "30"]))
+    jdir, jobs = str(job.dir), str(job.dir.parent)
+    for path in (str(engine.state_dir / "jobs.db-wal"), f"{jdir}/spec.json", jdir, jobs):
+        assert path in synced, (path, synced)
+    assert f"{jdir}/run.json" not in synced
+    job.stop(grace=0)
+
+
+def test_a_job_with_no_files_from_before_a_reboot_is_lost_not_never_started(
+    tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a power cut, a job whose run.json and output.log never reached the disk may well
+    have run: it is recorded lost. (Without a reboot, a missing output.log proves that no
+    supervisor took it: tests/faults, never started.)"""
+    state = tmp_path / "state"
+    with Engine(state, cgroup_parent=cgroup_parent) as eng:
+        job = eng.start(JobSpec(["sleep", "1000"]))
+        sup = json.loads((job.dir / "run.json").read_text())["supervisor_pid"]
+    fd = os.pidfd_open(sup)
+    os.kill(sup, signal.SIGKILL)  # as a power cut: every process gone (init follows it)
+    assert select.select([fd], [], [], 30)[0]
+    os.close(fd)
+    for name in ("run.json", "output.log"):
+        (job.dir / name).unlink()  # never on the disk
+    monkeypatch.setattr("tjob.adopt.boot_time", time.time)  # booted since
+    with Engine(state, cgroup_parent=cgroup_parent) as eng:
+        st = eng.get(job.id).status()
+        assert st.state is JobState.LOST, st

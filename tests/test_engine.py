@@ -444,6 +444,22 @@ def test_nothing_leaks_after_200_jobs(engine: Engine) -> None:
         assert state != "Z"
 
 
+def test_the_supervisor_holds_the_jobs_mounts_so_init_exits_without_unmounting(
+    engine: Engine,
+) -> None:
+    """The supervisor keeps the job's mount namespace open (the job's own, not the host's):
+    its mounts are torn down when the supervisor exits, after the end is recorded, not in
+    init's exit, which the end report waits for."""
+    job = engine.start(JobSpec(["sleep", "30"]))
+    sup = json.loads((job.dir / "run.json").read_text())["supervisor_pid"]
+    assert job.pid is not None
+    theirs = os.readlink(f"/proc/{job.pid}/ns/mnt")
+    assert theirs != os.readlink("/proc/self/ns/mnt")
+    held = {os.readlink(f"/proc/{sup}/fd/{fd}") for fd in os.listdir(f"/proc/{sup}/fd")}
+    assert theirs in held
+    job.stop(grace=0)
+
+
 def test_ids_lookup_and_listing(engine: Engine) -> None:
     a = engine.start(JobSpec(["true"]))
     b = engine.start(JobSpec(["true"]))

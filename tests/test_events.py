@@ -5,7 +5,10 @@ is told what it missed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import select
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from apiharness import ADMIN, ALICE, BOB, HANG, Harness
 from test_cli import Server, server
 
+import tjob
 from tjob import Engine, JobSpec
 from tjob.api.tjob.v1 import tjob_pb2 as pb
 from tjob.events import BUFFER, Event, EventLog
@@ -84,6 +88,32 @@ def test_engine_events_and_a_restart(tmp_path: Path, cgroup_parent: str) -> None
         assert eng.events.recent()[-1].seq > before[-1].seq or len(eng.events.recent()) > len(
             before
         )
+
+
+def test_a_short_jobs_end_is_never_said_before_its_start(
+    tmp_path: Path, cgroup_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end is watched for only once the start is said: a job that ends, and whose
+    supervisor exits, before its start is said (a loaded machine; made certain here) has its
+    "exited" after its "started" all the same."""
+    real = Engine._started
+
+    def late(self: Engine, job: tjob.Job) -> None:
+        pid = json.loads((job.dir / "run.json").read_text())["supervisor_pid"]
+        with contextlib.suppress(ProcessLookupError):
+            fd = os.pidfd_open(pid)
+            assert select.select([fd], [], [], HANG)[0]
+            os.close(fd)
+        # Not watched yet, so no end step can run (and say "exited") before this one.
+        assert self._hub.counts()[1] == 0
+        real(self, job)
+
+    monkeypatch.setattr(Engine, "_started", late)
+    with Engine(tmp_path / "s", cgroup_parent=cgroup_parent) as eng:
+        jobs = [eng.start(JobSpec(["true"])) for _ in range(5)]
+        until_events(eng.events, lambda seen: sum(e.kind == "exited" for e in seen) == 5)
+        for job in jobs:
+            assert kinds(eng.events, job.id) == ["started", "exited"]
 
 
 def test_events_rpc_owners_filters_and_since(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ directory written before limits were typed still reads."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -91,6 +92,34 @@ def test_only_what_is_acknowledged_waits_for_the_disk(tmp_path: Path) -> None:
         assert said and not [s for s in said if s.startswith("PRAGMA")]
         (synchronous,) = store._db.execute("PRAGMA synchronous").fetchone()
         assert synchronous == 1  # NORMAL between durable commits
+        store.close()
+
+
+def test_a_record_added_unsynced_is_put_on_the_disk_by_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start's record is committed with NORMAL and made durable by sync() while the job
+    starts: an fsync of the WAL, where the commit is; a store made with durable=False syncs
+    nothing."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    for durable in (True, False):
+        store = Store(tmp_path / f"{durable}.db", durable)
+        said: list[str] = []
+        store._db.set_trace_callback(said.append)
+        synced.clear()
+        monkeypatch.setattr(os, "fsync", fsync)
+        store.add(facts("a", 1.0), "/", None, synced=False)
+        assert not [s for s in said if s.startswith("PRAGMA")]
+        store.sync()
+        monkeypatch.undo()
+        assert synced == ([str(tmp_path / f"{durable}.db-wal")] if durable else [])
+        assert [r.facts.id for r in store.records()] == ["a"]
         store.close()
 
 

@@ -27,7 +27,14 @@ from .ends import Ends
 from .errors import CgroupError, TjobError
 from .job import Job
 from .jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, write_json
-from .procs import children, end_stale_launchers, init_pidfd, is_supervisor, supervisors
+from .procs import (
+    boot_time,
+    children,
+    end_stale_launchers,
+    init_pidfd,
+    is_supervisor,
+    supervisors,
+)
 from .protocol import ProtocolError, RunInfo, decode_run
 from .recorder import Recorder
 from .spec import JobSpec
@@ -166,9 +173,9 @@ def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
     except (OSError, ProtocolError) as e:
         found = _by_mark(job, sups)
         if found is None:
-            if not (job.dir / LOG_FILE).exists():
+            if not (job.dir / LOG_FILE).exists() and job.created_at >= boot_time():
                 _never_started(job)  # no supervisor ever took it (its start was cut short)
-            ends.settle(job)
+            ends.settle(job)  # else lost: files of an earlier boot may not have reached the disk
             return
         run = found
         log.warning("job %s: %s unreadable (%s); adopted by its supervisor", job.id, RUN_FILE, e)
@@ -194,7 +201,8 @@ def _never_started(job: Job) -> None:
     """Record as failed a job that no supervisor took: the supervisor makes output.log before
     anything of the job runs, and none is alive for it. (A start in flight when the last engine
     died: its launcher, the only process that could still hand it over, is gone, see
-    :func:`tjob.procs.stale_launchers`.)"""
+    :func:`tjob.procs.stale_launchers`.) Only for a job made since the machine booted: after a
+    power cut, a missing output.log (never fsynced) proves nothing, and the job is lost."""
     with contextlib.suppress(OSError, CgroupError):
         Recorder(job._cg).failed(job.dir, NEVER_STARTED)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import shutil
 import socket
@@ -31,7 +30,7 @@ from .deadlines import Deadlines
 from .devices import check_block_device, device_of
 from .diagnostics import Diagnostics, diagnose
 from .ends import Ends
-from .errors import InvalidSpec, JobNotFound, JobRunning, StateDirInUse, TjobError
+from .errors import InvalidSpec, JobNotFound, JobRunning, TjobError
 from .events import EventLog, end_kind
 from .execs import Execs
 from .flows import Flow, Step, blocking, drive, drive_async
@@ -48,6 +47,7 @@ from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
+from .statedir import StateDir
 from .status import JobFacts
 from .store import Store
 from .tenants import Tenants
@@ -136,22 +136,7 @@ class Engine:
         self._hidden = [os.path.realpath(p) for p in hidden]
         jail.check(self._jail)
         self._cg.setup()
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
-        self.jobs_dir.mkdir(mode=0o700, exist_ok=True)
-        self._lockfd = os.open(
-            self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        # The directory itself is locked (deleting a file cannot undo that); the lock file too,
-        # for engines of earlier releases.
-        self._dirfd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lockfd)
-            os.close(self._dirfd)
-            raise StateDirInUse(f"another tjob engine is using {self.state_dir}") from None
+        self._state = StateDir(self.state_dir)
         self._store = Store(self.state_dir / "jobs.db", durable)
         self._tenants = None
         if uid_range:
@@ -160,8 +145,7 @@ class Engine:
                 self._tenants = Tenants(*uid_range, self._store.client_uid, given)
             except TjobError:
                 self._store.close()
-                os.close(self._lockfd)  # a refused start leaves the state dir free
-                os.close(self._dirfd)
+                self._state.release()  # a refused start leaves the state dir free
                 raise
         self._hub = Hub()
         store = self._store
@@ -199,7 +183,7 @@ class Engine:
         prepared = prepare(self, spec, queued)
         sock = self._launcher.send(prepared.request)
         # While the launcher and the supervisor start it: the disk's waits overlap theirs.
-        unsynced = make_durable(prepared, self.jobs_dir) if self.durable else None
+        unsynced = make_durable(prepared, self._store, self.jobs_dir) if self.durable else None
         if queued is not None:
             # Once it is on its way: a crash before this leaves a queue row beside the job's,
             # and the next engine queues it again if it never ran (queued.load).
@@ -207,7 +191,8 @@ class Engine:
         return prepared, sock, unsynced if queued is None else None
 
     def _finish(self, job: Job, reply: Reply) -> str | None:
-        """Attach the job from the supervisor's answer; the error if it did not start."""
+        """Attach the job from the supervisor's answer; the error if it did not start. The
+        caller watches for its end once the start is said (the end's event comes after)."""
         if reply.pending is not None:
             # No answer in time (a stalled launcher?): the job may still start, so it is not
             # reported lost. It is "starting" until the answer comes, then becomes what
@@ -225,7 +210,6 @@ class Engine:
             answer = StartReply(False, error=_NO_ANSWER)
         if answer.ok and len(reply.fds) == 2:
             job._attach(answer.pid, answer.started_at, reply.fds[0], reply.fds[1])
-            self._ends.watch(job)
             return None
         for fd in reply.fds:
             os.close(fd)
@@ -237,10 +221,12 @@ class Engine:
             error = self._finish(job, LauncherClient.late_reply(sock))
             if error is not None:
                 self._ends.settle(job, self._who_died(error))
-            elif job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
+                return
+            if job._sup_pidfd >= 0 and (job.dir / STOP_FILE).exists():
                 job._kill()  # stopped while it was starting
             else:
                 self._started(job)  # its timeout runs from now, and events say it
+            self._ends.watch(job)
         finally:
             if job._confirmation is not None:
                 job._confirmation.release()  # no longer "starting"; its followers begin
@@ -268,6 +254,7 @@ class Engine:
                 return self._started_by(known)
         # A capped start holds its slot from here (no wait between the check and the count).
         reserved = self._queue.reserve(spec.owner) if capped else None
+        attached: Job | None = None  # started, its end not watched yet
         try:
             prepared, sock, unsynced = yield blocking(lambda: self._prepare_and_send(spec, queued))
             reply = yield Step(
@@ -279,6 +266,8 @@ class Engine:
                 job = queued
                 job.facts, job.limits = prepared.facts, prepared.facts.limits
             error = self._finish(job, reply)
+            if error is None and reply.pending is None:
+                attached = job
             if error is not None:
                 # The launcher recorded the failure before answering, or nobody did: the end step.
                 yield blocking(lambda: self._ends.settle(job, self._who_died(error)))
@@ -286,15 +275,19 @@ class Engine:
                 # Not to be acknowledged (a power cut could lose it): killed, its end recorded.
                 yield blocking(job._kill)
         except BaseException:
+            if attached is not None:
+                self._ends.watch(attached)  # its end is recorded all the same
             if reserved is not None:
                 self._queue.ended(reserved)  # the slot is free again
             raise
         self._index.add(job)
         self._queue.running(job.id, job.owner, _settled(job), reserved, _recorded(job))
+        if attached is not None:
+            if unsynced is None:
+                self._started(job)
+            self._ends.watch(job)  # after the start is said: the end's event never comes first
         if unsynced is not None and error is None:
             raise TjobError(unsynced)
-        if error is None and reply.pending is None:  # not a start still unanswered
-            self._started(job)
         return job
 
     def _started(self, job: Job) -> None:
@@ -439,8 +432,7 @@ class Engine:
             self._ends.forget(job)
         self.events.close()
         self._store.close()
-        os.close(self._lockfd)
-        os.close(self._dirfd)
+        self._state.release()
 
     def _stop_all(self, grace: float) -> None:
         """Stop every running job within one grace period in all (not one per job)."""

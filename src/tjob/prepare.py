@@ -114,7 +114,9 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     engine._names.take(spec.owner, spec.name, job_id)
     try:
         # A queued job's request id was recorded with its queue row.
-        engine._store.add(facts, spec.cwd, spec.user, "" if queued else spec.request_id)
+        engine._store.add(
+            facts, spec.cwd, spec.user, "" if queued else spec.request_id, synced=False
+        )  # on the disk with make_durable, while the launcher starts it
     except BaseException:
         if queued is None:
             engine._names.release(spec.owner, spec.name, job_id)
@@ -179,14 +181,15 @@ def _make_dir(jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
     reserve(jdir, reserve_size(len(spec)))
 
 
-def make_durable(prepared: Prepared, jobs_dir: Path) -> str | None:
-    """Put the job's spec.json and its name (the job's directory, in the jobs directory) on
-    the disk; what failed, if anything (the job is then killed, the start refused). Done once
-    the request is on its way, so that these waits on the disk overlap the launcher's and the
-    supervisor's work instead of adding to it; the start is answered only after it (a power
-    cut before then may lose the job, which was never acknowledged). The store's record was
-    made durable before the directory."""
+def make_durable(prepared: Prepared, store: Store, jobs_dir: Path) -> str | None:
+    """Put the job's store record, its spec.json and its name (the job's directory, in the
+    jobs directory) on the disk; what failed, if anything (the job is then killed, the start
+    refused). Done once the request is on its way, so that these waits on the disk overlap
+    the launcher's and the supervisor's work instead of adding to it; the start is answered
+    only after it (a power cut before then may lose the job, which was never acknowledged;
+    a directory that outlives its record is indexed again at start-up)."""
     try:
+        store.sync()
         sync_file(prepared.dir / SPEC_FILE)
         sync_dir(prepared.dir)
         sync_dir(jobs_dir)

@@ -21,6 +21,15 @@ def readable(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
+def boot_time() -> float:
+    """When the machine booted (``btime`` of /proc/stat, in seconds since the epoch)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    raise OSError("/proc/stat has no btime")
+
+
 def init_pidfd(run: RunInfo) -> int:
     """A pidfd of the supervisor's init, or -1. A pid whose parent is the (live) supervisor
     cannot have been recycled: the supervisor has not reaped it."""

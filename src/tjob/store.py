@@ -85,7 +85,9 @@ class Store:
     """Thread-safe: one connection, one lock (writes are a few per job).
 
     Only what an acknowledgement promises is committed with ``synchronous=FULL`` (on the disk
-    before the commit returns): a job's record, a queued job, a client's uid. The rest (ends,
+    before the commit returns): a queued job, a client's uid; a job's record is too, or is
+    committed with ``NORMAL`` and put on the disk by :meth:`sync` while its start goes on
+    (the engine acknowledges the start only after that). The rest (ends,
     events, removals, dequeues) is committed with ``NORMAL``: it survives a crash of the
     process and is on the disk with the next FULL commit or checkpoint; a power cut before
     that loses nothing the directories do not say (an end is in ``status.json``; a removed
@@ -99,6 +101,7 @@ class Store:
         self._lock = threading.Lock()
         self.damaged: str | None = None
         self._durable = durable
+        self._wal = path.with_name(path.name + "-wal")
         try:
             self._db = _open(path)
         except sqlite3.DatabaseError as e:
@@ -113,14 +116,23 @@ class Store:
             self._db = _open(path)
         self._boot = _boot_id()
 
-    def add(self, facts: JobFacts, cwd: str, user: str | int | None, request_id: str = "") -> None:
-        """Record a job (and the request id it was started with, in the same commit)."""
+    def add(
+        self,
+        facts: JobFacts,
+        cwd: str,
+        user: str | int | None,
+        request_id: str = "",
+        *,
+        synced: bool = True,
+    ) -> None:
+        """Record a job (and the request id it was started with, in the same commit); not
+        ``synced``: on the disk only with the next :meth:`sync` (or FULL commit)."""
         limits = facts.limits.to_dict()
         spec: dict[str, Any] = {"argv": list(facts.argv), "cwd": cwd, "user": user}
         spec.update(
             limits=limits, name=facts.name, labels=dict(facts.labels), timeout=facts.timeout
         )
-        with self._lock, self._synced():
+        with self._lock, self._synced() if synced else contextlib.nullcontext():
             try:
                 self._db.execute("BEGIN")
                 self._db.execute(
@@ -317,6 +329,22 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def sync(self) -> None:
+        """Put every commit made so far on the disk, those made with ``NORMAL`` too (OSError
+        if that fails). SQLite appends each commit to the WAL, and syncs the database before
+        a checkpoint lets it reuse the WAL: an fsync of the WAL is enough. Not under the lock:
+        it waits on the disk, and other commits need not wait with it."""
+        if not self._durable:
+            return
+        try:
+            fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # no WAL while a connection is open: all of it is in the synced database
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def _synced(self) -> Iterator[None]:

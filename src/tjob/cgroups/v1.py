@@ -14,6 +14,7 @@ from .base import (
     CgroupBackend,
     read_int,
     read_keyed,
+    read_text,
     rmdir_quiet,
     wait_exited,
     write,
@@ -151,7 +152,7 @@ class CgroupV1(CgroupBackend):
 
     def pids(self, job_id: str) -> list[int]:
         try:
-            text = (self._dir("pids", job_id) / "cgroup.procs").read_text()
+            text = read_text(self._dir("pids", job_id) / "cgroup.procs")
         except OSError:
             return []
         return [int(p) for p in text.split()]
@@ -162,7 +163,7 @@ class CgroupV1(CgroupBackend):
         read = written = 0
         seen_io = False
         try:
-            lines = (self._dir("blkio", job_id) / "blkio.throttle.io_service_bytes").read_text()
+            lines = read_text(self._dir("blkio", job_id) / "blkio.throttle.io_service_bytes")
         except OSError:
             lines = ""
         for line in lines.splitlines():
@@ -199,7 +200,7 @@ class CgroupV1(CgroupBackend):
             # The v1 freezer has no completion event; FREEZING turns FROZEN within microseconds
             # unless a task sits in an uninterruptible sleep, so a bounded re-read suffices.
             for _ in range(1000):
-                if state.read_text().strip() == "FROZEN":
+                if read_text(state).strip() == "FROZEN":
                     break
                 os.sched_yield()
             self.signal(job_id, signal.SIGKILL)

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import CgroupError
 from ..spec import MIB
 from ..status import ResolvedLimits, Usage
-from .base import CgroupBackend, read_int, read_keyed, wait_exited, write
+from .base import CgroupBackend, read_int, read_keyed, read_text, wait_exited, write
 
 REQUIRED = ("cpu", "memory", "pids")
 CPU_PERIOD_US = 100_000
@@ -115,7 +115,7 @@ class CgroupV2(CgroupBackend):
 
     def pids(self, job_id: str) -> list[int]:
         try:
-            text = (self._dir(job_id) / "cgroup.procs").read_text()
+            text = read_text(self._dir(job_id) / "cgroup.procs")
         except OSError:
             return []
         # The kernel may list a pid twice (moved out and back while it was being read).
@@ -217,7 +217,7 @@ def _set(path: Path, value: str) -> None:
 def _io_bytes(path: Path) -> tuple[int | None, int | None]:
     """Bytes read and written over all devices in ``io.stat``; None without the io controller."""
     try:
-        text = path.read_text()
+        text = read_text(path)
     except OSError:
         return None, None
     totals = {"rbytes": 0, "wbytes": 0}

@@ -57,6 +57,9 @@ ZYGOTE_ARGV = (b"tjob-shim", b"zygote")
 INIT_ARGV = (b"tjob-shim", b"init")  # in the job's PID namespace: never taken for a supervisor
 SPARE_REQUEST = b"s"  # fork server → zygote, with a spare's channel and busy pipe
 INIT_JOB = b"j"  # supervisor → init, with the output pipes and exec.bin
+# init → supervisor, first, with its mount namespace: the supervisor holds it until it exits,
+# so that init's exit does not wait for the job's mounts to be torn down.
+INIT_MOUNTS = b"m"
 # Interactive jobs (issue 16): the same, with a fourth fd, the command's stdin: a pipe's read
 # end, or (INIT_JOB_TTY) the pty's slave, which is then also fds 1 and 2 and the command's
 # controlling terminal in a session of its own.

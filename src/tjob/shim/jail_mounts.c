@@ -2,13 +2,14 @@
  *
  *   /             the host's root, bound recursively, every mount read-only, nosuid, nodev
  *   /proc         this PID namespace's; Docker's masked paths and ours bound over with
- *                 /dev/null or an empty read-only tmpfs; sys, bus, fs, irq read-only
+ *                 /dev/null or an empty read-only directory; sys, bus, fs, irq read-only
  *   /sys          a fresh sysfs of this network namespace, read-only; firmware masked
  *   /dev          a read-only tmpfs: null zero full random urandom tty, a devpts instance of
  *                 the job's own (pts/ptmx), fd and std* links, shm
  *   /tmp /var/tmp /run (/run/lock) /dev/shm   private tmpfs, the only writable places; their
  *                 pages are charged to the job's memory cgroup
- *   hidden paths  (jail_setup's "hide" lines) an empty read-only tmpfs, or /dev/null for files
+ *   hidden paths  (jail_setup's "hide" lines) an empty read-only directory, or /dev/null for
+ *                 files
  *
  * then pivot_root into it and the old root detached, as bubblewrap and runc do. */
 #define _GNU_SOURCE
@@ -28,6 +29,9 @@
 
 #define STAGE "/tmp"            /* a private tmpfs here holds the new root while it is built */
 #define ROOT STAGE "/.tjob-root"
+/* Bound read-only over every masked or hidden directory: one filesystem for them all, where a
+ * tmpfs each cost a superblock each to make and to tear down (a dozen per job). */
+#define EMPTY STAGE "/.tjob-empty"
 #define PTY_MAX "64"            /* ptys per job, from the kernel's non-reserved pool */
 
 /* What Docker masks (moby oci/defaults.go), and what the host's kernel build and boot say. */
@@ -65,17 +69,19 @@ static int is_dir(const char *path) {
     return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* An empty read-only tmpfs over a directory, /dev/null over anything else; missing: skipped. */
+/* `src` bound over `path`, then read-only with `flags` (a bind takes none of its own). */
+static int bind_read_only(const char *src, const char *path, unsigned long flags) {
+    if (mount(src, path, NULL, MS_BIND, NULL)) return -1;
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, NULL);
+}
+
+/* The empty directory over a directory, /dev/null over anything else; missing: skipped. */
 static int mask(const char *path) {
     struct stat st;
     if (lstat(path, &st)) return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
     if (S_ISLNK(st.st_mode)) return 0; /* resolved by the caller: this one leads elsewhere */
-    if (S_ISDIR(st.st_mode))
-        return mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     "mode=0755,size=4k,nr_inodes=1");
-    if (mount("/dev/null", path, NULL, MS_BIND, NULL)) return -1;
-    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
-                 NULL);
+    if (S_ISDIR(st.st_mode)) return bind_read_only(EMPTY, path, MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    return bind_read_only("/dev/null", path, MS_NOSUID | MS_NOEXEC);
 }
 
 static int read_only(const char *path) {
@@ -90,7 +96,7 @@ static int read_only(const char *path) {
 static int bind_host_root(void) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) return -1;
     if (mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=4k")) return -1;
-    if (mkdir(ROOT, 0755)) return -1;
+    if (mkdir(ROOT, 0755) || mkdir(EMPTY, 0755) || chmod(EMPTY, 0755)) return -1;
     if (mount("/", ROOT, NULL, MS_BIND | MS_REC, NULL)) return -1;
     /* The clone holds the staging tmpfs and the host's /proc, /sys and /dev trees (autofs,
      * cgroupfs, devpts): each is covered below by the job's own, which a job cannot unmount.

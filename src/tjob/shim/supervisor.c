@@ -100,6 +100,19 @@ static int prepare_job(struct sup *s, struct capture *c, struct jobstdin *io, in
     return 0;
 }
 
+/* Init's mount namespace (lend_mounts, init.c), its first message: held open until this
+ * supervisor exits (the fd is left open on purpose), so that init's exit does not tear down
+ * the job's mounts before the command's end is reported; they go once it is recorded. An
+ * init that failed before lending it has closed its end, and reports why. */
+static void hold_mounts(struct sup *s) {
+    char tag;
+    int ns = -1, n = 0;
+    if (recv_with_fds(s->to_init, &tag, 1, &ns, 1, &n) == 1 && n == 1 &&
+        tag == TJOB_INIT_MOUNTS[0])
+        return;
+    if (n == 1) close(ns);
+}
+
 /* Hand init the job: its output pipes and exec.bin (and an interactive job's stdin). Into
  * `first`, init's first report (that the command runs, or why not), the supervisor's own
  * failure, or "" if init died silently. */
@@ -110,6 +123,7 @@ static void hand_to_init(struct sup *s, struct capture *c, struct jobstdin *io, 
     int in = -1, exec_fd = -1;
     int ok = prepare_job(s, c, io, out, err, &in, &tag, &exec_fd, &f) == 0;
     if (ok) {
+        hold_mounts(s);
         int fds[4] = {out[1], err[1], exec_fd, in}, tty[1] = {exec_fd};
         ok = io->tty ? send_with_fds(s->to_init, &tag, 1, tty, 1) == 0
                      : send_with_fds(s->to_init, &tag, 1, fds, in >= 0 ? 4 : 3) == 0;
@@ -197,9 +211,9 @@ static int start_failed(struct sup *s, struct capture *c, struct jobstdin *io,
 static void started(struct sup *s, long pid, double started_at) {
     char text[256];
     /* Before the reply: once start() returns, a later engine can find the job running.
-     * Without it (a full disk) the job runs, but a restarted engine finds it lost. Its name
-     * is not fsynced here (one wait on the disk less per start): it says where living
-     * processes are, and a power cut leaves none; the next fsync on the disk takes it. */
+     * Without it (a full disk) the job runs, but a restarted engine finds it lost. Not
+     * fsynced (a short job's end waited for the disk): it says where living processes are,
+     * and a power cut leaves none; an engine after one finds the job lost (adopt.py). */
     format_run(text, sizeof text, (int)s->me, (int)s->init, pid, started_at);
     if (write_file_whole(s->dir, TJOB_RUN_FILE, text))
         log_error("supervisor", "write " TJOB_RUN_FILE);

@@ -79,27 +79,27 @@ int join_path(char *buf, size_t size, const char *dir, const char *name) {
     return -1;
 }
 
-static int write_named(const char *dir, const char *name, const char *text, int sync_name);
+static int write_named(const char *dir, const char *name, const char *text, int sync);
 
 int write_file(const char *dir, const char *name, const char *text) {
-    return write_named(dir, name, text, 1);
+    return write_named(dir, name, text, sync_wanted());
 }
 
 int write_file_whole(const char *dir, const char *name, const char *text) {
     return write_named(dir, name, text, 0);
 }
 
-static int write_named(const char *dir, const char *name, const char *text, int sync_name) {
+static int write_named(const char *dir, const char *name, const char *text, int sync) {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     if (join_path(path, sizeof path, dir, name)) return -1;
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path); /* fits: tmp is 8 bytes longer */
     if (n < 0) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
-    /* Whole or not at all, even across a power cut: fsync before the rename, and the
-     * directory after it. */
+    /* Whole or not at all (`sync`: even across a power cut: fsync before the rename, and
+     * the directory after it). */
     int rc = write_all(fd, text, strlen(text));
-    if (!rc && sync_wanted()) rc = fsync(fd);
+    if (!rc && sync) rc = fsync(fd);
     if (close(fd) && !rc) rc = -1;
     if (!rc) rc = rename(tmp, path);
     if (rc) {
@@ -109,7 +109,7 @@ static int write_named(const char *dir, const char *name, const char *text, int 
         errno = e;
         return -1;
     }
-    if (!sync_name || !sync_wanted()) return 0;
+    if (!sync) return 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return -1;
     rc = fsync(dfd);

@@ -15,8 +15,8 @@ int join_path(char *buf, size_t size, const char *dir, const char *name);
 /* `dir/name` := `text`, atomically (readers see the whole file or none, across a power cut
  * too), its name fsynced (it survives a power cut); -1 and errno. */
 int write_file(const char *dir, const char *name, const char *text);
-/* Like write_file, but the name is not fsynced (it is on the disk with the file system's next
- * commit): for a file only the job's living processes make true (run.json). */
+/* Like write_file, but nothing is fsynced (readers see the whole file or none): run.json,
+ * which says where living processes are, and a power cut leaves none. */
 int write_file_whole(const char *dir, const char *name, const char *text);
 /* Whether files are fsynced (an engine made with durable=False says no). */
 int sync_wanted(void);

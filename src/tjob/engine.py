@@ -38,12 +38,11 @@ from .follower import Follower
 from .index import JobIndex
 from .job import KILL_TIMEOUT, Job
 from .jobdir import STOP_FILE
-from .launcher_client import LauncherClient, Reply
+from .launcher_client import NO_ANSWER, LauncherClient, Reply
 from .logstore import Chunk
 from .names import Names
 from .naming import check_timeout
 from .prepare import Prepared, make_durable, prepare
-from .protocol import ProtocolError, StartReply, decode_start_reply
 from .queue import Dispatcher, Gate
 from .recorder import Recorder
 from .spec import DEFAULT_GRACE, DEFAULT_LIMITS, JobSpec, Limits
@@ -54,8 +53,6 @@ from .tenants import Tenants
 from .watch import Hub
 
 __all__ = ["Chunk", "Diagnostics", "Engine", "Follower", "Job"]
-
-_NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
 
 
 class Engine:
@@ -202,12 +199,7 @@ class Engine:
             pending = reply.pending
             self._hub.on_exit(pending.fileno(), lambda: self._late(job, pending))
             return None
-        try:
-            answer = decode_start_reply(reply.msg) if reply.msg else None
-        except ProtocolError:
-            answer = StartReply(False, error="the supervisor sent a malformed reply")
-        if answer is None:
-            answer = StartReply(False, error=_NO_ANSWER)
+        answer = reply.answer()
         if answer.ok and len(reply.fds) == 2:
             job._attach(answer.pid, answer.started_at, reply.fds[0], reply.fds[1])
             return None
@@ -240,7 +232,7 @@ class Engine:
 
     def _who_died(self, error: str) -> str:
         """A start nobody answered: name the process that died (a blocking step)."""
-        if error != _NO_ANSWER:
+        if error != NO_ANSWER:
             return error
         who = "launcher" if self._launcher.died(1.0) else "job's supervisor"
         return f"the {who} died before the job started"

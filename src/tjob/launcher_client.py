@@ -21,12 +21,15 @@ from typing import NamedTuple
 from .cgroups import CgroupBackend
 from .errors import EngineClosed, SpawnError
 from .procs import LAUNCHER_MARK
-from .protocol import SYNC_ENV
+from .protocol import SYNC_ENV, ProtocolError, StartReply, decode_start_reply
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG = "launcher.log"
 START_TIMEOUT = 30.0  # guards against a hung launcher, never reached in normal operation
 REPLY_SIZE = 65536
+
+
+NO_ANSWER = "no answer"  # a start whose reply socket closed unanswered
 
 
 class Reply(NamedTuple):
@@ -36,6 +39,15 @@ class Reply(NamedTuple):
     msg: bytes
     fds: list[int]
     pending: socket.socket | None = None
+
+    def answer(self) -> StartReply:
+        """The answer decoded; a failed one if it is missing or malformed."""
+        if not self.msg:
+            return StartReply(False, error=NO_ANSWER)
+        try:
+            return decode_start_reply(self.msg)
+        except ProtocolError:
+            return StartReply(False, error="the supervisor sent a malformed reply")
 
 
 class LauncherClient:

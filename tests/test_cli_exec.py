@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -64,15 +63,7 @@ def test_exec_refusals(server: Server) -> None:
 def test_exec_i_is_byte_exact(server: Server) -> None:
     job = server.run("sleep", "1000")
     data = os.urandom(1 << 20)
-    proc = subprocess.run(
-        [*TJOB, "exec", "-i", job, "sh", "-c", "sha256sum; exit 5"],
-        input=data,
-        capture_output=True,
-        check=False,
-        cwd=server.home,
-        env=server.env(),
-        timeout=120,
-    )
+    proc = server.tjob("exec", "-i", job, "sh", "-c", "sha256sum; exit 5", input=data, timeout=120)
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
     server.ok("stop", "-t", "0", job)

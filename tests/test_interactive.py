@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -66,29 +65,13 @@ def test_run_it_sh_in_a_real_terminal(server: Server, terminals: list[Terminal])
 
 def test_run_i_is_byte_exact_and_passes_the_exit_code(server: Server) -> None:
     data = os.urandom(3 << 20)
-    proc = subprocess.run(
-        [*TJOB, "run", "-i", "sh", "-c", "sha256sum; exit 5"],
-        input=data,
-        capture_output=True,
-        check=False,
-        cwd=server.home,
-        env=server.env(),
-        timeout=120,
-    )
+    proc = server.tjob("run", "-i", "sh", "-c", "sha256sum; exit 5", input=data, timeout=120)
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
 def test_stdin_closed_at_once_is_eof(server: Server) -> None:
-    proc = subprocess.run(
-        [*TJOB, "run", "-i", "wc", "-c"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-        cwd=server.home,
-        env=server.env(),
-        timeout=60,
-    )
+    proc = server.tjob("run", "-i", "wc", "-c", input=b"")  # stdin closed at once
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == b"0"
 

@@ -36,7 +36,7 @@ from .execs import Execs
 from .flows import Flow, Step, blocking, drive, drive_async
 from .follower import Follower
 from .index import JobIndex
-from .job import KILL_TIMEOUT, Job
+from .job import Job, stop_together
 from .jobdir import STOP_FILE
 from .launcher_client import NO_ANSWER, LauncherClient, Reply
 from .logstore import Chunk
@@ -413,7 +413,7 @@ class Engine:
             for job in self.jobs():
                 if job.queued:
                     job.stop(0)
-            self._stop_all(grace)
+            stop_together([j for j in self.jobs() if not j.status().state.finished], grace)
         self._closed = True
         self._queue.close()
         self._deadlines.close()
@@ -425,22 +425,6 @@ class Engine:
         self.events.close()
         self._store.close()
         self._state.release()
-
-    def _stop_all(self, grace: float) -> None:
-        """Stop every running job within one grace period in all (not one per job)."""
-        running = [j for j in self.jobs() if not j.status().state.finished]
-        for job in running:
-            job._begin_stop(grace)
-        deadline = time.monotonic() + grace
-        for job in running:
-            with contextlib.suppress(TimeoutError):
-                job.wait(max(0.0, deadline - time.monotonic()))
-        left = [j for j in running if j.running]
-        for job in left:
-            job._kill()
-        for job in left:
-            with contextlib.suppress(TimeoutError):
-                job.wait(KILL_TIMEOUT)
 
     def __enter__(self) -> Engine:
         return self

@@ -397,5 +397,21 @@ class Job(Supervised):
             yield chunk
 
 
+def stop_together(jobs: list[Job], grace: float) -> None:
+    """Stop these jobs within one grace period in all (not one per job)."""
+    for job in jobs:
+        job._begin_stop(grace)
+    deadline = time.monotonic() + grace
+    for job in jobs:
+        with contextlib.suppress(TimeoutError):
+            job.wait(max(0.0, deadline - time.monotonic()))
+    left = [j for j in jobs if j.running]
+    for job in left:
+        job._kill()
+    for job in left:
+        with contextlib.suppress(TimeoutError):
+            job.wait(KILL_TIMEOUT)
+
+
 def _stdio(stdin: bool, tty: bool, size: tuple[int, int] | None) -> Stdio | None:
     return Stdio(stdin, tty, *(size or (0, 0))) if stdin or tty else None

@@ -54,8 +54,13 @@ class Server:
         return env
 
     def tjob(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = PROCESS_HANG
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = PROCESS_HANG,
+        input: bytes | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        """The CLI run to its end; ``input``, if given, is all of its stdin."""
         return subprocess.run(
             [*TJOB, *args],
             cwd=self.home,
@@ -63,6 +68,7 @@ class Server:
             capture_output=True,
             timeout=timeout,
             check=False,
+            input=input,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[bytes]:

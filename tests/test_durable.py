@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.state import job_dirs
 
 from tjob import Engine, JobSpec, JobState, Stream
 from tjob.logstore import LogReader
@@ -243,7 +244,7 @@ def test_burst_survives_kill_9_with_no_lost_or_duplicated_job(
             if job.id in acked:
                 assert st.state is JobState.EXITED and st.exit_code == 0
         assert eng.diagnostics().cgroups == frozenset()
-    assert len(list((state / "jobs").iterdir())) == len(ids)
+    assert len(job_dirs(state / "jobs")) == len(ids)
 
 
 def test_a_start_repeated_with_its_request_id_returns_the_same_job(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tjob.jobdir import RESERVE_FILE, create_file, exec_blob, write_json
+from tjob.jobdir import RESERVE_FILE, create_file, exec_blob, write_final, write_json
 from tjob.protocol import ExecJob, decode_exec
 
 
@@ -32,9 +32,20 @@ def test_exec_blob_keeps_odd_bytes_of_arguments() -> None:
     assert b"caf\xe9\0" in exec_blob("h", "/", None, [], [odd], {})
 
 
-def test_write_json_replaces_atomically_and_spends_the_reserve(tmp_path: Path) -> None:
+def test_write_final_becomes_the_reserve_and_frees_no_inode(tmp_path: Path) -> None:
     (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)
-    write_json(tmp_path / "status.json", {"a": 1})
-    write_json(tmp_path / "status.json", {"a": 2})
+    inode = (tmp_path / RESERVE_FILE).stat().st_ino
+    write_final(tmp_path / "status.json", {"a": 1})
+    assert (tmp_path / "status.json").stat().st_ino == inode  # the reserve, renamed
+    assert json.loads((tmp_path / "status.json").read_text()) == {"a": 1}  # cut to its size
+    write_final(tmp_path / "status.json", {"a": 2})  # no reserve left: a temporary, renamed
     assert json.loads((tmp_path / "status.json").read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no .tmp, no reserve
+
+
+def test_write_json_replaces_atomically_and_keeps_the_reserve(tmp_path: Path) -> None:
+    (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)
+    write_json(tmp_path / "spec.json", {"a": 1})
+    write_json(tmp_path / "spec.json", {"a": 2})
+    assert json.loads((tmp_path / "spec.json").read_text()) == {"a": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RESERVE_FILE, "spec.json"]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import adopt, cgroups, jail, queued
 from . import volumes as tjob_volumes
+from .blanks import Blanks
 from .cgroups import ClientLimits
 from .deadlines import Deadlines
 from .devices import check_block_device, device_of
@@ -158,6 +159,7 @@ class Engine:
             self._queue.running(job.id, job.owner, _settled(job), recorded=_recorded(job))
         self._launcher = LauncherClient(self.state_dir, self._cg, self._jail, durable)
         self._execs.launcher = self._launcher
+        self._blanks = Blanks(self.jobs_dir)
         queued.load(self)  # the dispatcher may start them at once: after the launcher
 
     @property
@@ -424,6 +426,7 @@ class Engine:
             self._ends.forget(job)
         self.events.close()
         self._store.close()
+        self._blanks.close()
         self._state.release()
 
     def __enter__(self) -> Engine:

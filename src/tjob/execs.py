@@ -38,6 +38,7 @@ from .protocol import (
     END_FILE,
     EXEC_FILE,
     EXECS_DIR,
+    TMP_SUFFIX,
     ExecRequest,
     Exited,
     ProtocolError,
@@ -363,7 +364,7 @@ def _make_dir(
 def _write_lost(ex: Exec) -> None:
     """The end of an exec whose supervisor vanished (or never answered): lost."""
     report = encode_end_report(Exited(-1, ex.pid, ex.started_at or 0.0, None))
-    tmp = ex.dir / (END_FILE + ".tmp")
+    tmp = ex.dir / (END_FILE + TMP_SUFFIX)
     with contextlib.suppress(OSError):
         tmp.write_bytes(report)
         os.rename(tmp, ex.dir / END_FILE)

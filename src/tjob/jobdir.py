@@ -6,8 +6,10 @@ exec.bin        what the job's init needs to start the command (protocol.ExecJob
 output.log      the framed output (logstore.py), made by the supervisor
 reserve         room kept for the final status should the disk fill up (blocks and an inode):
                 made by the engine before the job starts, sized for the biggest status (the
-                end frame and status.json each repeat spec.json), spent by the end's writer
-run.json        written by the supervisor once the command runs (protocol.RunInfo)
+                end frame and status.json each repeat spec.json); the end's writer writes
+                status.json into it and renames it
+run.json        written by the supervisor once the command runs (protocol.RunInfo), through
+                run.json.tmp (a blank's: blanks.py; left empty if the command never ran)
 status.json     the final status; its presence means the job is over
 stop-requested  present if the job was stopped on request
 end-report      the supervisor's end report, left when no launcher recorded it (the engine was
@@ -21,6 +23,7 @@ The names are :mod:`tjob.protocol`'s: the shim uses them too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -39,6 +42,7 @@ from .protocol import (
     STATUS_FILE,
     STOP_FILE,
     SYNC_ENV,
+    TMP_SUFFIX,
     ExecJob,
     encode_exec,
 )
@@ -56,12 +60,14 @@ __all__ = [
     "STATUS_FILE",
     "STOP_FILE",
     "TIMEOUT_FILE",
+    "TMP_SUFFIX",
     "create_file",
     "exec_blob",
     "reserve",
     "reserve_size",
     "sync_dir",
     "sync_file",
+    "write_final",
     "write_json",
 ]
 
@@ -100,10 +106,13 @@ def sync_file(path: Path) -> None:
 
 
 def create_file(path: Path, data: bytes) -> None:
-    """A new file holding ``data``, whole or raising (made durable, if it must be, by
-    :func:`sync_file` and :func:`sync_dir`)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    """A new file holding ``data``, whole or raising; an empty one already there (a blank's:
+    blanks.py) is written into, any other is FileExistsError. Made durable, if it must be,
+    by :func:`sync_file` and :func:`sync_dir`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
+        if os.fstat(fd).st_size:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
         _write_all(fd, data)
     finally:
         os.close(fd)
@@ -116,8 +125,9 @@ def reserve_size(spec_bytes: int) -> int:
 
 
 def reserve(jdir: Path, size: int) -> None:
-    """Keep ``size`` bytes and one inode for the job's end (OSError if the disk has not)."""
-    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    """Keep ``size`` bytes and one inode for the job's end (OSError if the disk has not); a
+    blank's reserve is grown to ``size`` if it is smaller."""
+    fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)
     finally:
@@ -155,31 +165,41 @@ def exec_blob(
     return encode_exec(job)
 
 
-def write_json(
-    path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
-) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically and durably (whole or not at all, even across a power cut); on a full disk
-    (no block or no inode), spend the job's reserve and try once more.
-
-    ``after``: the steps that need not come before the file is in place (the fsync of its
-    name, the reserve's release) are appended there for the caller to run, instead of done
-    here (the launcher answers the supervisor first: a power cut between the two ends every
-    process all the same, and a crash of one leaves the file in place)."""
+    (no block or no inode), spend the job's reserve and try once more."""
+    body = json.dumps(data).encode()
     try:
-        _write_json(path, data)
+        _replace(path, body, None)
     except OSError:
         (path.parent / RESERVE_FILE).unlink(missing_ok=True)
-        _write_json(path, data)
+        _replace(path, body, None)
+    _sync_name(path)
+
+
+def write_final(
+    path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
+) -> None:
+    """The job's final status, as :func:`write_json` writes, into the job's reserve while it
+    has one: its inode and blocks were made at the start, so the end allocates nothing (it
+    cannot fail on a full disk) and frees no inode (on ext4 without a journal each recently
+    freed inode makes every later file creation in its group slower: blanks.py).
+
+    ``after``: the fsync of the name, which need not come before the file is in place, is
+    appended there for the caller to run instead of done here (the launcher answers the
+    supervisor first: a power cut between the two ends every process all the same, and a
+    crash of one leaves the file in place)."""
+    body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
-    steps: list[Callable[[], None]] = [
-        lambda: _sync_name(path),
-        lambda: spare.unlink(missing_ok=True),
-    ]
+    try:
+        _replace(path, body, spare)
+    except OSError:
+        spare.unlink(missing_ok=True)  # full, and bigger than the reserve: its room, for a new file
+        _replace(path, body, None)
     if after is not None:
-        after.extend(steps)
-        return
-    for step in steps:
-        step()
+        after.append(lambda: _sync_name(path))
+    else:
+        _sync_name(path)
 
 
 def _sync_name(path: Path) -> None:
@@ -187,16 +207,26 @@ def _sync_name(path: Path) -> None:
         sync_dir(path.parent)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def _replace(path: Path, body: bytes, spare: Path | None) -> None:
+    """``body`` written to ``spare`` if it exists (else to a new temporary), put on the disk,
+    then renamed over ``path``."""
+    tmp, fd = spare, -1
+    if spare is not None:
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC)
+    if fd < 0:
+        tmp = path.with_name(path.name + TMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    assert tmp is not None
     try:
-        _write_all(fd, json.dumps(data).encode())
+        _write_all(fd, body)
+        os.ftruncate(fd, len(body))  # the reserve's room beyond it is given back
         if SYNC:
             os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
     except OSError:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        if tmp is not spare:
+            tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
     os.rename(tmp, path)  # atomic: readers see the whole file or none

@@ -40,6 +40,7 @@ from .status import JobFacts, ResolvedLimits
 from .tenants import synthetic_name
 
 if TYPE_CHECKING:
+    from .blanks import Blanks
     from .cgroups import CgroupBackend
     from .job import Job
     from .names import Names
@@ -63,6 +64,7 @@ class EngineState(Protocol):
     durable: bool
     jobs_dir: Path
     _names: Names
+    _blanks: Blanks
     _store: Store
     _cg: CgroupBackend
 
@@ -131,7 +133,7 @@ def prepare(engine: EngineState, spec: JobSpec, queued: Job | None = None) -> Pr
     rlimits = jail.rlimits(engine.output_cap, nproc)
     blob = exec_blob(job_id[:8], spec.cwd, ids, procs, spec.argv, env, scratch, rlimits, mounts)
     try:
-        _make_dir(jdir, blob, facts)
+        _make_dir(engine._blanks, jdir, blob, facts)
     except OSError as e:
         # Not acknowledged: nothing of it may stay (no phantom job after a restart).
         shutil.rmtree(jdir, ignore_errors=True)
@@ -171,10 +173,12 @@ def _user_of(engine: EngineState, spec: JobSpec) -> tuple[int | None, int | None
     return resolve_user(spec.user)
 
 
-def _make_dir(jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
-    """The job's directory: exec.bin, spec.json and the reserve for its end. Written, not yet
-    durable: :func:`make_durable` does that while the launcher starts the job."""
-    jdir.mkdir(mode=0o700)
+def _make_dir(blanks: Blanks, jdir: Path, exec_bin: bytes, facts: JobFacts) -> None:
+    """The job's directory (a blank renamed, if one is ready): exec.bin, spec.json and the
+    reserve for its end. Written, not yet durable: :func:`make_durable` does that while the
+    launcher starts the job."""
+    if blanks.take(jdir.name) is None:
+        jdir.mkdir(mode=0o700)
     spec = json.dumps(facts.to_dict()).encode()
     create_file(jdir / EXEC_FILE, exec_bin)
     create_file(jdir / SPEC_FILE, spec)

@@ -18,7 +18,7 @@ def c_constants(p: ModuleType) -> dict[str, int | bytes]:
     out: dict[str, int | bytes] = {"PROTOCOL_VERSION": p.VERSION}
     for name in ("EXEC", "RUN", "STATUS", "LOG", "STOP", "RESERVE", "SPEC", "END"):
         out[f"{name}_FILE"] = getattr(p, f"{name}_FILE").encode()
-    out.update(SYNC_ENV=p.SYNC_ENV.encode())
+    out.update(SYNC_ENV=p.SYNC_ENV.encode(), TMP_SUFFIX=p.TMP_SUFFIX.encode())
     out.update(RESERVE_SIZE=p.RESERVE_SIZE, LOG_MAGIC=p.LOG_MAGIC)
     for name in ("MAGIC_SIZE", "FILE_HEADER_SIZE", "HEADER_SIZE", "TRAILER_SIZE"):
         out[f"LOG_{name}"] = getattr(p, f"LOG_{name}")

@@ -30,7 +30,7 @@ from .jobdir import (
     STATUS_FILE,
     STOP_FILE,
     TIMEOUT_FILE,
-    write_json,
+    write_final,
 )
 from .logstore import LogWriter
 from .protocol import Exited, ProtocolError, decode_end_report
@@ -154,7 +154,7 @@ def record_end(
     jdir: Path, status: JobStatus, after: list[Callable[[], None]] | None = None
 ) -> None:
     """End the log with the final status (followers stop there), then write status.json
-    (``after``: as :func:`~tjob.jobdir.write_json`'s)."""
+    (``after``: as :func:`~tjob.jobdir.write_final`'s)."""
     data = status.to_dict()
     try:
         log = LogWriter(str(jdir / LOG_FILE))
@@ -164,4 +164,4 @@ def record_end(
             log.close()
     except OSError:
         pass  # disk full: followers end on the status file instead (its write has a reserve)
-    write_json(jdir / STATUS_FILE, data, after)
+    write_final(jdir / STATUS_FILE, data, after)

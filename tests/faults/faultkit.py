@@ -9,6 +9,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.state import job_dirs
+
 from tjob import Engine, JobSpec, JobState
 from tjob.procs import supervisors
 
@@ -80,7 +82,7 @@ def _exits(pid: int) -> None:
 
 
 def _job_ids(eng: Engine) -> set[str]:
-    return set(os.listdir(eng.jobs_dir))
+    return job_dirs(eng.jobs_dir)
 
 
 def stop_all(eng: Engine) -> None:

@@ -16,6 +16,8 @@ STATUS_FILE = "status.json"
 LOG_FILE = "output.log"
 STOP_FILE = "stop-requested"
 RESERVE_FILE = "reserve"
+# A file written whole is written to its name + this, then renamed (both sides).
+TMP_SUFFIX = ".tmp"
 # The supervisor's EndReport (encode_end_report), written by it when no launcher recorded the
 # end (the engine is down): whoever runs next records it. One small file, no process per end.
 END_FILE = "end-report"

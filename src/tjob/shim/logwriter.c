@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -56,8 +57,15 @@ int capture_open(struct capture *c, const char *dir, long long cap, struct failu
     if (join_path(c->reserve, sizeof c->reserve, dir, TJOB_RESERVE_FILE) ||
         join_path(path, sizeof path, dir, TJOB_LOG_FILE))
         return fail(f, "supervisor", "open", TJOB_LOG_FILE);
-    c->log = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* An empty log may be there already (the engine's blanks.py made it); one with anything
+     * in it is another supervisor's. */
+    struct stat st;
+    c->log = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (c->log < 0) return fail(f, "supervisor", "open", TJOB_LOG_FILE);
+    if (fstat(c->log, &st) || st.st_size != 0) {
+        errno = EEXIST;
+        return fail(f, "supervisor", "open", TJOB_LOG_FILE);
+    }
     memcpy(head, TJOB_LOG_MAGIC, TJOB_LOG_MAGIC_SIZE);
     put_le(head + TJOB_LOG_MAGIC_SIZE, (uint64_t)c->size, 8);
     if (pwrite_all(c->log, (const char *)head, sizeof head, 0))

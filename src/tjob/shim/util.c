@@ -90,9 +90,9 @@ int write_file_whole(const char *dir, const char *name, const char *text) {
 }
 
 static int write_named(const char *dir, const char *name, const char *text, int sync) {
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    char path[PATH_MAX], tmp[PATH_MAX + sizeof TJOB_TMP_SUFFIX];
     if (join_path(path, sizeof path, dir, name)) return -1;
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path); /* fits: tmp is 8 bytes longer */
+    int n = snprintf(tmp, sizeof tmp, "%s" TJOB_TMP_SUFFIX, path); /* fits: tmp is that longer */
     if (n < 0) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;

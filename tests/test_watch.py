@@ -32,6 +32,25 @@ def test_a_file_written_in_the_directory_wakes_a_sync_waiter(hub: Hub, tmp_path:
     assert hub.counts() == (0, 0)  # the last waiter gone, the watch goes
 
 
+def test_a_waiter_for_some_names_sleeps_through_the_other_files(hub: Hub, tmp_path: Path) -> None:
+    d = tmp_path / "job"
+    d.mkdir()
+    with hub.subscribe(str(d), names=frozenset({"status.json"})) as end, hub.subscribe(str(d)) as w:
+        end.clear()
+        w.clear()
+        (d / "output.log").write_text("x")
+        assert w.wait(HANG)  # the change was seen: by both waiters at once
+        assert not end.wait(0)
+        (d / "status.json.tmp").write_text("{}")
+        (d / "status.json.tmp").rename(d / "status.json")
+        assert end.wait(HANG)
+        end.clear()
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()  # the directory itself: every waiter wakes
+        assert end.wait(HANG)
+
+
 def test_async_waiters_of_one_directory_all_wake(hub: Hub, tmp_path: Path) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ async def _nothing() -> None:
 
 
 KILL_TIMEOUT = 30.0
+_END = frozenset({STATUS_FILE})  # a wait for the end wakes for this file only
 
 
 class Job(Supervised):
@@ -192,7 +193,7 @@ class Job(Supervised):
         if self._gate is not None and not self._gate.wait(timeout):
             raise TimeoutError(f"job {self.short_id} still queued after {timeout}s")
         late = f"job {self.short_id} still running after {timeout}s"
-        return self._hub.wait_until(str(self.dir), self._final_status, deadline, late)
+        return self._hub.wait_until(str(self.dir), self._final_status, deadline, late, _END)
 
     async def wait_async(self, timeout: float | None = None) -> JobStatus:
         """Like :meth:`wait`, without blocking the event loop."""
@@ -201,7 +202,7 @@ class Job(Supervised):
             return final
         async with asyncio.timeout(timeout):
             await self.started_async()
-            return await self._until_async(self._final_status)
+            return await self._until_async(self._final_status, _END)
 
     # ---------------------------------------------------------------- stop
 

@@ -84,9 +84,12 @@ class Supervised:
             mark_lost_end=self.marks_lost_end,
         )
 
-    async def _until_async(self, ready: Callable[[], T | None]) -> T:
-        """``ready()``'s first answer, asked again at each change in its directory."""
-        with self._hub.subscribe(str(self.dir), asyncio.get_running_loop()) as w:
+    async def _until_async(
+        self, ready: Callable[[], T | None], names: frozenset[str] | None = None
+    ) -> T:
+        """``ready()``'s first answer, asked again at each change in its directory (to
+        ``names``, if given)."""
+        with self._hub.subscribe(str(self.dir), asyncio.get_running_loop(), names) as w:
             while True:
                 w.clear()  # before asking: a change after the answer wakes the wait
                 got = ready()

@@ -1,6 +1,7 @@
 """Wake-ups without polling: one thread multiplexes inotify and pidfds for every waiter.
 
-A waiter subscribes to a key (a job directory) and gets woken when a file in it changes.
+A waiter subscribes to a key (a job directory) and gets woken when a file in it changes (or,
+with ``names``, one of those files: a wait for a job's end sleeps through its log's writes).
 Waiters are threading events (sync readers) or asyncio events (async readers, woken with one
 ``call_soon_threadsafe`` per loop per wake-up, not one per waiter), so thousands of followers
 cost one thread and one inotify instance in all. The same thread runs a callback when a pidfd
@@ -48,8 +49,11 @@ def _check(ret: int, what: str) -> int:
 class Waiter:
     """Set when its key changes; ``clear()`` before checking, then wait: no wake-up is lost."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None, names: frozenset[bytes] | None = None
+    ) -> None:
         self.loop = loop
+        self.names = names
         self.sync_event = threading.Event()
         self.async_event = asyncio.Event() if loop is not None else None
 
@@ -129,10 +133,14 @@ class Hub:
 
     @contextmanager
     def subscribe(
-        self, key: str, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        key: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+        names: frozenset[str] | None = None,
     ) -> Iterator[Waiter]:
-        """Watch directory ``key``; ``loop``: wake the waiter there (for ``wait_async``)."""
-        waiter = Waiter(loop)
+        """Watch directory ``key``; ``loop``: wake the waiter there (for ``wait_async``);
+        ``names``: only for changes to these files (and the directory's removal)."""
+        waiter = Waiter(loop, None if names is None else frozenset(n.encode() for n in names))
         with self._lock:
             self._started()
             k = self._keys.get(key)
@@ -155,11 +163,17 @@ class Hub:
                     self._drop(key, k)
 
     def wait_until(
-        self, key: str, ready: Callable[[], T | None], deadline: float | None, late: str
+        self,
+        key: str,
+        ready: Callable[[], T | None],
+        deadline: float | None,
+        late: str,
+        names: frozenset[str] | None = None,
     ) -> T:
         """Block until ``ready()`` gives something, checked again at each change in directory
-        ``key``; TimeoutError(``late``) once ``deadline`` (time.monotonic) has passed."""
-        with self.subscribe(key) as w:
+        ``key`` (to ``names``, if given); TimeoutError(``late``) once ``deadline``
+        (time.monotonic) has passed."""
+        with self.subscribe(key, names=names) as w:
             while True:
                 w.clear()  # before checking: a change after the check wakes the wait
                 got = ready()
@@ -187,7 +201,7 @@ class Hub:
             except InterruptedError:
                 continue
             raw = self._read_inotify(buf) if any(fd == self._fd for fd, _ in events) else []
-            keys: set[str] = set()
+            keys: dict[str, set[bytes] | None] = {}
             exited: list[Callable[[], None]] = []
             with self._lock:
                 if self._closed:
@@ -221,15 +235,23 @@ class Hub:
                 raise
             out.append(bytes(buf[:n]))
 
-    def _parse(self, data: bytes, keys: set[str]) -> None:
+    def _parse(self, data: bytes, keys: dict[str, set[bytes] | None]) -> None:
+        """Into ``keys``: each changed directory, with the names that changed in it (None: the
+        directory itself, which wakes every waiter)."""
         pos = 0
         while pos < len(data):
             wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+            name = data[pos + _EVENT.size : pos + _EVENT.size + length].rstrip(b"\0")
             pos += _EVENT.size + length
             key = self._by_wd.get(wd)
             if key is None:
                 continue
-            keys.add(key)
+            changed = keys.setdefault(key, set())
+            if changed is not None:
+                if name:
+                    changed.add(name)
+                else:
+                    keys[key] = None
             if mask & IN_IGNORED:
                 # The directory is gone (job removed): its watch went with it.
                 self._by_wd.pop(wd, None)
@@ -238,16 +260,18 @@ class Hub:
                     k.wd = -1
 
     def _waiters(
-        self, keys: set[str]
+        self, keys: dict[str, set[bytes] | None]
     ) -> tuple[list[threading.Event], dict[asyncio.AbstractEventLoop, list[asyncio.Event]]]:
         """The events to set for ``keys``: threads' and, per event loop, coroutines'."""
         sync: list[threading.Event] = []
         per_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
-        for key in keys:
+        for key, changed in keys.items():
             k = self._keys.get(key)
             if k is None:
                 continue
             for w in k.waiters:
+                if changed is not None and w.names is not None and w.names.isdisjoint(changed):
+                    continue
                 if w.loop is None:
                     sync.append(w.sync_event)
                 else:

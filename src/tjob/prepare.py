@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import pwd
@@ -213,14 +214,21 @@ def resolve_limits(limits: Limits, device: str | None) -> ResolvedLimits:
     return ResolvedLimits(**values, device=device)
 
 
+@functools.cache
+def _own_account() -> tuple[str, str]:
+    """(home, name) of the engine's own account: looked up once, not at every start (NSS
+    reads /etc/passwd each time)."""
+    try:
+        pw = pwd.getpwuid(os.getuid())
+        return pw.pw_dir or "/", pw.pw_name
+    except KeyError:
+        return "/", ""
+
+
 def resolve_user(user: str | int | None) -> tuple[int | None, int | None, str, str]:
     """(uid, gid, home, name) of the account to run as; (None, None, ...) keeps ours."""
     if user is None:
-        try:
-            pw = pwd.getpwuid(os.getuid())
-            return None, None, pw.pw_dir or "/", pw.pw_name
-        except KeyError:
-            return None, None, "/", ""
+        return None, None, *_own_account()
     try:
         pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
     except KeyError:

@@ -232,9 +232,10 @@ def test_a_clients_jobs_together_cannot_pass_its_pids_ceiling(
     # Each job may have 64 processes (the default caps); alice's together may have 64 too.
     fork = "n=0; while [ $n -lt 50 ]; do sleep 1000 & n=$((n+1)); done; echo made; wait"
     first = alice.Run(pb.RunRequest(argv=["sh", "-c", fork]), timeout=HANG)
+    # The second starts once the first has its 50: else the two race for the 64.
+    assert b"made" in read_until(alice, first.id, b"made")
     second = alice.Run(pb.RunRequest(argv=["sh", "-c", fork]), timeout=HANG)
     try:
-        assert b"made" in read_until(alice, first.id, b"made")
         text = output(alice, second.id).decode()  # its forks fail: the shell gives up
         assert "fork" in text.lower() or "resource" in text.lower(), text
         assert h.engine is not None

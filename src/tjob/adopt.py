@@ -173,7 +173,7 @@ def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
     except (OSError, ProtocolError) as e:
         found = _by_mark(job, sups)
         if found is None:
-            if not (job.dir / LOG_FILE).exists() and job.created_at >= boot_time():
+            if not _log_begun(job) and job.created_at >= boot_time():
                 _never_started(job)  # no supervisor ever took it (its start was cut short)
             ends.settle(job)  # else lost: files of an earlier boot may not have reached the disk
             return
@@ -197,12 +197,21 @@ NEVER_STARTED = (
 )
 
 
+def _log_begun(job: Job) -> bool:
+    """Whether a supervisor took the job: it writes output.log's header before anything of the
+    job runs (a blank's log is there before, empty: blanks.py)."""
+    try:
+        return (job.dir / LOG_FILE).stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _never_started(job: Job) -> None:
-    """Record as failed a job that no supervisor took: the supervisor makes output.log before
-    anything of the job runs, and none is alive for it. (A start in flight when the last engine
-    died: its launcher, the only process that could still hand it over, is gone, see
-    :func:`tjob.procs.stale_launchers`.) Only for a job made since the machine booted: after a
-    power cut, a missing output.log (never fsynced) proves nothing, and the job is lost."""
+    """Record as failed a job that no supervisor took (:func:`_log_begun`), and none is alive
+    for it. (A start in flight when the last engine died: its launcher, the only process that
+    could still hand it over, is gone, see :func:`tjob.procs.stale_launchers`.) Only for a job
+    made since the machine booted: after a power cut, an output.log missing or empty (never
+    fsynced) proves nothing, and the job is lost."""
     with contextlib.suppress(OSError, CgroupError):
         Recorder(job._cg).failed(job.dir, NEVER_STARTED)
 

@@ -63,6 +63,8 @@ int capture_open(struct capture *c, const char *dir, long long cap, struct failu
     c->log = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (c->log < 0) return fail(f, "supervisor", "open", TJOB_LOG_FILE);
     if (fstat(c->log, &st) || st.st_size != 0) {
+        close(c->log);
+        c->log = -1;
         errno = EEXIST;
         return fail(f, "supervisor", "open", TJOB_LOG_FILE);
     }

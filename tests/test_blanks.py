@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tjob.jobdir import (
     STATUS_FILE,
     TMP_SUFFIX,
 )
+from tjob.statedir import StateDir
 
 pytestmark = pytest.mark.root
 
@@ -78,3 +80,14 @@ def test_blanks_left_behind_are_taken_if_whole_and_never_listed(
     with Engine(tmp_path / "state", cgroup_parent=cgroup_parent) as eng:
         assert _inodes(jobs_dir) == left  # the whole ones kept, the broken one removed
         assert eng.jobs() == []
+
+
+def test_the_jobs_directory_spreads_its_directories_over_ext4s_groups(tmp_path: Path) -> None:
+    if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True,
+                      check=True).stdout.strip() != "ext2/ext3":  # fmt: skip
+        pytest.skip("the flag is ext4's (stat -f names ext4 ext2/ext3)")
+    jobs = tmp_path / "state" / "jobs"
+    StateDir(tmp_path / "state").release()
+    out = subprocess.run(["lsattr", "-d", str(jobs)], capture_output=True, text=True, check=True)
+    assert "T" in out.stdout.split()[0]  # chattr +T: Orlov spreads what is made in it
+    StateDir(tmp_path / "state").release()  # set once, kept

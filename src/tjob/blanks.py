@@ -7,7 +7,9 @@ cost 0.6-0.9 ms here instead of 15 us, and a start creates six. A *blank* is an 
 directory made in the background, holding empty files under the names the start writes
 (``exec.bin``, ``spec.json``, ``output.log``, ``run.json``'s temporary) and the reserve. A start
 renames one to the job's id and writes into its files: nothing on its way allocates an inode
-(the end writes ``status.json`` into the reserve: :func:`tjob.jobdir.write_final`).
+(the end writes ``status.json`` into the reserve: :func:`tjob.jobdir.write_final`). Blanks are
+still made, by this thread; the jobs directory spreads them over the file system's groups
+(:func:`tjob.statedir.spread`), away from the ones where files were removed.
 
 Blanks are named ``.blank-*``, which no job id matches (:mod:`tjob.adopt` skips them). One left
 by an engine that died is taken again if it is whole, else removed.

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tjob.jobdir import RESERVE_FILE, create_file, exec_blob, write_final, write_json
+from tjob.jobdir import (
+    RESERVE_FILE,
+    create_file,
+    exec_blob,
+    reserve,
+    write_final,
+    write_json,
+)
 from tjob.protocol import ExecJob, decode_exec
 
 
@@ -33,14 +40,23 @@ def test_exec_blob_keeps_odd_bytes_of_arguments() -> None:
 
 
 def test_write_final_becomes_the_reserve_and_frees_no_inode(tmp_path: Path) -> None:
-    (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)
-    inode = (tmp_path / RESERVE_FILE).stat().st_ino
+    reserve(tmp_path, 64 << 10)
+    kept = (tmp_path / RESERVE_FILE).stat()
+    assert kept.st_size == 0 and kept.st_blocks * 512 >= 64 << 10  # kept past its end
     write_final(tmp_path / "status.json", {"a": 1})
-    assert (tmp_path / "status.json").stat().st_ino == inode  # the reserve, renamed
-    assert json.loads((tmp_path / "status.json").read_text()) == {"a": 1}  # cut to its size
+    st = (tmp_path / "status.json").stat()
+    assert st.st_ino == kept.st_ino  # the reserve, renamed
+    assert st.st_blocks * 512 < 64 << 10  # what the status does not use, given back
+    assert json.loads((tmp_path / "status.json").read_text()) == {"a": 1}
     write_final(tmp_path / "status.json", {"a": 2})  # no reserve left: a temporary, renamed
     assert json.loads((tmp_path / "status.json").read_text()) == {"a": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no .tmp, no reserve
+
+
+def test_write_final_into_a_reserve_kept_as_zeros_cuts_them(tmp_path: Path) -> None:
+    (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)  # an earlier release's reserve
+    write_final(tmp_path / "status.json", {"a": 1})
+    assert json.loads((tmp_path / "status.json").read_text()) == {"a": 1}
 
 
 def test_write_json_replaces_atomically_and_keeps_the_reserve(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ by an engine that died is taken again if it is whole, else removed.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -39,6 +40,10 @@ PREFIX = ".blank-"
 COUNT = 2  # two starts in a row find one each; more at once make their own files
 EMPTY = (EXEC_FILE, SPEC_FILE, LOG_FILE, RUN_FILE + TMP_SUFFIX)
 TYPICAL_SPEC = 1024  # the reserve's size covers a spec.json this long; a longer one grows it
+# A disk about to fill keeps its last room for what must be written (records, ends, output):
+# no blank is made with less than this free.
+MIN_FREE = 64 << 20
+MIN_INODES = 1024
 
 
 class Blanks:
@@ -94,6 +99,9 @@ class Blanks:
 
 
 def _make(jobs_dir: Path) -> Path:
+    room = os.statvfs(jobs_dir)
+    if room.f_bavail * room.f_frsize < MIN_FREE or room.f_favail < MIN_INODES:
+        raise OSError(errno.ENOSPC, "the disk's last room is the records'")
     blank = jobs_dir / f"{PREFIX}{secrets.token_hex(8)}"
     blank.mkdir(mode=0o700)
     try:

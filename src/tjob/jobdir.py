@@ -24,6 +24,7 @@ The names are :mod:`tjob.protocol`'s: the shim uses them too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -71,6 +72,10 @@ __all__ = [
     "write_json",
 ]
 
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+FALLOC_FL_KEEP_SIZE = 1  # <linux/falloc.h>
 
 # Whether write_json fsyncs: the launcher of an engine made with durable=False is started
 # with SYNC_ENV=0 (an engine's own writes take its flag explicitly).
@@ -126,10 +131,15 @@ def reserve_size(spec_bytes: int) -> int:
 
 def reserve(jdir: Path, size: int) -> None:
     """Keep ``size`` bytes and one inode for the job's end (OSError if the disk has not); a
-    blank's reserve is grown to ``size`` if it is smaller."""
+    blank's reserve is grown to ``size`` if it is smaller. The bytes are kept past the file's
+    end (it reads as empty): the end writes the status into it and need not cut it first."""
     fd = os.open(jdir / RESERVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.posix_fallocate(fd, 0, size)
+        if _libc.fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size):
+            e = ctypes.get_errno()
+            if e not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise OSError(e, os.strerror(e))
+            os.posix_fallocate(fd, 0, size)  # zeros, where the file system has no fallocate
     finally:
         os.close(fd)
 
@@ -170,10 +180,11 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     (no block or no inode), spend the job's reserve and try once more."""
     body = json.dumps(data).encode()
     try:
-        _replace(path, body, None)
+        fd = _replace(path, body, None)
     except OSError:
         (path.parent / RESERVE_FILE).unlink(missing_ok=True)
-        _replace(path, body, None)
+        fd = _replace(path, body, None)
+    os.close(fd)
     _sync_name(path)
 
 
@@ -185,17 +196,25 @@ def write_final(
     cannot fail on a full disk) and frees no inode (on ext4 without a journal each recently
     freed inode makes every later file creation in its group slower: blanks.py).
 
-    ``after``: the fsync of the name, which need not come before the file is in place, is
+    The reserve's blocks past the status are given back once the file is in place (freeing
+    blocks waits on the disk: a waiter for the end is woken first), before the caller goes
+    on: on a full disk they are the room for what the end writes next.
+
+    ``after``: the fsync of its name, which need not come before the file is in place, is
     appended there for the caller to run instead of done here (the launcher answers the
     supervisor first: a power cut between the two ends every process all the same, and a
     crash of one leaves the file in place)."""
     body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
     try:
-        _replace(path, body, spare)
+        fd = _replace(path, body, spare)
     except OSError:
         spare.unlink(missing_ok=True)  # full, and bigger than the reserve: its room, for a new file
-        _replace(path, body, None)
+        fd = _replace(path, body, None)
+    try:
+        os.ftruncate(fd, len(body))  # ext4 frees the blocks past it even at the same length
+    finally:
+        os.close(fd)
     if after is not None:
         after.append(lambda: _sync_name(path))
     else:
@@ -207,9 +226,9 @@ def _sync_name(path: Path) -> None:
         sync_dir(path.parent)
 
 
-def _replace(path: Path, body: bytes, spare: Path | None) -> None:
+def _replace(path: Path, body: bytes, spare: Path | None) -> int:
     """``body`` written to ``spare`` if it exists (else to a new temporary), put on the disk,
-    then renamed over ``path``."""
+    then renamed over ``path``; the file, still open."""
     tmp, fd = spare, -1
     if spare is not None:
         with contextlib.suppress(FileNotFoundError):
@@ -220,7 +239,8 @@ def _replace(path: Path, body: bytes, spare: Path | None) -> None:
     assert tmp is not None
     try:
         _write_all(fd, body)
-        os.ftruncate(fd, len(body))  # the reserve's room beyond it is given back
+        if os.fstat(fd).st_size > len(body):  # a reserve kept as zeros (blanks.py's had none)
+            os.ftruncate(fd, len(body))
         if SYNC:
             os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
     except OSError:
@@ -228,5 +248,9 @@ def _replace(path: Path, body: bytes, spare: Path | None) -> None:
         if tmp is not spare:
             tmp.unlink(missing_ok=True)
         raise
-    os.close(fd)
-    os.rename(tmp, path)  # atomic: readers see the whole file or none
+    try:
+        os.rename(tmp, path)  # atomic: readers see the whole file or none
+    except OSError:
+        os.close(fd)
+        raise
+    return fd

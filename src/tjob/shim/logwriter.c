@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,7 +81,9 @@ int capture_open(struct capture *c, const char *dir, long long cap, struct failu
 void capture_reserve(const struct capture *c) {
     int fd = open(c->reserve, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return; /* no room even now: nothing to keep */
-    if (posix_fallocate(fd, 0, TJOB_RESERVE_SIZE)) { /* likewise */
+    /* Past the end, as the engine keeps it (jobdir.reserve): the status is written into it. */
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, TJOB_RESERVE_SIZE) && errno == EOPNOTSUPP &&
+        posix_fallocate(fd, 0, TJOB_RESERVE_SIZE)) { /* no room: nothing to keep */
     }
     close(fd);
 }

@@ -3,7 +3,7 @@
 On ext4 without a journal (this machine's root file system) the kernel allocates a new inode
 only past every inode its group freed in the last seconds to five minutes (``recently_deleted``
 in fs/ext4/ialloc.c): after a few thousand files were removed there, by anyone, each creation
-cost 0.6-0.9 ms here instead of 15 us, and a start creates six. A *blank* is an empty job
+cost 0.6 to 1.4 ms here instead of 15 us, and a start creates six. A *blank* is an empty job
 directory made in the background, holding empty files under the names the start writes
 (``exec.bin``, ``spec.json``, ``output.log``, ``run.json``'s temporary) and the reserve. A start
 renames one to the job's id and writes into its files: nothing on its way allocates an inode

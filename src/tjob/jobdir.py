@@ -239,7 +239,7 @@ def _replace(path: Path, body: bytes, spare: Path | None) -> int:
     assert tmp is not None
     try:
         _write_all(fd, body)
-        if os.fstat(fd).st_size > len(body):  # a reserve kept as zeros (blanks.py's had none)
+        if os.fstat(fd).st_size > len(body):  # a reserve kept as zeros: cut them
             os.ftruncate(fd, len(body))
         if SYNC:
             os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file

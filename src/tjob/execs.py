@@ -137,7 +137,7 @@ class Exec(Supervised):
     async def wait_async(self, timeout: float | None = None) -> ExecResult:
         """Like :meth:`wait`, without blocking the event loop."""
         async with asyncio.timeout(timeout):
-            return await self._until_async(self.result)
+            return await self._hub.until_async(str(self.dir), self.result)
 
     def _end_recorded(self) -> bool:
         return self.result() is not None

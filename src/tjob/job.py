@@ -202,7 +202,7 @@ class Job(Supervised):
             return final
         async with asyncio.timeout(timeout):
             await self.started_async()
-            return await self._until_async(self._final_status, _END)
+            return await self._hub.until_async(str(self.dir), self._final_status, _END)
 
     # ---------------------------------------------------------------- stop
 

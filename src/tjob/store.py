@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NoSpace, TjobError
+from .jobdir import sync_file
 from .status import JobFacts, JobStatus, ResolvedLimits
 
 SCHEMA = """
@@ -335,16 +336,10 @@ class Store:
         if that fails). SQLite appends each commit to the WAL, and syncs the database before
         a checkpoint lets it reuse the WAL: an fsync of the WAL is enough. Not under the lock:
         it waits on the disk, and other commits need not wait with it."""
-        if not self._durable:
-            return
-        try:
-            fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return  # no WAL while a connection is open: all of it is in the synced database
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._durable:
+            # No WAL while a connection is open: all of it is in the synced database.
+            with contextlib.suppress(FileNotFoundError):
+                sync_file(self._wal)
 
     @contextlib.contextmanager
     def _synced(self) -> Iterator[None]:

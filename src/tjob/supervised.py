@@ -1,15 +1,15 @@
 """What a job and an exec share: a command under a ``tjob-shim`` supervisor, known by the
 directory the supervisor writes (its output.log and its end; an interactive one's attach
 socket), which the engine's shared watcher watches. The base of :class:`tjob.Job` and
-:class:`tjob.Exec`: their output readers, stdin leases and waits for an end are one code.
+:class:`tjob.Exec`: their output readers and stdin leases are one code (their waits for an
+end, :meth:`tjob.watch.Hub.wait_until` and :meth:`~tjob.watch.Hub.until_async`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar
 
 from . import stdio
 from .follower import Follower, SharedLog
@@ -19,8 +19,6 @@ from .status import Stream
 if TYPE_CHECKING:
     from .stdio import Lease
     from .watch import Hub
-
-T = TypeVar("T")
 
 
 class Supervised:
@@ -83,16 +81,3 @@ class Supervised:
             until_ns=until_ns,
             mark_lost_end=self.marks_lost_end,
         )
-
-    async def _until_async(
-        self, ready: Callable[[], T | None], names: frozenset[str] | None = None
-    ) -> T:
-        """``ready()``'s first answer, asked again at each change in its directory (to
-        ``names``, if given)."""
-        with self._hub.subscribe(str(self.dir), asyncio.get_running_loop(), names) as w:
-            while True:
-                w.clear()  # before asking: a change after the answer wakes the wait
-                got = ready()
-                if got is not None:
-                    return got
-                await w.wait_async()

@@ -184,6 +184,18 @@ class Hub:
                     raise TimeoutError(late)
                 w.wait(left)
 
+    async def until_async(
+        self, key: str, ready: Callable[[], T | None], names: frozenset[str] | None = None
+    ) -> T:
+        """Like :meth:`wait_until`, without blocking the event loop (the caller bounds it)."""
+        with self.subscribe(key, asyncio.get_running_loop(), names) as w:
+            while True:
+                w.clear()  # before asking: a change after the answer wakes the wait
+                got = ready()
+                if got is not None:
+                    return got
+                await w.wait_async()
+
     def _drop(self, key: str, k: _Key) -> None:
         del self._keys[key]
         if k.wd >= 0 and self._by_wd.pop(k.wd, None) is not None:

@@ -422,6 +422,7 @@ def _job_fds() -> set[str]:
 
 
 @pytest.mark.cgroup2
+@pytest.mark.timeout(180)  # 200 jobs one after another: ~59 s in the cgroup v2 lane's emulated VM
 def test_nothing_leaks_after_200_jobs(engine: Engine) -> None:
     engine.start(JobSpec(["sleep", "1000"])).stop(grace=0)  # starts the watcher thread
     fds_before = _job_fds()

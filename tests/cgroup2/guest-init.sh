@@ -51,8 +51,8 @@ fi
 cd "$project"
 py=$project/.venv/bin/python
 # Nothing may be written to the read-only project: no .pyc, no .pytest_cache, tmp in scratch.
-# --timeout: each test takes seconds here; a stuck one must leave time for the rest (run.sh
-# gives the whole guest 360 s).
+# --timeout: each test takes seconds here (a bigger one says so itself); a stuck one must leave
+# time for the rest (run.sh gives the whole guest 600 s).
 export HOME=$scratch TMPDIR=$scratch PYTHONDONTWRITEBYTECODE=1
 # Import tjob from this tree, even if the venv's editable install points at another checkout.
 export PYTHONPATH=$project/src

@@ -138,7 +138,7 @@ def test_a_vanished_client_leaves_a_terminal_job_running(case: Case) -> None:
     s = Session(case.stub(), job.id, logs=True)
     s.expect(b"$ ")
     s.cancel()
-    again = Session(case.stub(), job.id)
+    again = _attach_retrying(case, job.id, stdin=True)  # until the server has seen it go
     again.send(data=b"echo still here; exit 9\r")
     st = again.exit()
     assert st is not None and st.exit_code == 9

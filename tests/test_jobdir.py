@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tjob.jobdir import (
     RESERVE_FILE,
     create_file,
     exec_blob,
+    read_final,
     reserve,
     write_final,
     write_json,
@@ -57,6 +59,38 @@ def test_write_final_into_a_reserve_kept_as_zeros_cuts_them(tmp_path: Path) -> N
     (tmp_path / RESERVE_FILE).write_bytes(b"\0" * 16384)  # an earlier release's reserve
     write_final(tmp_path / "status.json", {"a": 1})
     assert json.loads((tmp_path / "status.json").read_text()) == {"a": 1}
+
+
+def test_write_final_is_in_place_before_it_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter for the end does not wait on the disk: the status is renamed into place, then
+    the file and its directory are fsynced, here or in ``after`` (the launcher's)."""
+    reserve(tmp_path, 64 << 10)
+    synced: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (tmp_path / "status.json").exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    after: list = []
+    write_final(tmp_path / "status.json", {"a": 1}, after)
+    assert synced == [] and json.loads((tmp_path / "status.json").read_text()) == {"a": 1}
+    for step in after:
+        step()
+    assert synced == [(f"{tmp_path}/status.json", True), (str(tmp_path), True)]
+
+
+@pytest.mark.parametrize("content", [b"", b"\0" * 700, b'{"a": 1}' + b"\0" * 100], ids=repr)
+def test_a_status_that_never_reached_the_disk_reads_as_none(tmp_path: Path, content: bytes) -> None:
+    """What a power cut between the rename and the fsync may leave: no end, not damage."""
+    (tmp_path / "status.json").write_bytes(content)
+    assert read_final(tmp_path / "status.json") is None
+    assert read_final(tmp_path / "absent.json") is None
+    (tmp_path / "status.json").write_bytes(b"{garbled")
+    assert read_final(tmp_path / "status.json") == b"{garbled"  # damage: the caller's to say
 
 
 def test_write_json_replaces_atomically_and_keeps_the_reserve(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from .cgroups import CgroupBackend
 from .errors import CgroupError, InvalidSpec, JobFinished
 from .flows import Flow, Step, blocking, drive, drive_async
 from .follower import chunks, chunks_async
-from .jobdir import STATUS_FILE, STOP_FILE, TIMEOUT_FILE
+from .jobdir import STATUS_FILE, STOP_FILE, TIMEOUT_FILE, read_final
 from .logstore import READ_SIZE, Chunk
 from .protocol import Stdio
 from .spec import JobSpec
@@ -147,11 +147,12 @@ class Job(Supervised):
         final = self._final
         if final is None:
             try:
-                final = JobStatus.from_dict(json.loads((self.dir / STATUS_FILE).read_bytes()))
-            except FileNotFoundError:
-                return None
+                data = read_final(self.dir / STATUS_FILE)
+                if data is None:
+                    return None
+                final = JobStatus.from_dict(json.loads(data))
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-                # Written whole or not at all: what is there is damage, not a write under way.
+                # Renamed into place once written: what is there is damage, not a write under way.
                 final = self.damaged(f"{STATUS_FILE}: {e!r}")
             self._final = final
         return final

@@ -64,6 +64,7 @@ __all__ = [
     "TMP_SUFFIX",
     "create_file",
     "exec_blob",
+    "read_final",
     "reserve",
     "reserve_size",
     "sync_dir",
@@ -191,34 +192,53 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def write_final(
     path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
 ) -> None:
-    """The job's final status, as :func:`write_json` writes, into the job's reserve while it
-    has one: its inode and blocks were made at the start, so the end allocates nothing (it
-    cannot fail on a full disk) and frees no inode (on ext4 without a journal each recently
-    freed inode makes every later file creation in its group slower: blanks.py).
+    """The job's final status, whole, into the job's reserve while it has one: its inode and
+    blocks were made at the start, so the end allocates nothing (it cannot fail on a full
+    disk) and frees no inode (on ext4 without a journal each recently freed inode makes every
+    later file creation in its group slower: blanks.py).
 
-    The reserve's blocks past the status are given back once the file is in place (freeing
-    blocks waits on the disk: a waiter for the end is woken first), before the caller goes
-    on: on a full disk they are the room for what the end writes next.
+    It is renamed into place *before* it is put on the disk, so that a waiter for the end
+    does not wait on the disk too (about 1 ms, a tenth of a start of ``/bin/true`` here). A
+    power cut between the two may leave it empty or holding zeros: :func:`read_final` takes
+    that as no end recorded (the job is then found lost), never as damage. The reserve's
+    blocks past the status are given back at once: on a full disk they are the room for what
+    the end writes next.
 
-    ``after``: the fsync of its name, which need not come before the file is in place, is
-    appended there for the caller to run instead of done here (the launcher answers the
-    supervisor first: a power cut between the two ends every process all the same, and a
-    crash of one leaves the file in place)."""
+    ``after``: the fsyncs of the file and of its name are appended there for the caller to
+    run instead of done here (the launcher answers the supervisor first: a power cut between
+    the two ends every process all the same, and a crash of one leaves the file in place)."""
     body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
     try:
-        fd = _replace(path, body, spare)
+        fd = _replace(path, body, spare, sync=False)
     except OSError:
         spare.unlink(missing_ok=True)  # full, and bigger than the reserve: its room, for a new file
-        fd = _replace(path, body, None)
+        fd = _replace(path, body, None, sync=False)
     try:
         os.ftruncate(fd, len(body))  # ext4 frees the blocks past it even at the same length
     finally:
         os.close(fd)
     if after is not None:
-        after.append(lambda: _sync_name(path))
+        after.append(lambda: _sync_final(path))
     else:
-        _sync_name(path)
+        _sync_final(path)
+
+
+def read_final(path: Path) -> bytes | None:
+    """A final status's bytes; None if there is none, or if it never reached the disk: empty
+    or holding zeros, as a power cut may leave it (:func:`write_final`; JSON has no NUL).
+    Anything else that is not a status is damage, for the caller to say."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if data and b"\0" not in data else None
+
+
+def _sync_final(path: Path) -> None:
+    if SYNC:
+        sync_file(path)
+        sync_dir(path.parent)
 
 
 def _sync_name(path: Path) -> None:
@@ -226,9 +246,9 @@ def _sync_name(path: Path) -> None:
         sync_dir(path.parent)
 
 
-def _replace(path: Path, body: bytes, spare: Path | None) -> int:
-    """``body`` written to ``spare`` if it exists (else to a new temporary), put on the disk,
-    then renamed over ``path``; the file, still open."""
+def _replace(path: Path, body: bytes, spare: Path | None, sync: bool = True) -> int:
+    """``body`` written to ``spare`` if it exists (else to a new temporary), put on the disk
+    (if ``sync``), then renamed over ``path``; the file, still open."""
     tmp, fd = spare, -1
     if spare is not None:
         with contextlib.suppress(FileNotFoundError):
@@ -241,7 +261,7 @@ def _replace(path: Path, body: bytes, spare: Path | None) -> int:
         _write_all(fd, body)
         if os.fstat(fd).st_size > len(body):  # a reserve kept as zeros: cut them
             os.ftruncate(fd, len(body))
-        if SYNC:
+        if SYNC and sync:
             os.fsync(fd)  # before the rename: a power cut leaves the old name or the whole file
     except OSError:
         os.close(fd)

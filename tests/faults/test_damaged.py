@@ -21,7 +21,7 @@ from tjob.logstore import HEADER
 pytestmark = pytest.mark.root
 
 
-@pytest.mark.parametrize("content", [b"", b'{"id": "ab', b"{}", b"[1]"], ids=repr)
+@pytest.mark.parametrize("content", [b'{"id": "ab', b"{}", b"[1]"], ids=repr)
 def test_a_damaged_status_quarantines_its_job_only(
     tmp_path: Path, cgroup_parent: str, content: bytes
 ) -> None:
@@ -42,6 +42,30 @@ def test_a_damaged_status_quarantines_its_job_only(
         check_nothing_unlisted(eng, cgroup_parent)
         eng.remove(jobs.victim)  # rm works
         assert not (state / "jobs" / jobs.victim).exists()
+    finally:
+        stop_all(eng)
+        eng.close(stop_jobs=True)
+
+
+@pytest.mark.parametrize("content", [b"", b"\0" * 700], ids=["empty", "zeros"])
+def test_a_status_that_never_reached_the_disk_is_no_end_and_the_job_is_lost(
+    tmp_path: Path, cgroup_parent: str, content: bytes
+) -> None:
+    """status.json is renamed into place before its fsync (jobdir.write_final): a power cut
+    between the two may leave it empty or zeros, and its row without the end (committed
+    NORMAL). That is no end recorded, not damage: the job is found lost, its file replaced."""
+    state = tmp_path / "state"
+    jobs = make_state(state, cgroup_parent, ["sh", "-c", "exit 7"])
+    unfinish(state, jobs.victim)
+    status = state / "jobs" / jobs.victim / STATUS_FILE
+    status.write_bytes(content)
+    eng = Engine(state, cgroup_parent=cgroup_parent)
+    try:
+        st = eng.get(jobs.victim).status()
+        assert st.state is JobState.LOST and st.owner == "carol", st
+        assert json.loads(status.read_bytes())["state"] == "lost"
+        check_intact(eng, jobs)
+        check_nothing_unlisted(eng, cgroup_parent)
     finally:
         stop_all(eng)
         eng.close(stop_jobs=True)

@@ -75,6 +75,7 @@ def test_jobs_live_in_their_clients_cgroup_with_its_ceilings(
         assert (pids.parent / job.id).is_dir()
         assert eng.diagnostics().cgroups == {job.id}
         job.stop(0)
+        assert eng.diagnostics().cgroups == frozenset()  # settled: its supervisor gone, after it
         assert not (pids.parent / job.id).exists()
     # A restart with other flags writes them again ("no ceiling" included).
     with Engine(tmp_path / "s", cgroup_parent=cgroup_parent) as eng:
@@ -155,6 +156,7 @@ def test_jobs_made_before_client_cgroups_are_still_followed_and_stopped(
         assert eng.diagnostics().cgroups == {job.id}
         st = found.stop(0)
         assert st.state is JobState.STOPPED
+        assert job.id not in eng.diagnostics().cgroups  # settled: its supervisor gone, after it
         assert not (top / job.id).exists()
         new = eng.start(JobSpec(["true"], owner="alice"))
         assert new.wait(30).exit_code == 0 and new.cgroup.startswith(client_dir("alice"))

@@ -19,6 +19,10 @@ from .status import JobState, JobStatus
 from .store import Store
 from .watch import Hub
 
+# How long a supervisor whose job's end is recorded may take to exit (a guard against hangs:
+# it exits as soon as the launcher has removed the cgroup and answered it).
+SUPERVISOR_EXIT = 5.0
+
 
 class Ends:
     def __init__(self, hub: Hub, store: Store, recorder: Recorder) -> None:
@@ -56,11 +60,16 @@ class Ends:
 
     def settle_exited(self, jobs: list[Job]) -> None:
         """Settle now every job whose supervisor has exited (the watcher's thread may not have
-        got there yet): a caller counting what the engine holds sees a settled engine."""
+        got there yet): a caller counting what the engine holds sees a settled engine. A job
+        whose end is recorded has its supervisor waited for: the launcher removes the job's
+        cgroup after ``status.json`` is in place (its waiter is woken first), then lets the
+        supervisor exit."""
         for job in jobs:
             with job._lock:
                 fd = job._sup_pidfd
-                if fd >= 0 and not job._settled and readable(fd):
+                if fd < 0 or job._settled:
+                    continue
+                if readable(fd, SUPERVISOR_EXIT if job._final_status() is not None else 0):
                     self.settle(job)
 
     def forget(self, job: Job) -> None:

@@ -205,8 +205,7 @@ def write_final(
     the end writes next.
 
     ``after``: the fsyncs of the file and of its name are appended there for the caller to
-    run instead of done here (the launcher answers the supervisor first: a power cut between
-    the two ends every process all the same, and a crash of one leaves the file in place)."""
+    run instead of done here (the launcher's, with the cgroup's removal)."""
     body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
     try:

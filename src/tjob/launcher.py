@@ -227,7 +227,7 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
     if not msg:
         return  # it died: the engine finds the job lost
     done = False
-    after: list[Callable[[], None]] = []  # run once the supervisor is answered
+    after: list[Callable[[], None]] = []  # run once status.json is in place (its waiter woken)
     rec.after = after
     try:
         # A job with processes still exiting (a stop kills them with init) is recorded by its
@@ -241,10 +241,6 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
         rec.after = None
         if reply is not None and not done:
             reply.close()
-    try:
-        chan.send(ACK_RECORDED if done else ACK_DECLINED)
-    except OSError:
-        pass
     for step in after:
         try:
             step()
@@ -252,6 +248,11 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
             pass  # the job was removed meanwhile
         except OSError:
             traceback.print_exc()
+    # Last: once the supervisor exits, the job's end is durable and its cgroup gone.
+    try:
+        chan.send(ACK_RECORDED if done else ACK_DECLINED)
+    except OSError:
+        pass
 
 
 def main() -> None:

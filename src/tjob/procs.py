@@ -13,12 +13,12 @@ import signal
 from .protocol import SUPERVISOR_ARGV, ZYGOTE_ARGV, RunInfo
 
 
-def readable(fd: int) -> bool:
-    """True once the process behind a pidfd has exited (no waiting). poll, not select:
-    a server with many connections has descriptors above select's 1024."""
+def readable(fd: int, timeout: float = 0.0) -> bool:
+    """True once the process behind a pidfd has exited (waiting up to ``timeout`` seconds).
+    poll, not select: a server with many connections has descriptors above select's 1024."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(poller.poll(int(timeout * 1000)))
 
 
 def boot_time() -> float:

@@ -5,8 +5,10 @@ or the same :class:`JobFacts` the engine holds) and the end's own fields, and wr
 order: the job's cgroup removed, the log's end frame (followers stop there), ``status.json``
 (its presence means the job is over), then the store row.
 
-Ends a supervisor reports are recorded in the launcher, which has no store: there the row is
-written by the engine when the supervisor's pidfd fires (:mod:`tjob.ends`). A supervisor whose
+Ends a supervisor reports are recorded in the launcher, which has no store: there an exited
+job's cgroup is removed once ``status.json`` is in place (its waiter is woken first), before the
+supervisor is answered, and the row is written by the engine when the supervisor's pidfd fires
+(:mod:`tjob.ends`). A supervisor whose
 launcher is gone leaves its report in the job's directory (``END_FILE``) and exits; the engine
 (or the next one, at start-up) records it with :meth:`Recorder.reported`, all four steps at
 once, as it records a lost end.
@@ -17,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from .cgroups import CgroupBackend
@@ -45,7 +49,8 @@ class Recorder:
     def __init__(self, cg: CgroupBackend, index: Callable[[JobStatus], None] | None = None) -> None:
         self.cg = cg
         self.index = index
-        # Set by a caller that runs the steps after status.json is in place itself (launcher).
+        # Set by a caller that runs the steps after status.json is in place itself (launcher):
+        # the removal of an exited job's cgroup, and the fsyncs of its status.
         self.after: list[Callable[[], None]] | None = None
 
     def failed(self, jdir: Path, error: str) -> JobStatus:
@@ -67,7 +72,14 @@ class Recorder:
         name = self.cg.name_of(facts.owner, facts.id)
         usage = self.cg.usage(name)
         oom = self.cg.oom_kills(name) > 0
-        error = self._remove(name, cut)
+        if self.after is None:
+            error = self._remove(name, cut)
+        else:
+            # The launcher's: its command and every process of it have exited (it checked),
+            # so the removal cannot fail for the job's sake; it is done once status.json is
+            # in place, before the supervisor is answered.
+            error = cut
+            self.after.append(partial(self._remove_quietly, name))
         stopped = (jdir / STOP_FILE).exists()
         status = JobStatus.of(
             facts,
@@ -134,6 +146,11 @@ class Recorder:
             if not (keep_first and error):
                 return f"{error}; {e}" if error else str(e)
         return error
+
+    def _remove_quietly(self, name: str) -> None:
+        error = self._remove(name, None)
+        if error is not None:
+            print(f"tjob: {error}", file=sys.stderr)  # the launcher's log; the job's end stands
 
     def _write(self, jdir: Path, status: JobStatus) -> JobStatus:
         record_end(jdir, status, self.after)

@@ -65,7 +65,7 @@ def test_write_final_is_in_place_before_it_is_synced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A waiter for the end does not wait on the disk: the status is renamed into place, then
-    the file and its directory are fsynced, here or in ``after`` (the launcher's)."""
+    the file and its directory are fsynced (here; by the supervisor for the launcher's)."""
     reserve(tmp_path, 64 << 10)
     synced: list[tuple[str, bool]] = []
     real = os.fsync
@@ -75,12 +75,11 @@ def test_write_final_is_in_place_before_it_is_synced(
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    after: list = []
-    write_final(tmp_path / "status.json", {"a": 1}, after)
-    assert synced == [] and json.loads((tmp_path / "status.json").read_text()) == {"a": 1}
-    for step in after:
-        step()
+    write_final(tmp_path / "status.json", {"a": 1})
     assert synced == [(f"{tmp_path}/status.json", True), (str(tmp_path), True)]
+    synced.clear()
+    write_final(tmp_path / "status.json", {"a": 2}, sync=False)
+    assert synced == [] and json.loads((tmp_path / "status.json").read_text()) == {"a": 2}
 
 
 @pytest.mark.parametrize("content", [b"", b"\0" * 700, b'{"a": 1}' + b"\0" * 100], ids=repr)

@@ -28,7 +28,7 @@ import ctypes
 import errno
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +189,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _sync_name(path)
 
 
-def write_final(
-    path: Path, data: dict[str, Any], after: list[Callable[[], None]] | None = None
-) -> None:
+def write_final(path: Path, data: dict[str, Any], sync: bool = True) -> None:
     """The job's final status, whole, into the job's reserve while it has one: its inode and
     blocks were made at the start, so the end allocates nothing (it cannot fail on a full
     disk) and frees no inode (on ext4 without a journal each recently freed inode makes every
@@ -204,8 +202,8 @@ def write_final(
     blocks past the status are given back at once: on a full disk they are the room for what
     the end writes next.
 
-    ``after``: the fsyncs of the file and of its name are appended there for the caller to
-    run instead of done here (the launcher's, with the cgroup's removal)."""
+    ``sync``: the file and its name are fsynced here; the launcher passes False for an end a
+    supervisor reported, which the supervisor fsyncs once answered (shim/supervisor.c)."""
     body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
     try:
@@ -215,12 +213,12 @@ def write_final(
         fd = _replace(path, body, None, sync=False)
     try:
         os.ftruncate(fd, len(body))  # ext4 frees the blocks past it even at the same length
+        if sync and SYNC:
+            os.fsync(fd)
     finally:
         os.close(fd)
-    if after is not None:
-        after.append(lambda: _sync_final(path))
-    else:
-        _sync_final(path)
+    if sync:
+        _sync_name(path)
 
 
 def read_final(path: Path) -> bytes | None:
@@ -232,12 +230,6 @@ def read_final(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     return data if data and b"\0" not in data else None
-
-
-def _sync_final(path: Path) -> None:
-    if SYNC:
-        sync_file(path)
-        sync_dir(path.parent)
 
 
 def _sync_name(path: Path) -> None:

@@ -248,7 +248,8 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
             pass  # the job was removed meanwhile
         except OSError:
             traceback.print_exc()
-    # Last: once the supervisor exits, the job's end is durable and its cgroup gone.
+    # Last: the supervisor fsyncs status.json, then exits: the job's end is durable and its
+    # cgroup gone once it has.
     try:
         chan.send(ACK_RECORDED if done else ACK_DECLINED)
     except OSError:

@@ -6,9 +6,9 @@ order: the job's cgroup removed, the log's end frame (followers stop there), ``s
 (its presence means the job is over), then the store row.
 
 Ends a supervisor reports are recorded in the launcher, which has no store: there an exited
-job's cgroup is removed once ``status.json`` is in place (its waiter is woken first), before the
-supervisor is answered, and the row is written by the engine when the supervisor's pidfd fires
-(:mod:`tjob.ends`). A supervisor whose
+job's cgroup is removed once ``status.json`` is in place (its waiter is woken first), then the
+supervisor is answered and fsyncs ``status.json`` before it exits, and the row is written by
+the engine when the supervisor's pidfd fires (:mod:`tjob.ends`). A supervisor whose
 launcher is gone leaves its report in the job's directory (``END_FILE``) and exits; the engine
 (or the next one, at start-up) records it with :meth:`Recorder.reported`, all four steps at
 once, as it records a lost end.
@@ -49,8 +49,8 @@ class Recorder:
     def __init__(self, cg: CgroupBackend, index: Callable[[JobStatus], None] | None = None) -> None:
         self.cg = cg
         self.index = index
-        # Set by a caller that runs the steps after status.json is in place itself (launcher):
-        # the removal of an exited job's cgroup, and the fsyncs of its status.
+        # Set by a caller that runs the steps after status.json is in place itself (the
+        # launcher, for the ends supervisors report): the removal of an exited job's cgroup.
         self.after: list[Callable[[], None]] | None = None
 
     def failed(self, jdir: Path, error: str) -> JobStatus:
@@ -153,7 +153,8 @@ class Recorder:
             print(f"tjob: {error}", file=sys.stderr)  # the launcher's log; the job's end stands
 
     def _write(self, jdir: Path, status: JobStatus) -> JobStatus:
-        record_end(jdir, status, self.after)
+        # The launcher's ends are a supervisor's, which fsyncs status.json once answered.
+        record_end(jdir, status, sync=self.after is None)
         if self.index is not None:
             self.index(status)
         return status
@@ -167,11 +168,9 @@ def now() -> float:
     return time.time()
 
 
-def record_end(
-    jdir: Path, status: JobStatus, after: list[Callable[[], None]] | None = None
-) -> None:
+def record_end(jdir: Path, status: JobStatus, sync: bool = True) -> None:
     """End the log with the final status (followers stop there), then write status.json
-    (``after``: as :func:`~tjob.jobdir.write_final`'s)."""
+    (``sync``: as :func:`~tjob.jobdir.write_final`'s)."""
     data = status.to_dict()
     try:
         log = LogWriter(str(jdir / LOG_FILE))
@@ -181,4 +180,4 @@ def record_end(
             log.close()
     except OSError:
         pass  # disk full: followers end on the status file instead (its write has a reserve)
-    write_final(jdir / STATUS_FILE, data, after)
+    write_final(jdir / STATUS_FILE, data, sync)

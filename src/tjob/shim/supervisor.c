@@ -43,7 +43,13 @@ static int report_end(struct sup *s, const char *end, int reply) {
     char ack = 0;
     int fds[1] = {reply};
     int sent = send_with_fds(s->chan, end, strlen(end), fds, reply >= 0) == 0;
-    if (sent && recv(s->chan, &ack, 1, 0) == 1 && ack == TJOB_ACK_RECORDED[0]) return 0;
+    if (sent && recv(s->chan, &ack, 1, 0) == 1 && ack == TJOB_ACK_RECORDED[0]) {
+        /* The launcher put status.json in place without waiting on the disk (its waiter is
+         * woken first): made durable here, before this exit settles the job. */
+        if (sync_wanted() && sync_named(s->dir, TJOB_STATUS_FILE) && errno != ENOENT)
+            log_error("supervisor", "fsync " TJOB_STATUS_FILE);
+        return 0;
+    }
     close(s->chan);
     char reserve[PATH_MAX];
     int rc = write_file(s->dir, TJOB_END_FILE, end);

@@ -117,6 +117,20 @@ static int write_named(const char *dir, const char *name, const char *text, int 
     return rc;
 }
 
+int sync_named(const char *dir, const char *name) {
+    char path[PATH_MAX];
+    if (join_path(path, sizeof path, dir, name)) return -1;
+    int rc = -1;
+    for (int i = 0; i < 2; i++) { /* the file, then its name */
+        int fd = open(i ? dir : path, O_RDONLY | O_CLOEXEC | (i ? O_DIRECTORY : 0));
+        if (fd < 0) return -1;
+        rc = fsync(fd);
+        close(fd);
+        if (rc) break;
+    }
+    return rc;
+}
+
 int sync_wanted(void) {
     /* protocol.SYNC_ENV, set by an engine made with durable=False (inherited from its
      * launcher); read once. */

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tjob.cgroups.base import SPARE_PREFIX
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -13,7 +15,12 @@ def leftovers(parent: Path) -> list[str]:
     out = []
     for c in (p for p in parent.iterdir() if p.is_dir()):
         if c.name.startswith("c-"):
-            out += [f"{c.name}/{j.name}" for j in c.iterdir() if j.is_dir()]
+            # A launcher's spare (v1) is no job's: one killed leaves it for the next to remove.
+            out += [
+                f"{c.name}/{j.name}"
+                for j in c.iterdir()
+                if j.is_dir() and not j.name.startswith(SPARE_PREFIX)
+            ]
         else:
             out.append(c.name)
     return out
@@ -30,6 +37,8 @@ def remove_parent(name: str, check: bool = True) -> None:
             assert not left, f"cgroups left behind in {p}: {left}"
         for c in p.iterdir():
             if c.is_dir() and c.name.startswith("c-"):
+                for spare in c.glob(f"{SPARE_PREFIX}*"):
+                    spare.rmdir()
                 c.rmdir()
         p.rmdir()
 

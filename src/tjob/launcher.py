@@ -128,6 +128,7 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
     spare: _Spare | None = _Spare.make(zygote)
     starting = -1  # the busy pipe of the job last handed over, until it is running
     running: dict[int, tuple[socket.socket, Path, str]] = {}  # channels of handed-over jobs
+    last: tuple[str, ResolvedLimits] | None = None  # the cgroup and limits of the last start
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     while True:
@@ -143,12 +144,15 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
             chan, jdir, name = running.pop(fd)
             with chan:
                 _record_reported(chan, jdir, name, rec)
+            if last is not None:
+                cg.make_spare(*last)
         if sock.fileno() not in ready:
             continue
         msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
         if not msg:
             if spare is not None:
                 spare.chan.close()  # the spare sees the end and exits with its init
+            cg.drop_spare()
             return
         if not fds:
             continue
@@ -189,6 +193,11 @@ def serve(sock: socket.socket, rec: Recorder, conf: str) -> None:
         starting = spare.busy
         sel.register(starting, selectors.EVENT_READ)
         spare = None
+        # The next start's cgroup is made ahead (v1): once an end is recorded, when a short
+        # job's start no longer runs on the other CPU; at once if other jobs run.
+        last = (req.cgroup, limits)
+        if len(running) > 1:
+            cg.make_spare(*last)
 
 
 def _exec(

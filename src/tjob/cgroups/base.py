@@ -20,6 +20,10 @@ from ..errors import CgroupError
 from ..status import ResolvedLimits, Usage
 from .clients import ClientLimits, is_client_dir, job_cgroup
 
+# A job cgroup made ahead of need (v1: CgroupV1.make_spare), named for its launcher's pid: no
+# job id starts so.
+SPARE_PREFIX = ".spare-"
+
 
 class CgroupBackend(abc.ABC):
     version: int
@@ -79,6 +83,13 @@ class CgroupBackend(abc.ABC):
     @abc.abstractmethod
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
         """Make the job's cgroup with its limits written; no process is in it yet."""
+
+    def make_spare(self, like: str, limits: ResolvedLimits) -> None:  # noqa: B027 (v2: none)
+        """Make a job cgroup ahead of the next start beside job cgroup ``like``, if the
+        backend can (v1)."""
+
+    def drop_spare(self) -> None:  # noqa: B027 (v2 makes none)
+        """Remove the cgroup :meth:`make_spare` made, if unused."""
 
     @abc.abstractmethod
     def procs_files(self, job_id: str) -> list[str]:
@@ -159,8 +170,12 @@ class CgroupBackend(abc.ABC):
                 if not p.is_dir():
                     continue
                 if is_client_dir(p.name):
-                    found.update(j.name for j in p.iterdir() if j.is_dir())
-                else:
+                    found.update(
+                        j.name
+                        for j in p.iterdir()
+                        if j.is_dir() and not j.name.startswith(SPARE_PREFIX)
+                    )
+                elif not p.name.startswith(SPARE_PREFIX):
                     found.add(p.name)
         except FileNotFoundError:
             pass

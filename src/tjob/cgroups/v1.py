@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import os
 import signal
@@ -11,11 +13,11 @@ from ..errors import CgroupError
 from ..spec import MIB
 from ..status import ResolvedLimits, Usage
 from .base import (
+    SPARE_PREFIX,
     CgroupBackend,
     read_int,
     read_keyed,
     read_text,
-    rmdir_quiet,
     wait_exited,
     write,
 )
@@ -39,6 +41,7 @@ class CgroupV1(CgroupBackend):
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
         self._memsw = False
         self._devices_per_job = False  # the parent could not take the allowlist
+        self._spare: tuple[str, ResolvedLimits] | None = None  # name, the limits in it
 
     def _dir(self, controller: str, job_id: str | None = None) -> Path:
         base = self._hier[controller] / self.parent
@@ -84,12 +87,21 @@ class CgroupV1(CgroupBackend):
     def _top(self) -> Path:
         return self.root / "pids" / self.parent
 
+    def _sweep_spares(self, client: str) -> None:
+        """Remove the spares of launchers that are gone (killed: a clean exit removes its)."""
+        with contextlib.suppress(OSError):
+            for d in (self._top() / client).iterdir():
+                pid = d.name.removeprefix(SPARE_PREFIX)
+                if d.name.startswith(SPARE_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+                    self._rmdirs(f"{client}/{d.name}")
+
     def _make_client(self, client: str) -> None:
         try:
             for hier in self._hiers:
                 (hier / self.parent / client).mkdir(exist_ok=True)
         except OSError as e:
             raise CgroupError(f"cannot create client cgroup {client}: {e.strerror}") from None
+        self._sweep_spares(client)
         lim = self.clients
         # Every value is written, unset ones as "no ceiling": the flags may have changed since.
         # cpu.shares is the kernel's default, equal for every client: the CPU is shared
@@ -111,39 +123,104 @@ class CgroupV1(CgroupBackend):
 
     def create(self, job_id: str, limits: ResolvedLimits) -> None:
         self._client_ready(job_id)
-        made: list[Path] = []
+        had = self._take_spare(job_id)
         try:
-            for hier in self._hiers:
-                d = hier / self.parent / job_id
-                d.mkdir()
-                made.append(d)
-            cpu = self._dir("cpu", job_id)
-            # A new cgroup's period is the kernel's default, CFS_PERIOD_US: only the quota.
-            # v1 refuses a child quota above its parent's: a job gets at most its client's.
-            percent = min(limits.cpu_percent, self.clients.cpu_percent or limits.cpu_percent)
-            write(cpu / "cpu.cfs_quota_us", str(percent * CFS_PERIOD_US // 100))
-            mem = self._dir("memory", job_id)
-            nbytes = str(limits.memory_mb * MIB)
-            # A fresh cgroup is unlimited, so memory goes first, then memory+swap (must be >=).
-            write(mem / "memory.limit_in_bytes", nbytes)
-            if self._memsw:
-                write(mem / "memory.memsw.limit_in_bytes", nbytes)
-            write(self._dir("pids", job_id) / "pids.max", str(limits.pids))
-            if self._devices_per_job and not self._allow_devices(self._dir("devices", job_id)):
-                raise CgroupError(f"cannot restrict the devices of job {job_id}")
-            if limits.device is not None:
-                blk = self._dir("blkio", job_id)
-                dev = limits.device
-                write(blk / "blkio.throttle.read_bps_device", f"{dev} {limits.rbps}")
-                write(blk / "blkio.throttle.write_bps_device", f"{dev} {limits.wbps}")
+            if had is None:
+                self._mkdirs(job_id)
+            self._limit(job_id, limits, had)
         except OSError as e:
-            for d in reversed(made):
-                rmdir_quiet(d)
+            self._rmdirs(job_id)
             raise CgroupError(f"cannot create cgroup for job {job_id}: {e.strerror}") from None
         except CgroupError:
-            for d in reversed(made):
-                rmdir_quiet(d)
+            self._rmdirs(job_id)
             raise
+
+    def make_spare(self, like: str, limits: ResolvedLimits) -> None:
+        """A job cgroup made ahead, beside job cgroup ``like`` (in its client's), with
+        ``limits`` written but a device's: the next :meth:`create` there renames it, instead
+        of a mkdir in each of the seven hierarchies and the limits' writes (0.7 to 1.2 ms of
+        each start here). v1 only: cgroup v2 cannot rename."""
+        client, sep, _ = like.rpartition("/")
+        name = f"{client}{sep}{SPARE_PREFIX}{os.getpid()}"
+        limits = dataclasses.replace(limits, device=None)
+        if self._spare == (name, limits):
+            return
+        self.drop_spare()
+        try:
+            self._mkdirs(name)
+            self._limit(name, limits, None)
+        except (OSError, CgroupError):
+            self._rmdirs(name)
+            return
+        self._spare = (name, limits)
+
+    def drop_spare(self) -> None:
+        if self._spare is not None:
+            self._rmdirs(self._spare[0])
+            self._spare = None
+
+    def _take_spare(self, job_id: str) -> ResolvedLimits | None:
+        """The spare, renamed to ``job_id`` if it is in the same client cgroup: the limits
+        written in it (None: there is no cgroup of that name yet)."""
+        spare = self._spare
+        if spare is None or spare[0].rpartition("/")[0] != job_id.rpartition("/")[0]:
+            return None  # another client's is kept: replaced by the next make_spare
+        self._spare = None
+        name, limits = spare
+        try:
+            for hier in self._hiers:
+                os.rename(hier / self.parent / name, hier / self.parent / job_id)
+        except OSError:  # removed meanwhile (an engine sharing the parent swept it?)
+            self._rmdirs(name)
+            self._rmdirs(job_id)
+            return None
+        return limits
+
+    def _mkdirs(self, name: str) -> None:
+        for hier in self._hiers:
+            (hier / self.parent / name).mkdir()
+
+    def _rmdirs(self, name: str) -> None:
+        for hier in reversed(self._hiers):
+            with contextlib.suppress(OSError):
+                os.rmdir(hier / self.parent / name)
+
+    def _limit(self, name: str, limits: ResolvedLimits, had: ResolvedLimits | None) -> None:
+        """Write ``limits`` into cgroup ``name``: all of them into a new one (``had`` None),
+        else those that differ from ``had``."""
+        # A new cgroup's period is the kernel's default, CFS_PERIOD_US: only the quota.
+        # v1 refuses a child quota above its parent's: a job gets at most its client's.
+        quota = self._quota(limits)
+        if had is None or quota != self._quota(had):
+            write(self._dir("cpu", name) / "cpu.cfs_quota_us", str(quota))
+        mem = self._dir("memory", name)
+        nbytes = limits.memory_mb * MIB
+        if had is None or nbytes != had.memory_mb * MIB:
+            order = [mem / "memory.limit_in_bytes"]
+            if self._memsw:
+                # memory+swap must stay >= memory: raised before it, lowered after it (a new
+                # cgroup is unlimited: memory first).
+                raising = had is not None and nbytes > had.memory_mb * MIB
+                order.insert(0 if raising else 1, mem / "memory.memsw.limit_in_bytes")
+            for path in order:
+                write(path, str(nbytes))
+        if had is None or limits.pids != had.pids:
+            write(self._dir("pids", name) / "pids.max", str(limits.pids))
+        if (
+            had is None
+            and self._devices_per_job
+            and not self._allow_devices(self._dir("devices", name))
+        ):
+            raise CgroupError(f"cannot restrict the devices of cgroup {name}")
+        if limits.device is not None:
+            blk = self._dir("blkio", name)
+            dev = limits.device
+            write(blk / "blkio.throttle.read_bps_device", f"{dev} {limits.rbps}")
+            write(blk / "blkio.throttle.write_bps_device", f"{dev} {limits.wbps}")
+
+    def _quota(self, limits: ResolvedLimits) -> int:
+        percent = min(limits.cpu_percent, self.clients.cpu_percent or limits.cpu_percent)
+        return percent * CFS_PERIOD_US // 100
 
     def procs_files(self, job_id: str) -> list[str]:
         # "tasks", not "cgroup.procs": moving one thread skips the global threadgroup rwsem,
@@ -231,3 +308,13 @@ class CgroupV1(CgroupBackend):
         for hier in self._hiers:
             found |= self._listed(hier / self.parent)
         return sorted(found)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -9,9 +9,11 @@ way the job's pidfds are closed. Each job is settled once, whoever gets there fi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import partial
 
+from .errors import CgroupError
 from .job import Job
 from .procs import readable
 from .recorder import LOST_ERROR, Recorder
@@ -53,6 +55,11 @@ class Ends:
                 final = self._recorder.lost(job.dir, job.facts, job.pid, job.started_at, error)
             elif final.state is not JobState.DAMAGED:  # damage is not an end: no row for it
                 self._store.finish(job.id, final)
+                # The launcher removes it after status.json is in place: if it died between
+                # the two, that falls here (the supervisor, and so the job, has exited).
+                if job._cg.left(job.cgroup):
+                    with contextlib.suppress(CgroupError):
+                        job._cg.remove(job.cgroup)
             job._settle(final)
         if self.on_end is not None:
             self.on_end(job)

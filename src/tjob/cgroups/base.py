@@ -121,6 +121,10 @@ class CgroupBackend(abc.ABC):
         """Remove the job's cgroup (it must be empty); absent is fine."""
 
     @abc.abstractmethod
+    def left(self, job_id: str) -> bool:
+        """Whether any of the job's cgroup is still there (one stat)."""
+
+    @abc.abstractmethod
     def job_ids(self) -> list[str]:
         """Job cgroups that exist now (the engine's diagnostics view)."""
 

@@ -301,6 +301,10 @@ class CgroupV1(CgroupBackend):
                         raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from None
                     wait_exited(self.pids(job_id))
 
+    def left(self, job_id: str) -> bool:
+        # remove() takes the hierarchies in order: the last one goes last.
+        return bool(self._hiers) and (self._hiers[-1] / self.parent / job_id).is_dir()
+
     def job_ids(self) -> list[str]:
         if not self._hier:
             return []

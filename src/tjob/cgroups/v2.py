@@ -177,6 +177,9 @@ class CgroupV2(CgroupBackend):
                     held = f" (processes {members} are still in it)" if members else ""
                     raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}{held}") from None
 
+    def left(self, job_id: str) -> bool:
+        return self._dir(job_id).is_dir()
+
     def job_ids(self) -> list[str]:
         return sorted(self._listed(self.root / self.parent))
 

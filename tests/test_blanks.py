@@ -52,6 +52,10 @@ def test_a_job_is_a_blank_renamed_and_its_files_are_the_blanks(
             RUN_FILE: blank[RUN_FILE + TMP_SUFFIX],  # its temporary, renamed
             STATUS_FILE: blank[RESERVE_FILE],  # the end wrote into the reserve
         }
+        assert job.id not in eng.diagnostics().cgroups  # settled: its supervisor is gone...
+        status = (job.dir / STATUS_FILE).stat()
+        assert status.st_blocks * 512 <= -(-status.st_size // 4096) * 4096  # ...and gave back
+        # the reserve's blocks past the status before it went
         assert eng._blanks.wait_full(30)  # made again in the background
         assert len(_inodes(eng.jobs_dir)) == blanks.COUNT
         assert job_dirs(eng.jobs_dir) == {job.id}

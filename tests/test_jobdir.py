@@ -78,7 +78,7 @@ def test_write_final_is_in_place_before_it_is_synced(
     write_final(tmp_path / "status.json", {"a": 1})
     assert synced == [(f"{tmp_path}/status.json", True), (str(tmp_path), True)]
     synced.clear()
-    write_final(tmp_path / "status.json", {"a": 2}, sync=False)
+    write_final(tmp_path / "status.json", {"a": 2}, finish=False)
     assert synced == [] and json.loads((tmp_path / "status.json").read_text()) == {"a": 2}
 
 

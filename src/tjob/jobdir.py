@@ -189,7 +189,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _sync_name(path)
 
 
-def write_final(path: Path, data: dict[str, Any], sync: bool = True) -> None:
+def write_final(path: Path, data: dict[str, Any], finish: bool = True) -> None:
     """The job's final status, whole, into the job's reserve while it has one: its inode and
     blocks were made at the start, so the end allocates nothing (it cannot fail on a full
     disk) and frees no inode (on ext4 without a journal each recently freed inode makes every
@@ -198,12 +198,12 @@ def write_final(path: Path, data: dict[str, Any], sync: bool = True) -> None:
     It is renamed into place *before* it is put on the disk, so that a waiter for the end
     does not wait on the disk too (about 1 ms, a tenth of a start of ``/bin/true`` here). A
     power cut between the two may leave it empty or holding zeros: :func:`read_final` takes
-    that as no end recorded (the job is then found lost), never as damage. The reserve's
-    blocks past the status are given back at once: on a full disk they are the room for what
-    the end writes next.
+    that as no end recorded (the job is then found lost), never as damage. Then the reserve's
+    blocks past the status are given back (on a full disk, the room for what the end writes
+    next: the store's row) and it is fsynced, with its name.
 
-    ``sync``: the file and its name are fsynced here; the launcher passes False for an end a
-    supervisor reported, which the supervisor fsyncs once answered (shim/supervisor.c)."""
+    ``finish``: those last two steps are done here; the launcher passes False for an end a
+    supervisor reported, whose supervisor does them once answered (shim/supervisor.c)."""
     body = json.dumps(data).encode()
     spare = path.parent / RESERVE_FILE
     try:
@@ -212,12 +212,13 @@ def write_final(path: Path, data: dict[str, Any], sync: bool = True) -> None:
         spare.unlink(missing_ok=True)  # full, and bigger than the reserve: its room, for a new file
         fd = _replace(path, body, None, sync=False)
     try:
-        os.ftruncate(fd, len(body))  # ext4 frees the blocks past it even at the same length
-        if sync and SYNC:
-            os.fsync(fd)
+        if finish:
+            os.ftruncate(fd, len(body))  # ext4 frees the blocks past it even at the same length
+            if SYNC:
+                os.fsync(fd)
     finally:
         os.close(fd)
-    if sync:
+    if finish:
         _sync_name(path)
 
 

@@ -257,8 +257,8 @@ def _record_reported(chan: socket.socket, jdir: Path, name: str, rec: Recorder) 
             pass  # the job was removed meanwhile
         except OSError:
             traceback.print_exc()
-    # Last: the supervisor fsyncs status.json, then exits: the job's end is durable and its
-    # cgroup gone once it has.
+    # Last: the supervisor finishes status.json (jobdir.write_final), then exits: the job's
+    # end is durable and its cgroup gone once it has.
     try:
         chan.send(ACK_RECORDED if done else ACK_DECLINED)
     except OSError:

@@ -7,7 +7,8 @@ order: the job's cgroup removed, the log's end frame (followers stop there), ``s
 
 Ends a supervisor reports are recorded in the launcher, which has no store: there an exited
 job's cgroup is removed once ``status.json`` is in place (its waiter is woken first), then the
-supervisor is answered and fsyncs ``status.json`` before it exits, and the row is written by
+supervisor is answered and finishes ``status.json`` (gives back the reserve's blocks past it,
+fsyncs it) before it exits, and the row is written by
 the engine when the supervisor's pidfd fires (:mod:`tjob.ends`). A supervisor whose
 launcher is gone leaves its report in the job's directory (``END_FILE``) and exits; the engine
 (or the next one, at start-up) records it with :meth:`Recorder.reported`, all four steps at
@@ -153,8 +154,8 @@ class Recorder:
             print(f"tjob: {error}", file=sys.stderr)  # the launcher's log; the job's end stands
 
     def _write(self, jdir: Path, status: JobStatus) -> JobStatus:
-        # The launcher's ends are a supervisor's, which fsyncs status.json once answered.
-        record_end(jdir, status, sync=self.after is None)
+        # The launcher's ends are a supervisor's, which finishes status.json once answered.
+        record_end(jdir, status, finish=self.after is None)
         if self.index is not None:
             self.index(status)
         return status
@@ -168,9 +169,9 @@ def now() -> float:
     return time.time()
 
 
-def record_end(jdir: Path, status: JobStatus, sync: bool = True) -> None:
+def record_end(jdir: Path, status: JobStatus, finish: bool = True) -> None:
     """End the log with the final status (followers stop there), then write status.json
-    (``sync``: as :func:`~tjob.jobdir.write_final`'s)."""
+    (``finish``: as :func:`~tjob.jobdir.write_final`'s)."""
     data = status.to_dict()
     try:
         log = LogWriter(str(jdir / LOG_FILE))
@@ -180,4 +181,4 @@ def record_end(jdir: Path, status: JobStatus, sync: bool = True) -> None:
             log.close()
     except OSError:
         pass  # disk full: followers end on the status file instead (its write has a reserve)
-    write_final(jdir / STATUS_FILE, data, sync)
+    write_final(jdir / STATUS_FILE, data, finish)

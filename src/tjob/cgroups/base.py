@@ -186,7 +186,7 @@ class CgroupBackend(abc.ABC):
         return found
 
 
-def read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
     """A kernel file (cgroupfs), read with three system calls where ``Path.read_text``
     makes nine: these reads are on every job's end and every usage shown."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -199,7 +199,7 @@ def read_text(path: Path) -> str:
     return b"".join(chunks).decode()
 
 
-def read_int(path: Path, default: int | None = None) -> int | None:
+def read_int(path: str | Path, default: int | None = None) -> int | None:
     try:
         text = read_text(path).strip()
     except OSError:
@@ -212,7 +212,7 @@ def read_int(path: Path, default: int | None = None) -> int | None:
         return default
 
 
-def read_keyed(path: Path) -> dict[str, int]:
+def read_keyed(path: str | Path) -> dict[str, int]:
     """Parse ``key value`` lines (``memory.events``, ``cpu.stat``, ``oom_control``)."""
     out: dict[str, int] = {}
     try:
@@ -226,7 +226,7 @@ def read_keyed(path: Path) -> dict[str, int]:
     return out
 
 
-def write(path: Path, value: str) -> None:
+def write(path: str | Path, value: str) -> None:
     try:
         # O_TRUNC as a shell's ">" does: cgroupfs ignores it, a test's fake one needs it.
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)

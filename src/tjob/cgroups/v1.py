@@ -39,6 +39,8 @@ class CgroupV1(CgroupBackend):
     def _init_state(self) -> None:
         self._hier: dict[str, Path] = {}
         self._hiers: list[Path] = []  # distinct hierarchies, found once (starts are hot)
+        self._base: dict[str, str] = {}  # the parent's directory, by controller
+        self._bases: list[str] = []  # and in each of _hiers
         self._memsw = False
         self._devices_per_job = False  # the parent could not take the allowlist
         self._spare: tuple[str, ResolvedLimits] | None = None  # name, the limits in it
@@ -46,6 +48,10 @@ class CgroupV1(CgroupBackend):
     def _dir(self, controller: str, job_id: str | None = None) -> Path:
         base = self._hier[controller] / self.parent
         return base / job_id if job_id else base
+
+    def _file(self, controller: str, name: str, file: str) -> str:
+        # A string, not a Path: a start and an end make about fifty of these.
+        return f"{self._base[controller]}/{name}/{file}"
 
     def setup(self) -> None:
         for c in CONTROLLERS:
@@ -61,6 +67,8 @@ class CgroupV1(CgroupBackend):
             self._hier["devices"] = self.root / "devices"
             seen.setdefault(self._hier["devices"].resolve(), self._hier["devices"])
         self._hiers = list(seen.values())
+        self._base = {c: f"{h}/{self.parent}" for c, h in self._hier.items()}
+        self._bases = [f"{h}/{self.parent}" for h in self._hiers]
         self._memsw = (self._hier["memory"] / "memory.memsw.limit_in_bytes").exists()
         for hier in self._hiers:
             try:
@@ -168,8 +176,8 @@ class CgroupV1(CgroupBackend):
         self._spare = None
         name, limits = spare
         try:
-            for hier in self._hiers:
-                os.rename(hier / self.parent / name, hier / self.parent / job_id)
+            for base in self._bases:
+                os.rename(f"{base}/{name}", f"{base}/{job_id}")
         except OSError:  # removed meanwhile (an engine sharing the parent swept it?)
             self._rmdirs(name)
             self._rmdirs(job_id)
@@ -177,13 +185,13 @@ class CgroupV1(CgroupBackend):
         return limits
 
     def _mkdirs(self, name: str) -> None:
-        for hier in self._hiers:
-            (hier / self.parent / name).mkdir()
+        for base in self._bases:
+            os.mkdir(f"{base}/{name}")
 
     def _rmdirs(self, name: str) -> None:
-        for hier in reversed(self._hiers):
+        for base in reversed(self._bases):
             with contextlib.suppress(OSError):
-                os.rmdir(hier / self.parent / name)
+                os.rmdir(f"{base}/{name}")
 
     def _limit(self, name: str, limits: ResolvedLimits, had: ResolvedLimits | None) -> None:
         """Write ``limits`` into cgroup ``name``: all of them into a new one (``had`` None),
@@ -192,20 +200,21 @@ class CgroupV1(CgroupBackend):
         # v1 refuses a child quota above its parent's: a job gets at most its client's.
         quota = self._quota(limits)
         if had is None or quota != self._quota(had):
-            write(self._dir("cpu", name) / "cpu.cfs_quota_us", str(quota))
-        mem = self._dir("memory", name)
+            write(self._file("cpu", name, "cpu.cfs_quota_us"), str(quota))
         nbytes = limits.memory_mb * MIB
         if had is None or nbytes != had.memory_mb * MIB:
-            order = [mem / "memory.limit_in_bytes"]
+            order = [self._file("memory", name, "memory.limit_in_bytes")]
             if self._memsw:
                 # memory+swap must stay >= memory: raised before it, lowered after it (a new
                 # cgroup is unlimited: memory first).
                 raising = had is not None and nbytes > had.memory_mb * MIB
-                order.insert(0 if raising else 1, mem / "memory.memsw.limit_in_bytes")
+                order.insert(
+                    0 if raising else 1, self._file("memory", name, "memory.memsw.limit_in_bytes")
+                )
             for path in order:
                 write(path, str(nbytes))
         if had is None or limits.pids != had.pids:
-            write(self._dir("pids", name) / "pids.max", str(limits.pids))
+            write(self._file("pids", name, "pids.max"), str(limits.pids))
         if (
             had is None
             and self._devices_per_job
@@ -213,10 +222,13 @@ class CgroupV1(CgroupBackend):
         ):
             raise CgroupError(f"cannot restrict the devices of cgroup {name}")
         if limits.device is not None:
-            blk = self._dir("blkio", name)
             dev = limits.device
-            write(blk / "blkio.throttle.read_bps_device", f"{dev} {limits.rbps}")
-            write(blk / "blkio.throttle.write_bps_device", f"{dev} {limits.wbps}")
+            write(
+                self._file("blkio", name, "blkio.throttle.read_bps_device"), f"{dev} {limits.rbps}"
+            )
+            write(
+                self._file("blkio", name, "blkio.throttle.write_bps_device"), f"{dev} {limits.wbps}"
+            )
 
     def _quota(self, limits: ResolvedLimits) -> int:
         percent = min(limits.cpu_percent, self.clients.cpu_percent or limits.cpu_percent)
@@ -225,22 +237,21 @@ class CgroupV1(CgroupBackend):
     def procs_files(self, job_id: str) -> list[str]:
         # "tasks", not "cgroup.procs": moving one thread skips the global threadgroup rwsem,
         # whose RCU grace period costs ~10 ms per job. The caller is single-threaded.
-        return [str(h / self.parent / job_id / "tasks") for h in self._hiers]
+        return [f"{base}/{job_id}/tasks" for base in self._bases]
 
     def pids(self, job_id: str) -> list[int]:
         try:
-            text = read_text(self._dir("pids", job_id) / "cgroup.procs")
+            text = read_text(self._file("pids", job_id, "cgroup.procs"))
         except OSError:
             return []
         return [int(p) for p in text.split()]
 
     def usage(self, job_id: str) -> Usage:
-        cpu_ns = read_int(self._dir("cpuacct", job_id) / "cpuacct.usage")
-        mem = self._dir("memory", job_id)
+        cpu_ns = read_int(self._file("cpuacct", job_id, "cpuacct.usage"))
         read = written = 0
         seen_io = False
         try:
-            lines = read_text(self._dir("blkio", job_id) / "blkio.throttle.io_service_bytes")
+            lines = read_text(self._file("blkio", job_id, "blkio.throttle.io_service_bytes"))
         except OSError:
             lines = ""
         for line in lines.splitlines():
@@ -253,15 +264,15 @@ class CgroupV1(CgroupBackend):
                     written += int(parts[2])
         return Usage(
             cpu_seconds=None if cpu_ns is None else cpu_ns / 1e9,
-            memory_peak_bytes=read_int(mem / "memory.max_usage_in_bytes"),
-            memory_current_bytes=read_int(mem / "memory.usage_in_bytes"),
-            pids_current=read_int(self._dir("pids", job_id) / "pids.current"),
+            memory_peak_bytes=read_int(self._file("memory", job_id, "memory.max_usage_in_bytes")),
+            memory_current_bytes=read_int(self._file("memory", job_id, "memory.usage_in_bytes")),
+            pids_current=read_int(self._file("pids", job_id, "pids.current")),
             io_read_bytes=read if seen_io or lines else 0,
             io_write_bytes=written if seen_io or lines else 0,
         )
 
     def oom_kills(self, job_id: str) -> int:
-        return read_keyed(self._dir("memory", job_id) / "memory.oom_control").get("oom_kill", 0)
+        return read_keyed(self._file("memory", job_id, "memory.oom_control")).get("oom_kill", 0)
 
     def unthrottle(self, job_id: str) -> None:
         write(self._dir("cpu", job_id) / "cpu.cfs_quota_us", "-1")
@@ -288,8 +299,8 @@ class CgroupV1(CgroupBackend):
         if not self._hier:
             return
         wait_exited(self.pids(job_id))
-        for hier in self._hiers:
-            d = hier / self.parent / job_id
+        for base in self._bases:
+            d = f"{base}/{job_id}"
             for attempt in range(2):
                 try:
                     os.rmdir(d)
@@ -303,7 +314,7 @@ class CgroupV1(CgroupBackend):
 
     def left(self, job_id: str) -> bool:
         # remove() takes the hierarchies in order: the last one goes last.
-        return bool(self._hiers) and (self._hiers[-1] / self.parent / job_id).is_dir()
+        return bool(self._bases) and os.path.isdir(f"{self._bases[-1]}/{job_id}")
 
     def job_ids(self) -> list[str]:
         if not self._hier:

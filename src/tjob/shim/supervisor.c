@@ -44,10 +44,11 @@ static int report_end(struct sup *s, const char *end, int reply) {
     int fds[1] = {reply};
     int sent = send_with_fds(s->chan, end, strlen(end), fds, reply >= 0) == 0;
     if (sent && recv(s->chan, &ack, 1, 0) == 1 && ack == TJOB_ACK_RECORDED[0]) {
-        /* The launcher put status.json in place without waiting on the disk (its waiter is
-         * woken first): made durable here, before this exit settles the job. */
-        if (sync_wanted() && sync_named(s->dir, TJOB_STATUS_FILE) && errno != ENOENT)
-            log_error("supervisor", "fsync " TJOB_STATUS_FILE);
+        /* The launcher put status.json in place and woke its waiter: the reserve's blocks
+         * past it are given back (on a full disk, the room for the engine's record of the
+         * end, made once this process exits), and it is made durable, here. */
+        if (finish_file(s->dir, TJOB_STATUS_FILE, sync_wanted()) && errno != ENOENT)
+            log_error("supervisor", "finish " TJOB_STATUS_FILE);
         return 0;
     }
     close(s->chan);

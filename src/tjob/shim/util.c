@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,17 +118,21 @@ static int write_named(const char *dir, const char *name, const char *text, int 
     return rc;
 }
 
-int sync_named(const char *dir, const char *name) {
+int finish_file(const char *dir, const char *name, int sync) {
     char path[PATH_MAX];
     if (join_path(path, sizeof path, dir, name)) return -1;
-    int rc = -1;
-    for (int i = 0; i < 2; i++) { /* the file, then its name */
-        int fd = open(i ? dir : path, O_RDONLY | O_CLOEXEC | (i ? O_DIRECTORY : 0));
-        if (fd < 0) return -1;
-        rc = fsync(fd);
-        close(fd);
-        if (rc) break;
-    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    /* ext4 gives back the blocks kept past the end (fallocate KEEP_SIZE) even at the same
+     * length. */
+    int rc = fstat(fd, &st) || ftruncate(fd, st.st_size) || (sync && fsync(fd)) ? -1 : 0;
+    close(fd);
+    if (rc || !sync) return rc;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    rc = fsync(dfd);
+    close(dfd);
     return rc;
 }
 

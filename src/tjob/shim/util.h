@@ -19,8 +19,9 @@ int write_file(const char *dir, const char *name, const char *text);
  * which says where living processes are, and a power cut leaves none. */
 int write_file_whole(const char *dir, const char *name, const char *text);
 /* Whether files are fsynced (an engine made with durable=False says no). */
-/* fsync dir/name, then dir (its name): 0, or -1 with errno. */
-int sync_named(const char *dir, const char *name);
+/* dir/name's blocks past its end given back, then (if `sync`) it and dir (its name) fsynced:
+ * 0, or -1 with errno. */
+int finish_file(const char *dir, const char *name, int sync);
 int sync_wanted(void);
 double now(void);
 /* What the fork server set (SIGCHLD and SIGINT ignored) back to defaults; an empty mask.

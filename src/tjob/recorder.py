@@ -8,8 +8,8 @@ order: the job's cgroup removed, the log's end frame (followers stop there), ``s
 Ends a supervisor reports are recorded in the launcher, which has no store: there an exited
 job's cgroup is removed once ``status.json`` is in place (its waiter is woken first), then the
 supervisor is answered and finishes ``status.json`` (gives back the reserve's blocks past it,
-fsyncs it) before it exits, and the row is written by
-the engine when the supervisor's pidfd fires (:mod:`tjob.ends`). A supervisor whose
+fsyncs it) before it exits, and the row is written by the engine when the supervisor's pidfd
+fires (:mod:`tjob.ends`). A supervisor whose
 launcher is gone leaves its report in the job's directory (``END_FILE``) and exits; the engine
 (or the next one, at start-up) records it with :meth:`Recorder.reported`, all four steps at
 once, as it records a lost end.

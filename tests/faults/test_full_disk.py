@@ -69,7 +69,12 @@ def _fill_blocks(where: Path) -> None:
 
 
 def _waiting_job(eng: Engine, fifo: Path, *extra: str) -> str:
-    return eng.start(JobSpec(["sh", "-c", f"read x < {fifo}; exit 4", "sh", *extra])).id
+    """A job that exits 4 once ``fifo``'s last writer closes it; returned once it holds it
+    open (opened after that close, it would wait for a writer for ever)."""
+    script = f"exec 3< {fifo}; echo ready; read x <&3; exit 4"
+    job = eng.start(JobSpec(["sh", "-c", script, "sh", *extra]))
+    assert next(iter(job.output())).data == b"ready\n"
+    return job.id
 
 
 @pytest.mark.parametrize("fill", [_fill_inodes, _fill_blocks], ids=["inodes", "blocks"])

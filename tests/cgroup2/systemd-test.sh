@@ -22,6 +22,9 @@ export TJOB_CA=/etc/tjob/ca.crt TJOB_CERT=/etc/tjob/cli.crt TJOB_KEY=/etc/tjob/c
 start=$(date +%s)
 
 say() { echo "systemd-test [$(($(date +%s) - start))s]: $*"; }
+# A guard against hangs: a tjob command that has not answered in a minute fails (with `diag`
+# where its caller checks), instead of the guest running out of time in silence.
+tjob() { timeout 60 "$project/.venv/bin/tjob" "$@"; }
 diag() {
     systemctl status tjobs --no-pager -l
     journalctl -u tjobs --no-pager -n 40 -o cat

@@ -82,6 +82,15 @@ int join_path(char *buf, size_t size, const char *dir, const char *name) {
 
 static int write_named(const char *dir, const char *name, const char *text, int sync);
 
+/* The names made or renamed in `dir` put on the disk: 0, or -1 with errno. */
+static int sync_dir(const char *dir) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
 int write_file(const char *dir, const char *name, const char *text) {
     return write_named(dir, name, text, sync_wanted());
 }
@@ -110,12 +119,7 @@ static int write_named(const char *dir, const char *name, const char *text, int 
         errno = e;
         return -1;
     }
-    if (!sync) return 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return -1;
-    rc = fsync(dfd);
-    close(dfd);
-    return rc;
+    return sync ? sync_dir(dir) : 0;
 }
 
 int finish_file(const char *dir, const char *name, int sync) {
@@ -128,12 +132,7 @@ int finish_file(const char *dir, const char *name, int sync) {
      * length. */
     int rc = fstat(fd, &st) || ftruncate(fd, st.st_size) || (sync && fsync(fd)) ? -1 : 0;
     close(fd);
-    if (rc || !sync) return rc;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return -1;
-    rc = fsync(dfd);
-    close(dfd);
-    return rc;
+    return rc || !sync ? rc : sync_dir(dir);
 }
 
 int sync_wanted(void) {

@@ -18,10 +18,10 @@ int write_file(const char *dir, const char *name, const char *text);
 /* Like write_file, but nothing is fsynced (readers see the whole file or none): run.json,
  * which says where living processes are, and a power cut leaves none. */
 int write_file_whole(const char *dir, const char *name, const char *text);
-/* Whether files are fsynced (an engine made with durable=False says no). */
 /* dir/name's blocks past its end given back, then (if `sync`) it and dir (its name) fsynced:
  * 0, or -1 with errno. */
 int finish_file(const char *dir, const char *name, int sync);
+/* Whether files are fsynced (an engine made with durable=False says no). */
 int sync_wanted(void);
 double now(void);
 /* What the fork server set (SIGCHLD and SIGINT ignored) back to defaults; an empty mask.

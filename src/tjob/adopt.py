@@ -26,7 +26,7 @@ from pathlib import Path
 from .ends import Ends
 from .errors import CgroupError, TjobError
 from .job import Job
-from .jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, write_json
+from .jobdir import LOG_FILE, RUN_FILE, SPEC_FILE, claimed, write_json
 from .procs import (
     boot_time,
     children,
@@ -54,11 +54,13 @@ class _Supervisors:
         self._state_dir = state_dir
         self._found: dict[str, int] | None = None
 
-    def of(self, job_id: str) -> int | None:
+    def of(self, job_id: str, fresh: bool = False) -> int | None:
+        """``fresh``: scanned again (a supervisor takes its mark once it has its job)."""
         if self._found is None:
             n = end_stale_launchers(str(self._state_dir))
             if n:
                 log.warning("killed %d stalled launcher(s) an earlier engine left", n)
+        if self._found is None or fresh:
             self._found = supervisors()
         return self._found.get(job_id)
 
@@ -171,12 +173,16 @@ def _adopt(job: Job, ends: Ends, sups: _Supervisors) -> None:
     try:
         run = decode_run((job.dir / RUN_FILE).read_bytes())
     except (OSError, ProtocolError) as e:
-        found = _by_mark(job, sups)
-        if found is None:
-            if not _log_begun(job) and job.created_at >= boot_time():
-                _never_started(job)  # no supervisor ever took it (its start was cut short)
-            ends.settle(job)  # else lost: files of an earlier boot may not have reached the disk
-            return
+        # A supervisor handed the job just before its launcher died may not have its mark
+        # yet: under this lock it either has it, or sees the end recorded here and gives up.
+        with claimed(job.dir):
+            found = _by_mark(job, sups)
+            if found is None:
+                if not _log_begun(job) and job.created_at >= boot_time():
+                    _never_started(job)  # no supervisor ever took it (its start was cut short)
+                # Else lost: files of an earlier boot may not have reached the disk.
+                ends.settle(job)
+                return
         run = found
         log.warning("job %s: %s unreadable (%s); adopted by its supervisor", job.id, RUN_FILE, e)
     try:
@@ -218,7 +224,7 @@ def _never_started(job: Job) -> None:
 
 def _by_mark(job: Job, sups: _Supervisors) -> RunInfo | None:
     """What run.json would say, from the live supervisor of the job (its init: its child)."""
-    pid = sups.of(job.id)
+    pid = sups.of(job.id, fresh=True)
     if pid is None:
         return None
     kids = children(pid)

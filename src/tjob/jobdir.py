@@ -26,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,18 @@ def write_final(path: Path, data: dict[str, Any], finish: bool = True) -> None:
         os.close(fd)
     if finish:
         _sync_name(path)
+
+
+@contextlib.contextmanager
+def claimed(jdir: Path) -> Iterator[None]:
+    """The job directory's lock, which a supervisor holds from its check that the job has no
+    end recorded until output.log has its header (``claim_job`` in shim/supervisor.c)."""
+    fd = os.open(jdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_final(path: Path) -> bytes | None:

@@ -3,6 +3,8 @@ engine runs, a deleted lock file, a shutdown with jobs ignoring SIGTERM, a wall-
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -103,6 +105,74 @@ def test_a_start_in_flight_when_the_engine_died_is_resolved_and_never_runs_after
             eng.close()
     finally:
         os.close(old)
+
+
+_HANDED_OVER_STOPPED = """
+import os, signal, sys
+from tjob import Engine, JobSpec, JobState, launcher_client
+from tjob.procs import children
+launcher_client.START_TIMEOUT = 0.5
+eng = Engine(sys.argv[1], cgroup_parent=sys.argv[2])
+eng.start(JobSpec(["true"])).wait(30)
+zygote = eng.diagnostics().zygote_pid  # settled: its children are spares only
+os.kill(zygote, signal.SIGSTOP)  # a spare asked for and not forked yet stays so
+spares = children(zygote)
+for pid in spares:
+    os.kill(pid, signal.SIGSTOP)  # before it has its job: without its mark
+job = eng.start(JobSpec(["printf", "<%s>", "ran"]))  # handed to a stopped spare
+assert job.status().state is JobState.STARTING
+print(job.id, zygote, *spares, flush=True)
+os._exit(9)  # its launcher sees the end, and exits
+"""
+
+
+def test_a_job_handed_to_a_supervisor_without_its_mark_yet_never_runs_after_its_end(
+    tmp_path: Path, cgroup_parent: str
+) -> None:
+    """The launcher hands a job to a spare and dies (with its engine) before the spare took
+    the job's mark: the next engine, finding no supervisor, records the job as never started;
+    the spare, going on, sees that end and gives the job up (the job directory's lock)."""
+    state = tmp_path / "state"
+    # The dead engine's processes in a cgroup of their own, to wait for every one of them.
+    v1 = Path("/sys/fs/cgroup/pids")
+    cg = (v1 if v1.is_dir() else Path("/sys/fs/cgroup")) / f"{cgroup_parent}-procs"
+    cg.mkdir()
+    try:
+        out = subprocess.run(
+            ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh", sys.executable,
+             "-c", _HANDED_OVER_STOPPED, str(state), cgroup_parent],
+            check=False, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 9, out.stderr
+        job_id, zygote, *spares = out.stdout.split()
+        zfd = os.pidfd_open(int(zygote))  # stopped: still there
+        eng = Engine(state, cgroup_parent=cgroup_parent)
+        try:
+            st = eng.get(job_id).status()
+            assert (st.state, st.error) == (JobState.FAILED, NEVER_STARTED)
+            for pid in (zygote, *spares):
+                os.kill(int(pid), signal.SIGCONT)
+            assert readable(zfd, 30)  # it forked what it was asked for, saw the end, exited
+            for pid in (cg / "cgroup.procs").read_text().split():  # the spares, their inits
+                with contextlib.suppress(ProcessLookupError):
+                    fd = os.pidfd_open(int(pid))
+                    try:
+                        assert readable(fd, 30), f"process {pid} of the dead engine stays"
+                    finally:
+                        os.close(fd)
+            jdir = state / "jobs" / job_id
+            assert list(eng.get(job_id).output(follow=False)) == []  # it never ran
+            assert b"<ran>" not in (jdir / "output.log").read_bytes()
+            assert not (jdir / "run.json").exists()
+            assert not (jdir / END_FILE).exists()  # given up: not a start that failed
+            assert json.loads((jdir / "status.json").read_bytes())["error"] == NEVER_STARTED
+            check_nothing_unlisted(eng, cgroup_parent)
+        finally:
+            os.close(zfd)
+            stop_all(eng)
+            eng.close()
+    finally:
+        cg.rmdir()
 
 
 def test_a_launcher_killed_mid_start_is_named_and_the_job_readable(

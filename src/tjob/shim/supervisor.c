@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 struct sup {
     int chan, busy, reply;   /* to the fork server; its cue; the engine's reply socket */
     int to_init, init_pidfd; /* init's job channel; a pidfd of init */
+    int claim;               /* the job directory, locked until output.log is claimed */
     pid_t me, init;
     struct lines reports; /* init's report lines */
     const char *dir;
@@ -120,6 +122,20 @@ static void hold_mounts(struct sup *s) {
     if (n == 1) close(ns);
 }
 
+/* Whether the job is still this supervisor's to start. A later engine records the end of a
+ * job whose launcher died after handing it over (adopt.py) holding the job directory's lock,
+ * from before it looks for this supervisor by its mark (set_title) until the end is written.
+ * Here the lock is held from this check until output.log has its header, which says to that
+ * engine that a supervisor took the job: one of the two goes first. */
+static int claim_job(struct sup *s) {
+    s->claim = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->claim < 0) return 1; /* the start fails on its own, and says why */
+    if (flock(s->claim, LOCK_EX)) log_error("supervisor", "flock");
+    if (faccessat(s->claim, TJOB_STATUS_FILE, F_OK, 0)) return 1;
+    close(s->claim);
+    return 0;
+}
+
 /* Hand init the job: its output pipes and exec.bin (and an interactive job's stdin). Into
  * `first`, init's first report (that the command runs, or why not), the supervisor's own
  * failure, or "" if init died silently. */
@@ -129,6 +145,7 @@ static void hand_to_init(struct sup *s, struct capture *c, struct jobstdin *io, 
     char tag = TJOB_INIT_JOB[0];
     int in = -1, exec_fd = -1;
     int ok = prepare_job(s, c, io, out, err, &in, &tag, &exec_fd, &f) == 0;
+    close_quietly(s->claim); /* output.log is claimed (or the start failed) */
     if (ok) {
         hold_mounts(s);
         int fds[4] = {out[1], err[1], exec_fd, in}, tty[1] = {exec_fd};
@@ -237,7 +254,7 @@ static void started(struct sup *s, long pid, double started_at) {
 
 int supervise(int chan, int busy, const char *cgroup_root, const struct recorder *rec) {
     static const char *const spare_title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_SUPERVISOR_ARGV1, NULL};
-    struct sup s = {.chan = chan, .busy = busy, .reply = -1, .rec = rec};
+    struct sup s = {.chan = chan, .busy = busy, .reply = -1, .claim = -1, .rec = rec};
     keep_only(chan, busy);
     set_title(spare_title);
     if (setsid() < 0) log_error("spare", "setsid");
@@ -264,6 +281,11 @@ int supervise(int chan, int busy, const char *cgroup_root, const struct recorder
     const char *slash = strrchr(s.dir, '/');
     const char *title[] = {TJOB_SUPERVISOR_ARGV0, TJOB_SUPERVISOR_ARGV1, slash ? slash + 1 : s.dir, NULL};
     set_title(title);
+    if (!claim_job(&s)) { /* its end is recorded: nothing of it ran, nothing will */
+        close(s.to_init);
+        wait_init(&s);
+        return 0;
+    }
 
     struct capture c = {.cap = cap};
     int out[2] = {-1, -1}, err[2] = {-1, -1};

@@ -96,7 +96,9 @@ static int make_spare(struct sup *s, const char *cgroup_root) {
 static int prepare_job(struct sup *s, struct capture *c, struct jobstdin *io, int out[2],
                        int err[2], int *in, char *tag, int *exec_fd, struct failure *f) {
     char path[PATH_MAX];
-    if (capture_open(c, s->dir, c->cap, f)) return -1;
+    int failed = capture_open(c, s->dir, c->cap, f);
+    close_quietly(s->claim); /* output.log has its header: the job is this supervisor's */
+    if (failed) return -1;
     if (join_path(path, sizeof path, s->dir, TJOB_EXEC_FILE) == 0)
         *exec_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*exec_fd < 0) return fail(f, "supervisor", "open", TJOB_EXEC_FILE);
@@ -145,7 +147,6 @@ static void hand_to_init(struct sup *s, struct capture *c, struct jobstdin *io, 
     char tag = TJOB_INIT_JOB[0];
     int in = -1, exec_fd = -1;
     int ok = prepare_job(s, c, io, out, err, &in, &tag, &exec_fd, &f) == 0;
-    close_quietly(s->claim); /* output.log is claimed (or the start failed) */
     if (ok) {
         hold_mounts(s);
         int fds[4] = {out[1], err[1], exec_fd, in}, tty[1] = {exec_fd};

@@ -5,7 +5,6 @@ own limits; nothing of it outlives its launcher for long."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from tjob import Engine, JobSpec, Limits
 from tjob.cgroups.base import SPARE_PREFIX
 from tjob.cgroups.clients import client_dir
+from tjob.procs import readable
 from tjob.spec import MIB
 from tjob.watch import Hub
 
@@ -99,7 +99,7 @@ def test_a_spare_a_killed_launcher_left_is_removed_by_the_next(
         pid = eng.diagnostics().launcher_pid
         fd = os.pidfd_open(pid)
         os.kill(pid, signal.SIGKILL)
-        assert select.select([fd], [], [], 30)[0]
+        assert readable(fd, 30)
         os.close(fd)
     finally:
         eng.close()

@@ -98,11 +98,10 @@ def test_kill_9_during_runs_loses_no_acknowledged_job(certs: Path, tmp_path: Pat
                 assert (st.state, st.exit_code) == (pb.JOB_STATE_EXITED, 5), st
                 assert output(admin, job_id) in (b"out\nerr\n", b"err\nout\n")
             else:  # caught mid-Run by the kill: it ran, is lost, or never reached a supervisor
-                end = (st.state, st.error if st.state == pb.JOB_STATE_FAILED else "")
-                assert end[0] in (pb.JOB_STATE_EXITED, pb.JOB_STATE_LOST) or end == (
-                    pb.JOB_STATE_FAILED,
-                    NEVER_STARTED,
-                ), f"{pb.JobState.Name(st.state)}: {st.error}"
+                never_started = (st.state, st.error) == (pb.JOB_STATE_FAILED, NEVER_STARTED)
+                assert st.state in (pb.JOB_STATE_EXITED, pb.JOB_STATE_LOST) or never_started, (
+                    f"{pb.JobState.Name(st.state)}: {st.error}"
+                )
         no_cgroup_left(listed)
         assert health_call(second.raw())
     finally:
